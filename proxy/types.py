@@ -1,0 +1,131 @@
+"""The product's shared vocabulary: plain, frozen data passed between the pure core and the edges.
+
+An *offer* is one provider's way of serving one canonical model. A *ranking* is the ordered list of
+offers the attempt loop walks. An *attempt* is one try at one offer, with how it ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Health(StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"
+
+    @property
+    def tier(self) -> int:
+        """Ranking tier: healthy first, degraded and unknown next, unhealthy last."""
+        return _TIERS[self]
+
+    @property
+    def gauge(self) -> int:
+        """The value of `gatewayz_offer_state`: 0 healthy, 1 degraded, 2 unhealthy, 3 unknown."""
+        return _GAUGE[self]
+
+
+_TIERS = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNKNOWN: 1, Health.UNHEALTHY: 2}
+_GAUGE = {Health.HEALTHY: 0, Health.DEGRADED: 1, Health.UNHEALTHY: 2, Health.UNKNOWN: 3}
+
+
+class Strategy(StrEnum):
+    BALANCED = "balanced"
+    PRICE = "price"
+    LATENCY = "latency"
+
+
+class CircuitState(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+OfferKey = tuple[str, str]
+"""(provider slug, provider model id): how runtime state names an offer, stable across refreshes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One provider's offer of one canonical model, as the catalog knows it."""
+
+    model_id: str
+    provider_slug: str
+    provider_model_id: str
+    base_url: str
+    api_key_env: str
+    priority: int = 0
+    health: Health = Health.UNKNOWN
+    provider_health: Health = Health.UNKNOWN
+    response_time_ms: float | None = None
+    pricing_prompt: float | None = None
+    pricing_completion: float | None = None
+    supports_streaming: bool = True
+    offer_id: int | None = None
+
+    @property
+    def key(self) -> OfferKey:
+        return (self.provider_slug, self.provider_model_id)
+
+    @property
+    def effective_health(self) -> Health:
+        """The worse of the offer's own health and its provider's roll-up (unknown counts as neither)."""
+        if Health.UNHEALTHY in (self.health, self.provider_health):
+            return Health.UNHEALTHY
+        if self.health is Health.UNKNOWN:
+            return self.provider_health if self.provider_health is Health.DEGRADED else Health.UNKNOWN
+        if Health.DEGRADED in (self.health, self.provider_health):
+            return Health.DEGRADED
+        return self.health
+
+
+@dataclass(frozen=True, slots=True)
+class Preferences:
+    """What a request asked about provider choice (header and OpenRouter-style `provider` field)."""
+
+    order: tuple[str, ...] = ()
+    only: frozenset[str] | None = None
+    ignore: frozenset[str] = frozenset()
+    allow_fallbacks: bool = True
+    sort: Strategy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeView:
+    """What this instance knows about an offer beyond the catalog, at one instant."""
+
+    cooldown_until: float = 0.0  # monotonic seconds; a provider said "not before then"
+    circuit: CircuitState = CircuitState.CLOSED
+    latency_ms: float | None = None  # passive EWMA of time to first byte
+    passive_health: Health = Health.UNKNOWN
+
+
+@dataclass(frozen=True, slots=True)
+class Ranking:
+    """The offers to try, best first, and those left out because they are cooling down."""
+
+    offers: tuple[Offer, ...]
+    cooling: tuple[Offer, ...] = ()
+    retry_after_s: float | None = None  # when every offer is cooling: the soonest one is usable again
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at one offer, for the answer's `attempts` list, metrics and logs."""
+
+    provider: str
+    provider_model_id: str
+    outcome: str  # "ok", an HTTP status as text ("503"), or an error class name ("connect_error")
+    elapsed_ms: float
+    retryable: bool = True
+    detail: str = field(default="", compare=False)
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "provider": self.provider,
+            "provider_model_id": self.provider_model_id,
+            "status": self.outcome,
+            "elapsed_ms": round(self.elapsed_ms, 1),
+        }

@@ -1,0 +1,115 @@
+"""Config: the TOML file of SPEC section 3 into one frozen dataclass, with errors that name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from proxy.cli import main
+from proxy.config import Secret, load_config
+from proxy.errors import ConfigError
+from proxy.types import Strategy
+
+GOOD = """
+[proxy]
+port = 9000
+strategy = "price"
+max_attempts = 4
+
+[[providers]]
+slug = "openrouter"
+name = "OpenRouter"
+base_url = "https://openrouter.ai/api/v1/"
+api_key_env = "OPENROUTER_API_KEY"
+listing = "openrouter"
+
+[[providers]]
+slug = "featherless"
+name = "Featherless"
+base_url = "https://api.featherless.ai/v1"
+api_key_env = "FEATHERLESS_API_KEY"
+priority = 1
+
+[[models]]
+model_id = "gpt-4"
+offers = [
+  { provider = "openrouter", provider_model_id = "openai/gpt-4", pricing_prompt = 0.00003, pricing_completion = 0.00006 },
+  { provider = "featherless", provider_model_id = "gpt-4" },
+]
+
+[aliases]
+"meta-llama/Meta-Llama-3-70B-Instruct" = "llama-3-70b-instruct"
+"""
+
+ENV = {"OPENROUTER_API_KEY": "sk-or-secret-123", "FAILOVER_ADMIN_TOKEN": "adm-tok", "FAILOVER_API_KEYS": "a, b"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "failover.toml"
+    path.write_text(text)
+    return path
+
+
+def test_reads_the_spec_shape(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), ENV)
+    assert config.proxy.port == 9000
+    assert config.proxy.strategy is Strategy.PRICE
+    assert config.proxy.deadline_s == 120.0
+    assert [p.slug for p in config.providers] == ["openrouter", "featherless"]
+    assert config.providers[0].base_url == "https://openrouter.ai/api/v1"
+    assert config.providers[0].api_key.reveal() == "sk-or-secret-123"
+    assert not config.providers[1].api_key
+    assert config.models[0].offers[0].pricing_prompt == pytest.approx(0.00003)
+    assert config.alias_map == {"meta-llama/Meta-Llama-3-70B-Instruct": "llama-3-70b-instruct"}
+    assert [k.reveal() for k in config.api_keys] == ["a", "b"]
+
+
+def test_is_frozen_and_masks_secrets(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD), ENV)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.proxy.port = 1  # type: ignore[misc]
+    text = repr(config) + str(config) + f"{config.providers[0]}"
+    for secret in ENV.values():
+        for part in secret.split(","):
+            if len(part.strip()) > 2:
+                assert part.strip() not in text
+    assert repr(Secret("x")) == "Secret('**********')"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (GOOD + "\n[bogus]\nx = 1\n", "bogus: unknown key"),
+        (GOOD.replace("max_attempts = 4", "max_attemps = 4"), "proxy.max_attemps: unknown key"),
+        (GOOD.replace("port = 9000", 'port = "nine"'), "proxy.port: expected an integer"),
+        (GOOD.replace('strategy = "price"', 'strategy = "cheap"'), "proxy.strategy: expected one of"),
+        (GOOD.replace("max_attempts = 4", "max_attempts = 0"), "proxy.max_attempts: must be greater than 0"),
+        (GOOD.replace('slug = "featherless"', 'slug = "openrouter"'), "duplicate provider slug"),
+        (GOOD.replace('{ provider = "featherless"', '{ provider = "nowhere"'), "names undeclared provider"),
+        (GOOD.replace('name = "Featherless"\n', ""), "providers[1]: missing required key(s): name"),
+        (GOOD.replace('listing = "openrouter"', 'listing = "xml"'), "providers[0].listing"),
+        (GOOD.replace("https://api.featherless", "ftp://api.featherless"), "providers[1].base_url"),
+        ("[proxy\nport=1", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, text: str, fragment: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    assert fragment in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_missing_file_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="FAILOVER_CONFIG"):
+        load_config(tmp_path / "nope.toml", {})
+
+
+def test_cli_exits_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GOOD.replace("max_attempts = 4", "max_attempts = true"))
+    assert main(["--config", str(path), "explain", "gpt-4"]) == 2
+    err = capsys.readouterr().err
+    assert "proxy.max_attempts: expected an integer" in err
+    assert "Traceback" not in err
