@@ -124,6 +124,6 @@ class Metrics:
         folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         if folder:
             registry = CollectorRegistry()
-            MultiProcessCollector(registry, path=folder)
+            MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
