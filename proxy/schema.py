@@ -1,0 +1,46 @@
+"""The documented schema: every table and view the migrations create, with exactly these columns.
+
+`tests/test_migrate.py` compares a migrated database with this mapping, and `failover check`
+("Schema Columns") reports any column missing from it. Column names follow the guide.
+
+- `providers`: one row per configured provider; `health_status` is the worker's roll-up.
+- `models`: one row per *offer* (a provider's way of serving canonical `model_id` under its own
+  `provider_model_id`); prices in USD per token (`pricing_request` per request), NUMERIC.
+- `model_health_tracking`: one row per offer (`offer_id` -> `models.id`); `(provider, model)` is
+  the offer key (provider slug, provider model id); counts are incremented atomically;
+  `call_count` is generated; `average_response_time_ms` is an EWMA.
+- `model_health_history`: one row per observation, `source` is `probe` or `traffic`.
+- `offer_catalog`: a view joining the three, what every ranked-offer read selects from.
+- `schema_migrations`: the migration files applied, with a checksum of each.
+"""
+
+from __future__ import annotations
+
+TABLES = ("providers", "models", "model_health_tracking", "model_health_history")
+
+SCHEMA: dict[str, tuple[str, ...]] = {
+    "providers": (
+        "id", "slug", "name", "base_url", "api_key_env", "is_active", "priority", "health_status",
+        "average_response_time_ms", "last_health_check_at", "created_at", "updated_at",
+    ),
+    "models": (
+        "id", "provider_id", "model_id", "provider_model_id", "pricing_prompt", "pricing_completion",
+        "pricing_request", "context_length", "supports_streaming", "is_active", "health_status",
+        "average_response_time_ms", "success_rate", "created_at", "updated_at",
+    ),
+    "model_health_tracking": (
+        "id", "offer_id", "provider", "model", "success_count", "error_count", "call_count",
+        "consecutive_failures", "consecutive_successes", "average_response_time_ms", "last_status",
+        "last_error", "circuit_state", "cooldown_until", "updated_at",
+    ),
+    "model_health_history": (
+        "id", "offer_id", "checked_at", "source", "health_status", "response_time_ms", "http_status", "error",
+    ),
+    "offer_catalog": (
+        "offer_id", "model_id", "provider_model_id", "offer_is_active", "health_status", "success_rate",
+        "pricing_prompt", "pricing_completion", "pricing_request", "context_length", "supports_streaming",
+        "provider_id", "provider_slug", "provider_name", "base_url", "api_key_env", "provider_is_active",
+        "priority", "provider_health_status", "response_time_ms", "circuit_state", "cooldown_until",
+    ),
+    "schema_migrations": ("version", "checksum", "applied_at"),
+}

@@ -1,0 +1,142 @@
+-- Named queries (procrastinate style): each block starts with `-- name: <name>`; see proxy/queries.py.
+-- Values are always bind parameters. Offer reads select from the offer_catalog view (migration 0003).
+
+-- name: load_offers
+-- Every active offer of every model: what the proxy's in-process catalog holds.
+SELECT offer_id, model_id, provider_model_id, provider_slug, base_url, api_key_env, priority,
+       health_status, provider_health_status, response_time_ms, pricing_prompt, pricing_completion,
+       supports_streaming, success_rate, offer_is_active, provider_is_active
+FROM offer_catalog
+WHERE offer_is_active AND provider_is_active
+ORDER BY model_id, provider_slug, provider_model_id;
+
+-- name: load_offers_for_models
+-- The active offers of the given canonical models ($1 text[]), by models_active_model_id_idx.
+SELECT offer_id, model_id, provider_model_id, provider_slug, base_url, api_key_env, priority,
+       health_status, provider_health_status, response_time_ms, pricing_prompt, pricing_completion,
+       supports_streaming, success_rate, offer_is_active, provider_is_active
+FROM offer_catalog
+WHERE offer_is_active AND provider_is_active AND model_id = ANY($1::text[])
+ORDER BY model_id, provider_slug, provider_model_id;
+
+-- name: all_offers_for_model
+-- Every offer of one model ($1), active or not, for operators.
+SELECT offer_id, model_id, provider_model_id, provider_slug, base_url, api_key_env, priority,
+       health_status, provider_health_status, response_time_ms, pricing_prompt, pricing_completion,
+       supports_streaming, success_rate, offer_is_active, provider_is_active
+FROM offer_catalog
+WHERE model_id = $1
+ORDER BY provider_slug, provider_model_id;
+
+-- name: list_models
+SELECT DISTINCT model_id
+FROM offer_catalog
+WHERE offer_is_active AND provider_is_active
+ORDER BY model_id;
+
+-- name: provider_model_id
+-- The provider's own id for a canonical model ($1) on a provider ($2), active offers only.
+SELECT provider_model_id
+FROM offer_catalog
+WHERE model_id = $1 AND provider_slug = $2 AND offer_is_active AND provider_is_active
+ORDER BY provider_model_id
+LIMIT 1;
+
+-- name: upsert_provider
+-- Sync: the provider as configured; its health columns belong to the health worker.
+INSERT INTO providers (slug, name, base_url, api_key_env, is_active, priority)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (slug) DO UPDATE SET
+    name = EXCLUDED.name, base_url = EXCLUDED.base_url, api_key_env = EXCLUDED.api_key_env,
+    is_active = EXCLUDED.is_active, priority = EXCLUDED.priority, updated_at = now()
+RETURNING id;
+
+-- name: upsert_offers
+-- Sync: one provider's ($1) offers, as parallel arrays. Unchanged rows are not touched and not
+-- returned; `inserted` tells a new offer from an updated (or reactivated) one.
+INSERT INTO models AS m (provider_id, provider_model_id, model_id, pricing_prompt, pricing_completion,
+                         pricing_request, context_length, supports_streaming, is_active)
+SELECT $1, o.provider_model_id, o.model_id, o.pricing_prompt, o.pricing_completion, o.pricing_request,
+       o.context_length, o.supports_streaming, TRUE
+FROM unnest($2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::numeric[], $7::int[], $8::bool[])
+    AS o (provider_model_id, model_id, pricing_prompt, pricing_completion, pricing_request,
+          context_length, supports_streaming)
+ON CONFLICT (provider_id, provider_model_id) DO UPDATE SET
+    model_id = EXCLUDED.model_id,
+    pricing_prompt = EXCLUDED.pricing_prompt,
+    pricing_completion = EXCLUDED.pricing_completion,
+    pricing_request = EXCLUDED.pricing_request,
+    context_length = EXCLUDED.context_length,
+    supports_streaming = EXCLUDED.supports_streaming,
+    is_active = TRUE,
+    updated_at = now()
+WHERE (m.model_id, m.pricing_prompt, m.pricing_completion, m.pricing_request, m.context_length,
+       m.supports_streaming, m.is_active)
+      IS DISTINCT FROM
+      (EXCLUDED.model_id, EXCLUDED.pricing_prompt, EXCLUDED.pricing_completion, EXCLUDED.pricing_request,
+       EXCLUDED.context_length, EXCLUDED.supports_streaming, TRUE)
+RETURNING m.provider_model_id, (m.xmax = 0) AS inserted;
+
+-- name: deactivate_missing_offers
+-- Sync: a provider's ($1) active offers that are no longer listed ($2 text[] = the ids kept).
+UPDATE models
+SET is_active = FALSE, updated_at = now()
+WHERE provider_id = $1 AND is_active AND NOT (provider_model_id = ANY($2::text[]))
+RETURNING provider_model_id;
+
+-- name: ensure_tracking_rows
+-- Sync: every offer of a provider ($1) gets its model_health_tracking row.
+INSERT INTO model_health_tracking (offer_id, provider, model)
+SELECT m.id, p.slug, m.provider_model_id
+FROM models m
+JOIN providers p ON p.id = m.provider_id
+WHERE m.provider_id = $1
+ON CONFLICT (offer_id) DO NOTHING;
+
+-- name: deactivate_unconfigured_providers
+-- Sync: providers still active in the catalog but gone from the config ($1 text[] = configured slugs).
+UPDATE providers
+SET is_active = FALSE, updated_at = now()
+WHERE is_active AND NOT (slug = ANY($1::text[]))
+RETURNING slug, name;
+
+-- name: missing_tables
+-- Check: which of the named relations ($1 text[]) do not exist.
+SELECT t AS table_name
+FROM unnest($1::text[]) AS t
+WHERE to_regclass(t) IS NULL
+ORDER BY t;
+
+-- name: table_columns
+-- Check and tests: the columns of the named tables and views ($1 text[]), in order.
+SELECT table_name::text, column_name::text
+FROM information_schema.columns
+WHERE table_schema = current_schema() AND table_name = ANY($1::text[])
+ORDER BY table_name, ordinal_position;
+
+-- name: provider_counts
+SELECT count(*) AS total, count(*) FILTER (WHERE is_active) AS active
+FROM providers;
+
+-- name: offer_counts_by_provider
+SELECT p.slug, count(m.id) AS total, count(m.id) FILTER (WHERE m.is_active) AS active
+FROM providers p
+LEFT JOIN models m ON m.provider_id = p.id
+WHERE p.is_active
+GROUP BY p.slug
+ORDER BY p.slug;
+
+-- name: alias_examples
+-- Check: active offers whose provider id differs from the canonical id.
+SELECT model_id, provider_slug, provider_model_id
+FROM offer_catalog
+WHERE offer_is_active AND provider_is_active AND model_id <> provider_model_id
+ORDER BY model_id, provider_slug, provider_model_id
+LIMIT 3;
+
+-- name: tracking_coverage
+-- Check: active offers, how many have their tracking row, and the calls recorded so far.
+SELECT count(m.id) AS offers, count(t.id) AS tracked, coalesce(sum(t.call_count), 0)::bigint AS calls
+FROM models m
+LEFT JOIN model_health_tracking t ON t.offer_id = m.id
+WHERE m.is_active;
