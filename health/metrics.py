@@ -1,0 +1,81 @@
+"""Prometheus metrics of the health worker (SPEC section 8), served on `failover health --metrics-port`.
+
+The worker owns one `WorkerMetrics` with its own registry, so tests can build several in one process.
+Labels are bounded like the proxy's: a provider that is not configured is reported as `other`.
+`WORKER_METRICS` lists every exported name; the deployment tests check the Grafana dashboard
+against it (and `proxy.metrics.PROXY_METRICS`), so a metric added here belongs in that tuple too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
+
+OTHER = "other"
+PROBE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+# Every metric name the worker exports, as Prometheus shows it (counters with their `_total`).
+WORKER_METRICS = (
+    "gatewayz_probes_total",
+    "gatewayz_worker_leader",
+    "gatewayz_probe_duration_seconds",
+)
+
+
+class WorkerMetrics:
+    """The health worker's metrics. Call `bound(providers)` whenever the configured providers change."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.probes = Counter(
+            "gatewayz_probes",
+            "Probes of offers by provider and result",
+            ["provider", "result"],
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "gatewayz_worker_leader",
+            "1 while this worker holds the probing leadership",
+            registry=self.registry,
+        )
+        self.probe_duration = Histogram(
+            "gatewayz_probe_duration_seconds",
+            "Time a probe took, answer or timeout",
+            ["provider"],
+            buckets=PROBE_BUCKETS,
+            registry=self.registry,
+        )
+        self._providers: frozenset[str] = frozenset()
+
+    def bound(self, providers: Iterable[str]) -> None:
+        self._providers = frozenset(providers)
+
+    def provider(self, slug: str) -> str:
+        return slug if slug in self._providers else OTHER
+
+    def observe_probe(self, provider: str, result: str, seconds: float) -> None:
+        """Count one probe; `result` must be a low-cardinality word ("ok", "503", "timeout")."""
+        label = self.provider(provider)
+        self.probes.labels(provider=label, result=result).inc()
+        self.probe_duration.labels(provider=label).observe(seconds)
+
+    def set_leader(self, is_leader: bool) -> None:
+        self.leader.set(1 if is_leader else 0)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> Callable[[], None]:  # noqa: S104
+        """Serve `/metrics` on a background thread; return the function that stops it.
+
+        All interfaces by default: in a container, Prometheus scrapes from another host.
+        """
+        server, thread = start_http_server(port, addr=host, registry=self.registry)
+
+        def stop() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join()
+
+        return stop
