@@ -15,11 +15,13 @@
     │   ├── ConnectFailed             refused, reset or unresolvable before a byte was sent
     │   ├── ConnectTimeout            no connection within connect_timeout_s
     │   ├── FirstByteTimeout          connected, but no status/first chunk within first_byte_timeout_s
+    │   ├── DeadlineExceeded          the request's deadline_s ran out during this attempt
     │   ├── UpstreamStatus            the provider answered with an error status
     │   ├── MalformedResponse         the provider answered 200 with a body that is not what it claims
     │   ├── StreamIdle                after commit: no chunk within stream_idle_timeout_s
     │   └── StreamBroken              after commit: the connection dropped mid-stream
-    └── AllOffersFailed               503 all_providers_failed, carrying every Attempt
+    ├── AllOffersFailed               503 all_providers_failed, carrying every Attempt
+    └── ClientDisconnected            the client went away before its answer was complete (logged as 499)
 
 Each class has a short `code`: the metric label and the `status` in an answer's `attempts` list.
 """
@@ -29,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from proxy.types import Attempt
+from proxy.types import Attempt, Offer
 
 
 class GatewayError(Exception):
@@ -115,6 +117,10 @@ class FirstByteTimeout(UpstreamError):
     code = "first_byte_timeout"
 
 
+class DeadlineExceeded(UpstreamError):
+    code = "deadline_exceeded"
+
+
 class MalformedResponse(UpstreamError):
     code = "malformed_response"
 
@@ -147,6 +153,8 @@ class UpstreamStatus(UpstreamError):
         self.body = body
         self.headers = tuple(headers)
         self.retry_after_s = retry_after_s
+        self.attempts: tuple[Attempt, ...] = ()  # set by the attempt loop when it passes this through
+        self.offer: Offer | None = None
 
 
 class AllOffersFailed(GatewayError):
@@ -156,3 +164,7 @@ class AllOffersFailed(GatewayError):
         super().__init__(f"all {len(attempts)} attempt(s) failed")
         self.attempts = tuple(attempts)
         self.retry_after_s = retry_after_s
+
+
+class ClientDisconnected(GatewayError):
+    code = "client_disconnected"

@@ -6,8 +6,10 @@ offers the attempt loop walks. An *attempt* is one try at one offer, with how it
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Health(StrEnum):
@@ -129,3 +131,11 @@ class Attempt:
             "status": self.outcome,
             "elapsed_ms": round(self.elapsed_ms, 1),
         }
+
+
+# ASGI, as far as the request path needs it (like starlette.types).
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]

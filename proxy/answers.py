@@ -1,0 +1,76 @@
+"""What the client receives: OpenAI-shaped error bodies, and the headers on every proxied answer.
+
+Headers from a provider are passed on except hop-by-hop ones, cookies, and the framing headers this
+proxy sets itself. A provider's text never becomes a header name or value of ours: our headers
+carry only catalog values (slugs, model ids) and numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from proxy.errors import AllOffersFailed, ClientError
+from proxy.types import Attempt, Offer
+
+Headers = list[tuple[bytes, bytes]]
+
+DROPPED_RESPONSE_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "content-encoding",
+        "set-cookie",
+        "date",
+        "server",
+        "alt-svc",
+    }
+)
+JSON = (b"content-type", b"application/json")
+
+
+def error_body(message: str, error_type: str, code: str, param: str | None = None, **extra: Any) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": error_type, "code": code, "param": param, **extra}})
+
+
+def client_error(exc: ClientError) -> tuple[int, bytes]:
+    return exc.status, error_body(exc.message, exc.error_type, exc.code, exc.param)
+
+
+def all_failed(exc: AllOffersFailed, model: str) -> tuple[int, bytes, Headers]:
+    if exc.attempts:
+        message = f"every provider for {model} failed ({len(exc.attempts)} attempt(s)); see attempts"
+    else:
+        message = f"every provider for {model} is cooling down after rate limiting; retry later"
+    body = error_body(message, "api_error", "all_providers_failed", attempts=[a.as_json() for a in exc.attempts])
+    headers: Headers = []
+    if exc.retry_after_s is not None:
+        headers.append((b"retry-after", str(max(1, round(exc.retry_after_s + 0.499))).encode()))
+    return 503, body, headers
+
+
+def forwarded_headers(upstream: Iterable[tuple[str, str]]) -> Headers:
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in upstream
+        if name.lower() not in DROPPED_RESPONSE_HEADERS and not name.lower().startswith("x-gatewayz-")
+    ]
+
+
+def gateway_headers(offer: Offer | None, attempts: Sequence[Attempt], request_id: str) -> Headers:
+    headers: Headers = [(b"x-request-id", request_id.encode("latin-1"))]
+    if offer is not None:
+        headers.append((b"x-gatewayz-provider", offer.provider_slug.encode("latin-1", "replace")))
+        headers.append((b"x-gatewayz-provider-model", offer.provider_model_id.encode("latin-1", "replace")))
+    headers.append((b"x-gatewayz-attempts", str(len(attempts)).encode()))
+    return headers

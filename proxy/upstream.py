@@ -1,0 +1,118 @@
+"""The upstream HTTP client: the one module that knows which library talks to providers.
+
+It is aiohttp's client used directly: on this project's machines a bare forwarder on it serves about
+2.5 times what the same forwarder serves on httpx with the aiohttp transport (SPEC section 11, and
+`bench/` measures both). Everything else sees only `UpstreamClient` and `UpstreamResponse`, and only
+errors from `proxy.errors`: `_mapped()` is the one place the client's exceptions become ours.
+
+Contract: `send()` returns once the status line and headers are in; the caller owns the response
+and must `close()` it (abort, connection dropped) or fully consume it (`read()`/`chunks()` then
+`release()`, connection back to the pool), in a `finally`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Protocol
+
+import aiohttp
+
+from proxy.errors import ConnectFailed, ConnectTimeout, MalformedResponse, StreamBroken, UpstreamError
+
+MAX_ERROR_BODY = 64 * 1024
+
+
+class UpstreamResponse(Protocol):
+    status: int
+    headers: list[tuple[str, str]]
+
+    async def read(self, limit: int | None = None) -> bytes: ...
+    def chunks(self) -> AsyncIterator[bytes]: ...
+    def release(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class UpstreamClient(Protocol):
+    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> UpstreamResponse: ...
+    async def aclose(self) -> None: ...
+
+
+@contextmanager
+def _mapped(*, started: bool) -> Iterator[None]:
+    """aiohttp's exceptions as ours. `started`: the response had begun, so a drop is mid-stream."""
+    try:
+        yield
+    except aiohttp.ClientConnectorError as exc:
+        raise ConnectFailed(f"cannot connect: {exc.os_error.strerror or type(exc.os_error).__name__}") from exc
+    except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise ConnectTimeout("connection timed out") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise StreamBroken("the provider's connection dropped mid-answer") from exc
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+        if started:
+            raise StreamBroken("the provider's connection dropped mid-answer") from exc
+        raise ConnectFailed("the provider closed the connection without answering") from exc
+    except aiohttp.ClientResponseError as exc:
+        raise MalformedResponse(f"the provider's answer is not valid HTTP: {exc.message}") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(f"upstream request failed: {type(exc).__name__}") from exc
+
+
+class AiohttpResponse:
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+        self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers]
+
+    async def read(self, limit: int | None = None) -> bytes:
+        with _mapped(started=True):
+            if limit is None:
+                return await self._response.read()
+            return await self._response.content.read(limit)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        with _mapped(started=True):
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+
+    def release(self) -> None:
+        self._response.release()
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class AiohttpUpstream:
+    """One connection pool for every provider; keep-alive connections are reused across requests."""
+
+    def __init__(self, *, connect_timeout_s: float, max_connections: int = 0) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, connect=connect_timeout_s)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=30)
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            skip_auto_headers=("User-Agent", "Content-Type"),
+            auto_decompress=True,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> UpstreamResponse:
+        if self._session is None:
+            self._session = self._open()
+        with _mapped(started=False):
+            response = await self._session.post(url, data=body, headers=headers, allow_redirects=False)
+        return AiohttpResponse(response)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+            await asyncio.sleep(0)  # let the connector's transports finish closing
