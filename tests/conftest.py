@@ -86,3 +86,32 @@ async def redis_prefix(redis_server_url: str) -> AsyncIterator[str]:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+# --- mock providers (proxy/mock; owned by the mock-provider work) -------------------------------------
+
+from collections.abc import Callable  # noqa: E402 (this block is appended, not woven into the top)
+from typing import TYPE_CHECKING, Any  # noqa: E402
+
+if TYPE_CHECKING:
+    from proxy.mock.testing import MockProvider
+
+
+@pytest.fixture
+def mock_provider() -> Iterator[Callable[..., MockProvider]]:
+    """A factory of started `MockProvider`s (same arguments); every one is stopped after the test."""
+    from proxy.mock.testing import MockProvider
+
+    started: list[MockProvider] = []
+
+    def make(name: str = "mock", **kwargs: Any) -> MockProvider:
+        provider = MockProvider(name, **kwargs).start()
+        started.append(provider)
+        return provider
+
+    yield make
+    for provider in started:
+        provider.stop()
+
+
+# --- end mock providers -------------------------------------------------------------------------------

@@ -1,0 +1,112 @@
+"""The mock provider as a plain ASGI app: route, apply the current fault, answer.
+
+A healthy non-streaming request is answered straight away (the benchmarks' hot path). Anything
+that waits (a stream, added latency, a slow first byte, a stall) runs beside a watch on the client,
+so a client that leaves is noticed at once, counted in `/_mock/stats`, and its answer cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from typing import Any
+
+import orjson
+
+from proxy.mock.control import handle_control
+from proxy.mock.faults import inject, send_answer
+from proxy.mock.routes import ROUTES, Answer, Call, error
+from proxy.mock.settings import Faults, MockConfig
+from proxy.mock.state import MockState
+from proxy.mock.wire import Exchange, Receive, Scope, Send, answer_unless_gone, read_body
+
+_WAITING_FAULTS = frozenset(("down", "slow_first_byte", "stall", "cut"))
+
+
+class MockApp:
+    """An OpenAI-compatible fake provider. `state` may be changed while it serves (same loop only)."""
+
+    def __init__(self, config: MockConfig | None = None, faults: Faults | None = None) -> None:
+        self.state = MockState(config or MockConfig(), faults)
+        self._headers = [(b"x-mock-provider", self.state.config.name.encode())]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        body = await read_body(receive)
+        exchange = Exchange(path, body, receive, send, self._headers)
+        if path.startswith("/_mock/"):
+            status, answer = handle_control(self.state, scope["method"], path, body)
+            await exchange.respond(status, answer)
+            return
+        self.state.log.record(scope["method"], path, scope["query_string"], scope["headers"], body)
+        await self._serve(exchange, scope)
+
+    async def _serve(self, exchange: Exchange, scope: Scope) -> None:
+        state = self.state
+        faults = state.faults
+        fault = state.schedule.draw(exchange.path)
+        if fault != "none":
+            state.log.record_fault(fault)
+        payload = _parse_json(exchange.body) if scope["method"] == "POST" else None
+        streaming = isinstance(payload, dict) and bool(payload.get("stream"))
+        work = self._answer(exchange, scope, payload, fault=fault, faults=faults, streaming=streaming)
+        if streaming or faults.latency_ms or fault in _WAITING_FAULTS:
+            await answer_unless_gone(exchange, work, self._on_disconnect)
+        else:
+            await work
+
+    async def _answer(
+        self, exchange: Exchange, scope: Scope, payload: Any, *, fault: str, faults: Faults, streaming: bool
+    ) -> None:
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        if fault != "none" and await inject(exchange, fault, faults, streaming, self.state.config.name):
+            return
+        answer = self._route(scope, payload, faults)
+        await send_answer(exchange, answer, fault, faults)
+
+    def _route(self, scope: Scope, payload: Any, faults: Faults) -> Answer:
+        config, path, method = self.state.config, scope["path"], scope["method"]
+        route = ROUTES.get(path)
+        if route is None:
+            return error(404, f"mock {config.name} has no endpoint {path}")
+        if route[0] != method:
+            return error(405, f"{path} takes {route[0]}, not {method}")
+        if config.api_key is not None and not _authorized(scope, config.api_key):
+            return error(401, f"Incorrect API key provided to mock {config.name}")
+        if payload is _INVALID:
+            return error(400, "the request body is not valid JSON")
+        return route[1](Call(config, payload, self.state.next_seq(), faults.chunks))
+
+    def _on_disconnect(self, exchange: Exchange) -> None:
+        self.state.log.record_disconnect(exchange.path, exchange.started, exchange.events_sent)
+
+
+_INVALID: Any = object()
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _INVALID
+
+
+def _authorized(scope: Scope, api_key: str) -> bool:
+    expected = f"Bearer {api_key}".encode()
+    given = next((value for name, value in scope["headers"] if name.lower() == b"authorization"), b"")
+    return hmac.compare_digest(given, expected)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        kind = message["type"].rsplit(".", 1)[-1]  # startup | shutdown
+        await send({"type": f"lifespan.{kind}.complete"})
+        if kind == "shutdown":
+            return

@@ -1,0 +1,103 @@
+"""How each fault misbehaves on the wire.
+
+    down             close the connection without answering
+    status           answer `status` with an OpenAI-shaped error (429/503 also carry the retry headers)
+    rate_limit       429 with `Retry-After` (default 1 s) and/or `retry-after-ms`
+    slow_first_byte  sleep `first_byte_ms` before the status line, then answer normally
+    stall            stream: send `after_chunks` SSE events, then nothing, forever; otherwise never answer
+    cut              stream: send `after_chunks` SSE events, then close (no [DONE]); otherwise half a body
+    garbage          200 with a body that is not JSON, or a stream of malformed SSE
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+
+from proxy.mock import payloads
+from proxy.mock.routes import Answer
+from proxy.mock.settings import Faults
+from proxy.mock.wire import EVENT_STREAM, JSON, Exchange, forever
+
+GARBAGE_JSON = b"<html><body><h1>502 Bad Gateway</h1> (mock garbage)</body></html>"
+GARBAGE_SSE = b'data: {"id": "chatcmpl-garbage", "choices": [{"delta": {"conte\n\nthis is not an event\n\n'
+
+
+def retry_headers(faults: Faults, default: str | None, now: float | None = None) -> list[tuple[bytes, bytes]]:
+    """`Retry-After` from `faults.retry_after` ("2", an HTTP date, "date+N", "Nms") and `retry-after-ms`."""
+    value = faults.retry_after if faults.retry_after is not None else default
+    headers: list[tuple[bytes, bytes]] = []
+    if value and value.endswith("ms") and _is_number(value[:-2]):
+        headers.append((b"retry-after-ms", value[:-2].encode()))
+    elif value and value.startswith("date+") and _is_number(value[5:]):
+        when = (time.time() if now is None else now) + float(value[5:])
+        headers.append((b"retry-after", email.utils.formatdate(when, usegmt=True).encode()))
+    elif value:
+        headers.append((b"retry-after", value.encode("latin-1")))
+    if faults.retry_after_ms is not None:
+        headers.append((b"retry-after-ms", f"{faults.retry_after_ms:g}".encode()))
+    return headers
+
+
+async def inject(exchange: Exchange, fault: str, faults: Faults, streaming: bool, name: str) -> bool:
+    """Play the part of `fault` that comes before the answer; True when that was the whole answer."""
+    if fault == "down":
+        await exchange.drop_connection()
+    if fault == "slow_first_byte":
+        await asyncio.sleep(faults.first_byte_ms / 1000)
+    elif fault in ("status", "rate_limit"):
+        await _error_answer(exchange, fault, faults, name)
+        return True
+    elif fault == "garbage":
+        content_type, body = (EVENT_STREAM, GARBAGE_SSE) if streaming else (JSON, GARBAGE_JSON)
+        await exchange.respond(200, body, content_type)
+        return True
+    return False
+
+
+async def send_answer(exchange: Exchange, answer: Answer, fault: str, faults: Faults) -> None:
+    """Write `answer`, stalling or cutting it when `fault` says so."""
+    if answer.events is not None:
+        await _send_stream(exchange, answer.events, fault, faults)
+        return
+    if fault == "stall":
+        await forever()
+    if fault == "cut":
+        length = [(b"content-length", str(len(answer.body)).encode())]
+        await exchange.start(answer.status, JSON, length)
+        await exchange.write(answer.body[: len(answer.body) // 2])
+        await exchange.drop_connection()
+    await exchange.respond(answer.status, answer.body)
+
+
+async def _send_stream(exchange: Exchange, events: tuple[bytes, ...], fault: str, faults: Faults) -> None:
+    interval = faults.chunk_interval_ms / 1000
+    stop_after = faults.after_chunks if fault in ("stall", "cut") else len(events)
+    await exchange.start(200, EVENT_STREAM, [(b"cache-control", b"no-cache")])
+    for index, event in enumerate(events[:stop_after]):
+        if index and interval:
+            await asyncio.sleep(interval)
+        await exchange.write(event)
+        exchange.events_sent += 1
+    if fault == "stall":
+        await forever()
+    if fault == "cut":
+        await exchange.drop_connection()
+    await exchange.write(b"", more=False)
+
+
+async def _error_answer(exchange: Exchange, fault: str, faults: Faults, name: str) -> None:
+    status = 429 if fault == "rate_limit" else faults.status
+    message = f"mock {name}: injected {fault} ({status})"
+    default = "1" if fault == "rate_limit" else None
+    extra = retry_headers(faults, default) if status in (429, 503) else []
+    await exchange.respond(status, payloads.error_body(status, message), extra=extra)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
