@@ -5,7 +5,8 @@ The order (SPEC section 7):
    `Retry-After` is left out, and so is one whose circuit is open while any other offer is usable;
 2. usable offers sort by health tier (healthy, then degraded/unknown, then unhealthy), then by the
    request's preferred order, then by the strategy:
-   - `balanced`: provider priority, latency in 50 ms bands (so noise does not flip the order), price;
+   - `balanced`: provider priority, latency in 50 ms bands (so noise does not flip the order; an
+     offer not measured yet counts as fast, so it gets tried and measured), price;
    - `price`: prompt + completion price per token, then priority, then latency;
    - `latency`: latency, then priority, then price;
    and last by provider slug, so equal offers always come in the same order;
@@ -56,7 +57,7 @@ def _strategy_key(offer: Offer, view: RuntimeView, strategy: Strategy) -> tuple[
         return (price, offer.priority, latency)
     if strategy is Strategy.LATENCY:
         return (latency, offer.priority, price)
-    band = latency if math.isinf(latency) else float(latency // LATENCY_BAND_MS)
+    band = 0.0 if math.isinf(latency) else float(latency // LATENCY_BAND_MS)
     return (float(offer.priority), band, price)
 
 

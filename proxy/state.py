@@ -122,6 +122,8 @@ class RuntimeState:
 
     def record_success(self, offer: Offer, ttfb_ms: float, now: float) -> None:
         state = self._offer(offer.key)
+        if state.circuit.opened_at is not None:
+            state.window.clear()  # a half-open trial succeeded: the old failures no longer tell anything
         state.circuit = record_success(state.circuit)
         if offer.provider_slug in self.providers:
             del self.providers[offer.provider_slug]

@@ -115,3 +115,23 @@ def mock_provider() -> Iterator[Callable[..., MockProvider]]:
 
 
 # --- end mock providers -------------------------------------------------------------------------------
+
+
+# --- proxy servers (tests/harness.py) ---------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy_server() -> Iterator[Callable[..., Any]]:
+    """A factory: `proxy_server(config)` starts the real app on a real socket; all stop after the test."""
+    from tests.harness import ProxyServer
+
+    started: list[ProxyServer] = []
+
+    def make(config: Any, **kwargs: Any) -> ProxyServer:
+        server = ProxyServer(config, **kwargs).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()

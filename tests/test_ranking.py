@@ -53,6 +53,12 @@ def test_balanced_is_priority_then_latency_band_then_price() -> None:
     assert slugs(rank_offers(offers).offers) == ["fast-cheap", "fast", "slow", "backup"]
 
 
+def test_balanced_gives_an_unmeasured_offer_a_chance() -> None:
+    offers = [offer("measured", response_time_ms=20.0), offer("new"), offer("slow", response_time_ms=400.0)]
+    assert slugs(rank_offers(offers).offers) == ["measured", "new", "slow"]
+    assert slugs(rank_offers(offers, strategy=Strategy.LATENCY).offers) == ["measured", "slow", "new"]
+
+
 def test_price_and_latency_strategies() -> None:
     offers = [
         offer("cheap", pricing_prompt=1e-7, pricing_completion=1e-7, response_time_ms=800.0),
