@@ -17,6 +17,7 @@ from typing import Any
 from proxy.catalog import list_models
 from proxy.command import command_config, open_pool
 from proxy.library import explain_failover_for_model
+from proxy.reasons import usd
 
 COLUMNS = ("#", "provider", "provider model", "health", "latency", "prompt $/token", "completion $/token")
 
@@ -25,7 +26,7 @@ def _cell(value: object, unit: str = "") -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.0f}{unit}" if unit else f"{value:.8g}"
+        return f"{value:.0f}{unit}" if unit else usd(value)
     return f"{value}{unit}"
 
 

@@ -31,9 +31,19 @@ def format_latency(offer: Offer) -> str:
     return "latency unknown" if math.isinf(latency) else f"{latency:.0f} ms"
 
 
+def usd(value: float) -> str:
+    """A per-token price in plain decimals (`0.00009`, not `9e-05`)."""
+    return f"{value:.12f}".rstrip("0").rstrip(".") or "0"
+
+
 def format_price(offer: Offer) -> str:
     price = offer_price(offer)
-    return "price unknown" if math.isinf(price) else f"${price:.8g}/token (prompt + completion)"
+    return "price unknown" if math.isinf(price) else f"${usd(price)}/token (prompt + completion)"
+
+
+def _short_price(offer: Offer) -> str:
+    price = offer_price(offer)
+    return "unknown" if math.isinf(price) else f"${usd(price)}"
 
 
 def _band(offer: Offer) -> float:
@@ -53,7 +63,7 @@ def _compare(key: str, offer: Offer, before: Offer, strategy: Strategy) -> str |
         if differs:
             return f"slower: {format_latency(offer)} vs {format_latency(before)}"
     if key == "price" and offer_price(offer) != offer_price(before):
-        return f"pricier: {format_price(offer)} vs {format_price(before)}"
+        return f"pricier: {_short_price(offer)} vs {_short_price(before)} per token (prompt + completion)"
     return None
 
 

@@ -131,3 +131,66 @@ def threaded_listing_server() -> Iterator[ListingServer]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+STATIC_CATALOG = """
+[[providers]]
+slug = "openrouter"
+name = "OpenRouter"
+base_url = "http://127.0.0.1:9/openrouter"
+listing = "none"
+
+[[providers]]
+slug = "featherless"
+name = "Featherless"
+base_url = "http://127.0.0.1:9/featherless"
+listing = "none"
+priority = 1
+
+[[providers]]
+slug = "portkey"
+name = "Portkey"
+base_url = "http://127.0.0.1:9/portkey"
+listing = "none"
+priority = 2
+
+[[models]]
+model_id = "gpt-4"
+offers = [
+  { provider = "openrouter", provider_model_id = "openai/gpt-4", pricing_prompt = 0.00003, pricing_completion = 0.00006 },
+  { provider = "featherless", provider_model_id = "gpt-4", pricing_prompt = 0.000028, pricing_completion = 0.00005 },
+  { provider = "portkey", provider_model_id = "gpt-4-0613", pricing_prompt = 0.000035, pricing_completion = 0.00007 },
+]
+
+[[models]]
+model_id = "llama-3-70b-instruct"
+offers = [
+  { provider = "openrouter", provider_model_id = "meta-llama/llama-3-70b-instruct" },
+  { provider = "featherless", provider_model_id = "meta-llama/Meta-Llama-3-70B-Instruct" },
+]
+
+[[models]]
+model_id = "solo-model"
+offers = [{ provider = "portkey", provider_model_id = "solo-model" }]
+"""
+
+HEALTH = """
+UPDATE providers SET health_status = 'healthy', average_response_time_ms = 150 WHERE slug = 'openrouter';
+UPDATE providers SET health_status = 'healthy', average_response_time_ms = 200 WHERE slug = 'featherless';
+UPDATE providers SET health_status = 'degraded', average_response_time_ms = 500 WHERE slug = 'portkey';
+UPDATE models SET health_status = 'healthy';
+"""
+
+
+async def seed_catalog(pool: asyncpg.Pool) -> Config:
+    """The guide's example catalog: gpt-4 on openrouter, featherless (both healthy), portkey (degraded)."""
+    from proxy.sync import sync_catalog
+
+    async def no_listing(provider: object) -> list[Any]:
+        raise AssertionError("static providers are not fetched")
+
+    config = config_from_toml(STATIC_CATALOG)
+    reports = await sync_catalog(pool, config, no_listing)
+    assert not any(r.error for r in reports)
+    await pool.execute(HEALTH)
+    return config
