@@ -33,6 +33,11 @@ async def list_models(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": data})
 
 
+async def proxied_elsewhere(request: Request) -> Response:
+    """Never reached: POSTs to these routes go to the handler; this route makes other methods 405."""
+    raise HTTPException(405)
+
+
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
@@ -82,6 +87,7 @@ class GatewayApp:
                 Route("/readyz", readyz),
                 Route("/metrics", metrics),
                 *admin.ROUTES,
+                *(Route(path, proxied_elsewhere, methods=["POST"]) for path in ROUTES),
             ],
             exception_handlers={HTTPException: http_error},
             lifespan=self._lifespan,
