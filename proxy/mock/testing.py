@@ -89,15 +89,22 @@ class MockProvider:
     def reset_stats(self) -> None:
         self._server.call(self.app.state.log.clear)
 
+    def wait_for_requests(self, count: int = 1, timeout: float = 2.0) -> dict[str, Any]:
+        """Poll the stats until `count` /v1 requests have arrived; return them, or raise `TimeoutError`."""
+        return self._wait_for("requests", count, timeout)
+
     def wait_for_disconnects(self, count: int = 1, timeout: float = 2.0) -> dict[str, Any]:
-        """Poll the stats until `count` client disconnects are recorded; raise `TimeoutError` if not."""
+        """Poll the stats until `count` clients have left mid-answer; return them, or raise `TimeoutError`."""
+        return self._wait_for("disconnects", count, timeout)
+
+    def _wait_for(self, key: str, count: int, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             stats = self.stats()
-            if stats["disconnects"] >= count:
+            if stats[key] >= count:
                 return stats
             if time.monotonic() > deadline:
-                raise TimeoutError(f"mock {self.name}: {stats['disconnects']} disconnects, wanted {count}")
+                raise TimeoutError(f"mock {self.name}: {stats[key]} {key}, wanted {count}")
             time.sleep(0.005)
 
     def __enter__(self) -> MockProvider:
