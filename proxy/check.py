@@ -205,7 +205,7 @@ async def run_checks(pool: asyncpg.Pool | None, connect_error: str = "") -> list
             passed, reason = await check(pool)
         except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
             passed, reason = False, f"{exc}; {MIGRATE}"
-        except (asyncpg.PostgresError, GatewayError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, GatewayError) as exc:
             passed, reason = False, f"{type(exc).__name__}: {exc}"
         results.append(CheckResult(name, passed, reason))
     return results

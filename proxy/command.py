@@ -17,6 +17,7 @@ import asyncpg
 
 from proxy.config import DEFAULT_CONFIG_PATH, Config, config_from_mapping, load_config
 from proxy.database import create_pool, database_url
+from proxy.errors import CatalogError
 
 
 def command_config(args: argparse.Namespace, *, require_file: bool = False) -> Config:
@@ -30,9 +31,14 @@ def command_config(args: argparse.Namespace, *, require_file: bool = False) -> C
 
 @asynccontextmanager
 async def open_pool(config: Config) -> AsyncIterator[asyncpg.Pool]:
-    """A small pool on the configured (or embedded) database, closed on exit."""
+    """A small pool on the configured (or embedded) database, closed on exit.
+
+    A query on a database that was never migrated becomes a `CatalogError` that says so.
+    """
     pool = await create_pool(database_url(config), min_size=1, max_size=4)
     try:
         yield pool
+    except asyncpg.UndefinedTableError as exc:
+        raise CatalogError(f"{exc}: the database is not migrated; run `failover migrate`") from exc
     finally:
         await pool.close()

@@ -23,6 +23,7 @@ from proxy.config import ProviderConfig
 from proxy.errors import ListingError
 
 DEFAULT_TIMEOUT_S = 30.0
+MAX_CONTEXT_LENGTH = 2**31 - 1  # the column is an INTEGER; anything larger is not a real length
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,7 @@ def _context_length(value: object, where: str) -> int | None:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ListingError(f"{where}: expected an integer, got {value!r}")
-    return value if value > 0 else None
+    return value if 0 < value <= MAX_CONTEXT_LENGTH else None
 
 
 def _openrouter_entry(entry: dict[str, Any], where: str) -> ListedModel:

@@ -83,3 +83,15 @@ def test_an_empty_catalog_says_to_sync(
     capsys.readouterr()
     assert main(["explain", "gpt-4"]) == 1
     assert "the catalog is empty: run `failover sync`" in capsys.readouterr().err
+
+
+def test_an_unmigrated_database_says_to_migrate(
+    fresh_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FAILOVER_CONFIG", raising=False)
+    monkeypatch.setenv("DATABASE_URL", fresh_database_url)
+    assert main(["explain", "gpt-4"]) == 1
+    err = capsys.readouterr().err
+    assert "the database is not migrated; run `failover migrate`" in err
+    assert "Traceback" not in err

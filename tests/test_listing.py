@@ -36,6 +36,10 @@ def test_openrouter_format_has_prices_per_token_and_context_length() -> None:
     ]
 
 
+def test_an_impossible_context_length_is_unknown() -> None:
+    assert parse_openrouter_listing({"data": [{"id": "x", "context_length": 10**12}]}) == [ListedModel("x")]
+
+
 def test_openrouter_negative_price_means_unknown_and_missing_pricing_is_fine() -> None:
     payload = {
         "data": [{"id": "openrouter/auto", "pricing": {"prompt": "-1", "completion": "-1"}}, {"id": "x"}]
