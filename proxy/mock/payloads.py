@@ -8,6 +8,7 @@ the request.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import struct
 import time
@@ -45,9 +46,10 @@ def sse(event: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
-def reply_pieces(name: str, count: int) -> list[str]:
+@functools.lru_cache(maxsize=64)
+def reply_pieces(name: str, count: int) -> tuple[str, ...]:
     """The content of an answer, one piece per streamed chunk: "NAME#1 NAME#2 ..."."""
-    return [f"{name}#{i} " for i in range(1, count + 1)]
+    return tuple(f"{name}#{i} " for i in range(1, count + 1))
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:

@@ -86,8 +86,8 @@ def _fault(value: object) -> str:
 
 def _status(value: object) -> int:
     status = _count(value)
-    if not 100 <= status <= 599:
-        raise ValueError(f"expected an HTTP status, got {value!r}")
+    if not 200 <= status <= 599:
+        raise ValueError(f"expected an HTTP status from 200 to 599, got {value!r}")
     return status
 
 
@@ -141,10 +141,9 @@ def faults_from_mapping(settings: Mapping[str, object], base: Faults | None = No
 
 
 def faults_from_args(args: argparse.Namespace) -> Faults:
-    """The start-up faults given by the `failover mock-provider` flags."""
-    names = ("fault", "status", "retry_after", "fail_rate", "latency_ms", "first_byte_ms")
-    settings = {name: getattr(args, name) for name in (*names, "chunk_interval_ms", "chunks")}
-    return faults_from_mapping(settings)
+    """The start-up faults given by the `failover mock-provider` flags (every flag named like a setting)."""
+    names = [name for name in _CONVERTERS if getattr(args, name, None) is not None]
+    return faults_from_mapping({name: getattr(args, name) for name in names})
 
 
 def config_from_args(args: argparse.Namespace) -> MockConfig:

@@ -44,9 +44,16 @@ class MockProvider:
     ) -> None:
         self.name = name
         self.config = MockConfig(
-            name, tuple(models), listing, pricing_prompt, pricing_completion, context_length,
-            api_key, strict_models, history,
-        )  # fmt: skip
+            name=name,
+            models=tuple(models),
+            listing=listing,
+            pricing_prompt=pricing_prompt,
+            pricing_completion=pricing_completion,
+            context_length=context_length,
+            api_key=api_key,
+            strict_models=strict_models,
+            history=history,
+        )
         self.startup_faults = faults_from_mapping(faults)
         self.app = MockApp(self.config, self.startup_faults)
         self._server = BackgroundServer(self.app, "127.0.0.1", port)
