@@ -1,0 +1,81 @@
+"""`failover serve` as a real process: it serves, and SIGTERM lets in-flight requests finish."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from proxy.mock.testing import free_port
+
+CONFIG = """
+[proxy]
+shutdown_grace_s = 10
+[[providers]]
+slug = "slow"
+name = "Slow"
+base_url = "{url}"
+listing = "none"
+[[models]]
+model_id = "gpt-4"
+offers = [{{ provider = "slow", provider_model_id = "gpt-4" }}]
+"""
+
+
+def wait_ready(port: int, child: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert child.poll() is None, child.stderr.read() if child.stderr else ""
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise AssertionError("serve did not become ready")
+
+
+def test_sigterm_lets_in_flight_requests_finish(mock_provider: Any, fresh_database_url: str, tmp_path: Path) -> None:
+    slow = mock_provider("slow", latency_ms=1500)
+    config = tmp_path / "failover.toml"
+    config.write_text(CONFIG.format(url=slow.url))
+    port = free_port()
+    env = {**os.environ, "FAILOVER_CONFIG": str(config), "DATABASE_URL": fresh_database_url}
+    child = subprocess.Popen(
+        [sys.executable, "-m", "proxy.cli", "serve", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    with child:
+        try:
+            exercise(port, child, slow)
+        finally:
+            if child.poll() is None:
+                child.kill()
+
+
+def exercise(port: int, child: subprocess.Popen[bytes], slow: Any) -> None:
+    wait_ready(port, child)
+    results: list[int] = []
+
+    def call() -> None:
+        body = {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}
+        results.append(httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=10).status_code)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    slow.wait_for_requests(1, timeout=5)
+    child.send_signal(signal.SIGTERM)
+    caller.join(timeout=10)
+    assert results == [200]
+    assert child.wait(timeout=10) in (0, -signal.SIGTERM)
+    try:
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+        raise AssertionError("still accepting connections after SIGTERM")
+    except httpx.TransportError:
+        pass
