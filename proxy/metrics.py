@@ -39,7 +39,13 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        r = self.registry
+        self._models: frozenset[str] = frozenset()
+        self._providers: frozenset[str] = frozenset()
+        self._traffic(self.registry)
+        self._timings(self.registry)
+        self._offers(self.registry)
+
+    def _traffic(self, r: CollectorRegistry) -> None:
         self.requests = Counter(
             "gatewayz_requests",
             "Client requests by route, model and outcome",
@@ -58,6 +64,15 @@ class Metrics:
             ["model", "from_provider", "reason"],
             registry=r,
         )
+        self.tokens = Counter("gatewayz_tokens", "Tokens served, from usage", ["provider", "model", "kind"], registry=r)
+        self.cost = Counter(
+            "gatewayz_cost_usd", "Cost in USD from the offer's pricing and usage", ["provider", "model"], registry=r
+        )
+        self.cache_lookups = Counter(
+            "gatewayz_cache_lookups", "Catalog lookups by cache layer and result", ["layer", "result"], registry=r
+        )
+
+    def _timings(self, r: CollectorRegistry) -> None:
         self.ttfb = Histogram(
             "gatewayz_upstream_ttfb_seconds",
             "Time to the first byte of a provider's answer",
@@ -78,6 +93,8 @@ class Metrics:
             buckets=OVERHEAD_BUCKETS,
             registry=r,
         )
+
+    def _offers(self, r: CollectorRegistry) -> None:
         self.offer_state = Gauge(
             "gatewayz_offer_state",
             "Offer health: 0 healthy, 1 degraded, 2 unhealthy, 3 unknown",
@@ -92,23 +109,6 @@ class Metrics:
             multiprocess_mode="max",
             registry=r,
         )
-        self.tokens = Counter(
-            "gatewayz_tokens", "Tokens served, from usage", ["provider", "model", "kind"], registry=r
-        )
-        self.cost = Counter(
-            "gatewayz_cost_usd",
-            "Cost in USD from the offer's pricing and usage",
-            ["provider", "model"],
-            registry=r,
-        )
-        self.cache_lookups = Counter(
-            "gatewayz_cache_lookups",
-            "Catalog lookups by cache layer and result",
-            ["layer", "result"],
-            registry=r,
-        )
-        self._models: frozenset[str] = frozenset()
-        self._providers: frozenset[str] = frozenset()
 
     def bound(self, models: Iterable[str], providers: Iterable[str]) -> None:
         self._models = frozenset(models)
