@@ -79,3 +79,29 @@ def exercise(port: int, child: subprocess.Popen[bytes], slow: Any) -> None:
         raise AssertionError("still accepting connections after SIGTERM")
     except httpx.TransportError:
         pass
+
+
+def test_several_workers_share_one_metrics_view(mock_provider: Any, fresh_database_url: str, tmp_path: Path) -> None:
+    upstream = mock_provider("slow")
+    config = tmp_path / "failover.toml"
+    config.write_text(CONFIG.format(url=upstream.url))
+    port = free_port()
+    env = {**os.environ, "FAILOVER_CONFIG": str(config), "DATABASE_URL": fresh_database_url}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "proxy.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    with child:
+        try:
+            wait_ready(port, child)
+            body = {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}
+            with httpx.Client() as client:
+                for _ in range(20):  # new connections, spread over both workers by the kernel
+                    assert httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body).status_code == 200
+                text = client.get(f"http://127.0.0.1:{port}/metrics").text
+            line = next(x for x in text.splitlines() if x.startswith("gatewayz_requests_total{"))
+            assert line.endswith(" 20.0"), line
+        finally:
+            child.terminate()
+            child.wait(timeout=15)
