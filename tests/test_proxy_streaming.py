@@ -90,15 +90,19 @@ def test_openai_sdk_sees_the_error_event_as_an_error(mock_provider: Any, proxy_s
         raise AssertionError("a cut stream must not look like a complete one")
 
 
+def raw_request(body: dict[str, Any]) -> bytes:
+    payload = json.dumps(body).encode()
+    head = (
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode() + payload
+
+
 def test_client_disconnect_reaches_the_provider_within_a_second(mock_provider: Any, proxy_server: Any) -> None:
     mock, proxy = one_provider(mock_provider, proxy_server, chunks=100, chunk_interval_ms=100)
-    payload = json.dumps(BODY).encode()
-    request = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\n\r\n"
-    ).encode() + payload
     with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
-        sock.sendall(request)
+        sock.sendall(raw_request(BODY))
         assert b"200" in sock.recv(65536)  # committed and streaming
         left_at = time.time()
     stats = mock.wait_for_disconnects(1, timeout=2.0)
@@ -107,13 +111,8 @@ def test_client_disconnect_reaches_the_provider_within_a_second(mock_provider: A
 
 def test_client_disconnect_while_waiting_for_first_byte(mock_provider: Any, proxy_server: Any) -> None:
     mock, proxy = one_provider(mock_provider, proxy_server, fault="slow_first_byte", first_byte_ms=4000)
-    payload = json.dumps({**BODY, "stream": False}).encode()
-    request = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\n\r\n"
-    ).encode() + payload
     with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
-        sock.sendall(request)
+        sock.sendall(raw_request({**BODY, "stream": False}))
         time.sleep(0.3)
         left_at = time.time()
     stats = mock.wait_for_disconnects(1, timeout=2.0)
