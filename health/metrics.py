@@ -20,7 +20,12 @@ WORKER_METRICS = (
     "gatewayz_probes_total",
     "gatewayz_worker_leader",
     "gatewayz_probe_duration_seconds",
+    "gatewayz_worker_rounds_total",
+    "gatewayz_health_changes_total",
+    "gatewayz_ranking_events_total",
+    "gatewayz_history_pruned_total",
 )
+ROUND_OUTCOMES = ("probed", "standby", "failed")
 
 
 class WorkerMetrics:
@@ -46,6 +51,29 @@ class WorkerMetrics:
             buckets=PROBE_BUCKETS,
             registry=self.registry,
         )
+        self.rounds = Counter(
+            "gatewayz_worker_rounds",
+            "Worker rounds: probed (as leader), standby (another worker leads), failed",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.changes = Counter(
+            "gatewayz_health_changes",
+            "Offer status changes the worker derived, by provider and new status",
+            ["provider", "status"],
+            registry=self.registry,
+        )
+        self.ranking_events = Counter(
+            "gatewayz_ranking_events",
+            "Ranking-change events published, by channel (redis or postgres)",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.pruned = Counter(
+            "gatewayz_history_pruned",
+            "model_health_history rows deleted past the retention period",
+            registry=self.registry,
+        )
         self._providers: frozenset[str] = frozenset()
 
     def bound(self, providers: Iterable[str]) -> None:
@@ -62,6 +90,13 @@ class WorkerMetrics:
 
     def set_leader(self, is_leader: bool) -> None:
         self.leader.set(1 if is_leader else 0)
+
+    def observe_round(self, outcome: str) -> None:
+        """Count one round; `outcome` is one of `ROUND_OUTCOMES`."""
+        self.rounds.labels(outcome=outcome).inc()
+
+    def observe_change(self, provider: str, status: str) -> None:
+        self.changes.labels(provider=self.provider(provider), status=status).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

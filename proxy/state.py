@@ -45,6 +45,8 @@ class PassiveCounts:
     latency_ms_total: float = 0.0
     last_status: str = ""
     last_error: str = ""
+    trailing_successes: int = 0  # the run of successes these counts end with
+    trailing_errors: int = 0  # the run of errors these counts end with (one of the two is 0)
 
 
 @dataclass(slots=True)
@@ -133,6 +135,8 @@ class RuntimeState:
         counts.successes += 1
         counts.latency_ms_total += ttfb_ms
         counts.last_status = "ok"
+        counts.trailing_successes += 1
+        counts.trailing_errors = 0
 
     def record_failure(
         self,
@@ -152,6 +156,8 @@ class RuntimeState:
         state.window.append((now, False))
         state.counts.errors += 1
         state.counts.last_status = state.counts.last_error = code
+        state.counts.trailing_errors += 1
+        state.counts.trailing_successes = 0
         if state.circuit.opened_at is not None and not was_open:
             self._emit("circuit_open", offer.provider_slug, offer.provider_model_id, now)
         if connection:

@@ -140,3 +140,62 @@ SELECT count(m.id) AS offers, count(t.id) AS tracked, coalesce(sum(t.call_count)
 FROM models m
 LEFT JOIN model_health_tracking t ON t.offer_id = m.id
 WHERE m.is_active;
+
+-- name: ensure_tracking_for_keys
+-- Health counts: a tracking row for each named offer that has none yet ($1 provider slugs,
+-- $2 provider model ids, parallel arrays). Offers the catalog does not hold are skipped.
+INSERT INTO model_health_tracking (offer_id, provider, model)
+SELECT m.id, p.slug, m.provider_model_id
+FROM unnest($1::text[], $2::text[]) AS k (provider, model)
+JOIN providers p ON p.slug = k.provider
+JOIN models m ON m.provider_id = p.id AND m.provider_model_id = k.model
+ON CONFLICT (offer_id) DO NOTHING;
+
+-- name: add_health_counts
+-- Health counts (the proxies' passive flush and the worker's probes): add one batch of outcomes per
+-- offer with atomic increments on the row itself, never read-modify-write. Parallel arrays, one
+-- element per offer: $1 provider slug, $2 provider model id, $3 successes, $4 errors, $5 the run of
+-- successes the batch ends with, $6 the run of errors it ends with, $7 mean latency (ms) of the
+-- successes or null, $8 last error or null, $9 circuit state or null (keep), $10 cooldown end or null.
+-- The latency EWMA (alpha 0.2 per sample, as proxy.state) moves by 1 - 0.8^successes towards the mean.
+UPDATE model_health_tracking AS t SET
+    success_count = t.success_count + b.successes,
+    error_count = t.error_count + b.errors,
+    consecutive_failures = CASE WHEN b.successes = 0 THEN t.consecutive_failures + b.errors
+                                ELSE b.trailing_errors END,
+    consecutive_successes = CASE WHEN b.errors = 0 THEN t.consecutive_successes + b.successes
+                                 ELSE b.trailing_successes END,
+    average_response_time_ms = CASE
+        WHEN b.latency_ms IS NULL THEN t.average_response_time_ms
+        WHEN t.average_response_time_ms IS NULL THEN b.latency_ms
+        ELSE t.average_response_time_ms
+             + (1 - power(0.8, b.successes)) * (b.latency_ms - t.average_response_time_ms) END,
+    last_status = CASE WHEN b.successes + b.errors = 0 THEN t.last_status
+                       WHEN b.trailing_errors > 0 THEN 'error' ELSE 'success' END,
+    last_error = coalesce(b.last_error, t.last_error),
+    circuit_state = coalesce(b.circuit_state, t.circuit_state),
+    cooldown_until = CASE WHEN b.cooldown_until IS NULL THEN t.cooldown_until
+                          ELSE greatest(t.cooldown_until, b.cooldown_until) END,
+    updated_at = now()
+FROM (
+    SELECT m.id AS offer_id, c.*
+    FROM unnest($1::text[], $2::text[], $3::int[], $4::int[], $5::int[], $6::int[], $7::float8[], $8::text[],
+                $9::text[], $10::timestamptz[])
+        AS c (provider, model, successes, errors, trailing_successes, trailing_errors, latency_ms, last_error,
+              circuit_state, cooldown_until)
+    JOIN providers p ON p.slug = c.provider
+    JOIN models m ON m.provider_id = p.id AND m.provider_model_id = c.model
+) AS b
+WHERE t.offer_id = b.offer_id
+RETURNING t.offer_id, t.provider, t.model, t.success_count, t.error_count, t.consecutive_failures,
+          t.consecutive_successes;
+
+-- name: add_traffic_history
+-- Passive health: one `traffic` history row per named offer (parallel arrays: $1 provider slug,
+-- $2 provider model id, $3 health status, $4 mean latency ms, $5 last HTTP status, $6 last error).
+INSERT INTO model_health_history (offer_id, source, health_status, response_time_ms, http_status, error)
+SELECT m.id, 'traffic', h.health_status, h.response_time_ms, h.http_status, h.error
+FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::int[], $6::text[])
+    AS h (provider, model, health_status, response_time_ms, http_status, error)
+JOIN providers p ON p.slug = h.provider
+JOIN models m ON m.provider_id = p.id AND m.provider_model_id = h.model;

@@ -1,0 +1,122 @@
+"""One probe of one offer: a cheap real request, answered or not within a timeout.
+
+- `chat`: `POST {base_url}/chat/completions` for the provider's model id with `max_tokens: 1`; the
+  offer is up when a JSON object with `choices` comes back.
+- `listing`: `GET {base_url}/models`; the offer is up when the listing names its provider model id.
+
+The provider's key goes only to that provider (`Authorization: Bearer`, no redirects followed) and
+never into a result. `probe_offer` never raises for the provider's failures: every outcome is a
+`ProbeResult` whose `result` is a low-cardinality word ("ok", "503", "timeout", "connect_error",
+"malformed_response", "not_listed", "network_error") fit for a metric label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import aiohttp
+import orjson
+
+from proxy.config import Secret
+from proxy.errors import ListingError
+from proxy.listing import parse_openai_listing
+
+PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    offer_id: int
+    model_id: str
+    provider_slug: str
+    provider_model_id: str
+    base_url: str
+    kind: str  # chat | listing
+    api_key: Secret
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.provider_slug, self.provider_model_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    target: ProbeTarget
+    result: str
+    elapsed_ms: float
+    http_status: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result == "ok"
+
+
+class _Failed(Exception):
+    def __init__(self, result: str, error: str, status: int | None = None) -> None:
+        super().__init__(error)
+        self.result, self.error, self.status = result, error, status
+
+
+def _headers(target: ProbeTarget) -> dict[str, str]:
+    headers = {"accept": "application/json", "user-agent": "gatewayz-health/1"}
+    if target.api_key:
+        headers["authorization"] = f"Bearer {target.api_key.reveal()}"
+    return headers
+
+
+async def _chat(session: aiohttp.ClientSession, target: ProbeTarget) -> int:
+    body = {"model": target.provider_model_id, "messages": PROBE_MESSAGES, "max_tokens": 1, "stream": False}
+    url = f"{target.base_url}/chat/completions"
+    headers = {**_headers(target), "content-type": "application/json"}
+    async with session.post(url, data=orjson.dumps(body), headers=headers, allow_redirects=False) as response:
+        payload = await _json(response)
+    if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
+        raise _Failed("malformed_response", "the answer is not a chat completion", response.status)
+    return response.status
+
+
+async def _listing(session: aiohttp.ClientSession, target: ProbeTarget) -> int:
+    url = f"{target.base_url}/models"
+    async with session.get(url, headers=_headers(target), allow_redirects=False) as response:
+        payload = await _json(response)
+    try:
+        listed = {m.provider_model_id for m in parse_openai_listing(payload, "listing")}
+    except ListingError as exc:
+        raise _Failed("malformed_response", str(exc), response.status) from None
+    if target.provider_model_id not in listed:
+        raise _Failed("not_listed", f"{target.provider_model_id} is not in the provider's listing", response.status)
+    return response.status
+
+
+async def _json(response: aiohttp.ClientResponse) -> object:
+    if response.status >= 300:
+        raise _Failed(str(response.status), f"HTTP {response.status}", response.status)
+    try:
+        return orjson.loads(await response.read())
+    except orjson.JSONDecodeError:
+        raise _Failed("malformed_response", "the answer is not JSON", response.status) from None
+
+
+async def probe_offer(session: aiohttp.ClientSession, target: ProbeTarget, timeout_s: float) -> ProbeResult:
+    """Probe one offer; whatever happens (but cancellation) comes back as a `ProbeResult`."""
+    started = time.perf_counter()
+    send = _listing if target.kind == "listing" else _chat
+
+    def done(result: str, status: int | None = None, error: str | None = None) -> ProbeResult:
+        return ProbeResult(target, result, (time.perf_counter() - started) * 1000, status, error)
+
+    try:
+        async with asyncio.timeout(timeout_s):
+            status = await send(session, target)
+    except _Failed as failed:
+        return done(failed.result, failed.status, failed.error)
+    except TimeoutError:
+        return done("timeout", error=f"no answer within {timeout_s:g} s")
+    except aiohttp.ClientConnectorError as exc:
+        return done("connect_error", error=f"cannot connect: {exc.os_error.strerror or type(exc.os_error).__name__}")
+    except aiohttp.ClientError as exc:
+        return done("network_error", error=f"request failed: {type(exc).__name__}")
+    return done("ok", status)
