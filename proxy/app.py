@@ -43,18 +43,24 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when the catalog has models; says what is degraded (database, cache) without failing."""
+    """Ready when the catalog has models; says what is degraded (database, redis) without failing.
+
+    `database` and `redis` are `ok`, `not_configured` or `unreachable`, as the background work last
+    found them: answering this issues no query and no command.
+    """
     gateway: Gateway = request.app.state.gateway
     models = len(gateway.catalog.models())
-    database = "ok" if gateway.database_ok else ("not_configured" if gateway.pool is None else "unreachable")
+    database, redis = gateway.database_status, gateway.redis_status
+    degraded = "unreachable" in (database, redis)
     body = {
-        "status": "ready" if models and gateway.database_ok else ("degraded" if models else "not_ready"),
+        "status": ("degraded" if degraded else "ready") if models else "not_ready",
         "catalog": {
             "models": models,
             "source": gateway.catalog.source,
             "age_s": round(time.time() - gateway.catalog.loaded_at, 1),
         },
         "database": database,
+        "redis": redis,
     }
     return JSONResponse(body, status_code=200 if models else 503)
 

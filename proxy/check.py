@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from proxy.migrate import pending_migrations
 from proxy.queries import query
 from proxy.ranking import rank_offers
 from proxy.schema import SCHEMA
-from proxy.types import CircuitState, Offer, RuntimeView
+from proxy.types import CircuitState, Offer, OfferKey, RuntimeView
 
 MIGRATE = "run `failover migrate`"
 SYNC = "run `failover sync`"
@@ -148,17 +149,47 @@ async def check_aliases(pool: asyncpg.Pool) -> Outcome:
 
 
 async def check_tracking(pool: asyncpg.Pool) -> Outcome:
-    row = await pool.fetchrow(query("tracking_coverage"))
+    row = await pool.fetchrow(query("tracking_summary"))
     assert row is not None
     if row["offers"] == 0:
         return False, f"no offers to track; {SYNC}"
     if row["tracked"] < row["offers"]:
         untracked = f"{row['offers'] - row['tracked']} of {row['offers']} active offers"
         return False, f"{untracked} have no model_health_tracking row; {SYNC}"
-    return True, f"{row['tracked']} offers tracked, {row['calls']} calls recorded"
+    calls = row["successes"] + row["errors"]
+    reason = f"{row['tracked']} offers tracked, {calls} calls recorded"
+    if calls == 0:
+        return True, reason + " (none yet: run `failover health --once`, or send traffic through the proxy)"
+    statuses = ", ".join(f"{row[s]} {s}" for s in ("healthy", "degraded", "unhealthy", "unknown") if row[s])
+    reason += f" ({_percent(row['successes'], calls)} ok); {statuses}"
+    if row["cooling"]:
+        reason += f"; {row['cooling']} cooling down"
+    if row["probed_ago_s"] is not None:
+        reason += f"; last probe {row['probed_ago_s']:.0f} s ago"
+    return True, reason
+
+
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%"
+
+
+async def _tracked(pool: asyncpg.Pool) -> dict[OfferKey, asyncpg.Record]:
+    rows = await pool.fetch(query("tracked_offers"))
+    return {(r["provider_slug"], r["provider_model_id"]): r for r in rows}
+
+
+def _evidence(offers: tuple[Offer, ...], tracked: dict[OfferKey, asyncpg.Record]) -> str:
+    """What tracking recorded of these offers, for the reason: success rates over real calls."""
+    parts = []
+    for offer in offers:
+        row = tracked.get(offer.key)
+        if row is not None and row["calls"] and row["success_rate"] is not None:
+            parts.append(f"{offer.provider_slug} {100 * row['success_rate']:.1f}% ok over {row['calls']} calls")
+    return f"; tracked: {', '.join(parts)}" if parts else ""
 
 
 async def check_simulation(pool: asyncpg.Pool) -> Outcome:
+    """The ranking the proxy would use now (health and cooldowns as tracked), then its primary failing."""
     catalog = await load_offers(pool)
     if not catalog:
         return False, f"no offers to fail over between; {SYNC}"
@@ -166,16 +197,23 @@ async def check_simulation(pool: asyncpg.Pool) -> Outcome:
     if not models:
         return True, "no model has a second offer yet: nothing to fail over to"
     model = next((m for m in SAMPLE_MODELS if m in models), models[0])
-    ranked = rank_offers(catalog[model]).offers
-    primary = ranked[0]
-    broken = {primary.key: RuntimeView(circuit=CircuitState.OPEN)}
-    after = rank_offers(catalog[model], runtime=broken).offers
-    if not after or after[0] == primary or after[0] != ranked[1]:
+    tracked, now = await _tracked(pool), time.time()
+    views = {k: RuntimeView(cooldown_until=r["cooldown_until"]) for k, r in tracked.items() if r["cooldown_until"]}
+    ranking = rank_offers(catalog[model], runtime=views, now=now)
+    if len(ranking.offers) < 2:
+        cooling = ", ".join(o.provider_slug for o in ranking.cooling)
+        return False, f"{model}: no fallback usable right now ({cooling} cooling down, as tracked)"
+    primary = ranking.offers[0]
+    broken = {**views, primary.key: RuntimeView(circuit=CircuitState.OPEN)}
+    after = rank_offers(catalog[model], runtime=broken, now=now).offers
+    if not after or after[0] == primary or after[0] != ranking.offers[1]:
         return False, f"{model}: with {primary.provider_slug} failing, the next offer is not the fallback"
     fallback = after[0]
     return True, (
         f"{model}: {primary.provider_slug} fails -> {fallback.provider_slug} "
         f"('{fallback.provider_model_id}', {fallback.effective_health})"
+        + _evidence((primary, fallback), tracked)
+        + (f"; cooling down now: {', '.join(o.provider_slug for o in ranking.cooling)}" if ranking.cooling else "")
     )
 
 

@@ -3,6 +3,7 @@
     Redis pub/sub  {prefix}:events:rankings   RankingEvent   worker -> proxies: re-read these models
     Redis pub/sub  {prefix}:events:state      StateEvent     proxy -> proxies: a cooldown or an opened circuit
     Redis hash     {prefix}:offers            model -> {"version", "offers": [ranked offers]}
+    Redis hash     {prefix}:state             "kind|provider|model" -> the latest StateEvent (catch-up on connect)
     Postgres       NOTIFY gatewayz_rankings   RankingEvent   the same, for deployments without Redis
 
 Payloads are JSON. A `RankingEvent` with `models = None` means "every model" (a NOTIFY payload is
@@ -36,6 +37,15 @@ def state_channel(prefix: str) -> str:
 
 def offers_key(prefix: str) -> str:
     return f"{prefix}:offers"
+
+
+def state_key(prefix: str) -> str:
+    return f"{prefix}:state"
+
+
+def state_field(event: StateEvent) -> str:
+    """An event's field in the state hash: the latest event of a kind for an offer replaces the last."""
+    return f"{event.kind}|{event.provider}|{event.provider_model_id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,11 @@
 - Outgoing: `publish(event)` is `RuntimeState`'s callback when this instance sets a cooldown or opens
   a circuit. It only appends to a bounded outbox (no I/O on the request path); a background task
   sends the outbox as one pipeline of `PUBLISH`es on `{prefix}:events:state`.
+  Each event is also kept in the hash `{prefix}:state` (the latest per offer and kind), so that an
+  instance that (re)connects catches up on the cooldowns and circuits still in force.
 - Incoming: one subscription to `{prefix}:events:state` (other instances' events, applied to the
-  local `RuntimeState`) and `{prefix}:events:rankings` (the health worker's, handed to `on_rankings`).
+  local `RuntimeState`) and `{prefix}:events:rankings` (the health worker's, handed to `on_rankings`);
+  right after subscribing, one read of `{prefix}:state`.
 - The shared cache of ranked offers (`{prefix}:offers`, written by the worker) is read through
   `read_offers`, by the catalog refresher only.
 
@@ -40,6 +43,8 @@ from proxy.events import (
     offers_key,
     rankings_channel,
     state_channel,
+    state_field,
+    state_key,
 )
 from proxy.state import RuntimeState, StateEvent
 from proxy.types import Offer
@@ -49,6 +54,7 @@ REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 OUTBOX_LIMIT = 1000
 READ_TIMEOUT_S = 1.0
 HEALTH_CHECK_INTERVAL_S = 30
+STATE_TTL_S = 3600  # the state hash outlives its last write by this long; readers skip stale entries
 
 CachedOffers = dict[str, tuple[list[Offer], float]]
 
@@ -83,6 +89,7 @@ class SharedState:
         self.state_channel = state_channel(prefix)
         self.rankings_channel = rankings_channel(prefix)
         self.offers_key = offers_key(prefix)
+        self.state_key = state_key(prefix)
         self.backoff = backoff or Backoff()
         self.status = "unreachable"  # ok | unreachable
         self.client: aioredis.Redis | None = None
@@ -115,6 +122,7 @@ class SharedState:
         tasks: list[asyncio.Task[None]] = []
         try:
             await pubsub.subscribe(self.state_channel, self.rankings_channel)
+            await self._catch_up(client)
             self.client, self.status = client, "ok"
             self.backoff.reset()
             if refresh:
@@ -150,6 +158,23 @@ class SharedState:
         except ValueError as exc:
             log.warning("ignoring a malformed event on %s: %s", name, exc)
 
+    async def _catch_up(self, client: aioredis.Redis) -> None:
+        """Apply the other instances' cooldowns and circuits still in force (missed while away)."""
+        entries: dict[Any, Any] = await client.hgetall(self.state_key)
+        now = time.time()
+        for data in entries.values():
+            try:
+                event, origin = decode_state_event(data)
+            except ValueError as exc:
+                log.warning("ignoring a malformed entry of %s: %s", self.state_key, exc)
+                continue
+            if self._horizon(event) > now:
+                self._apply(event, origin)
+
+    def _horizon(self, event: StateEvent) -> float:
+        """Until when an event matters: a cooldown's end, or an open circuit's first trial."""
+        return event.until if event.kind == "cooldown" else event.until + self.circuit_cooldown_s
+
     def _apply(self, event: StateEvent, origin: str) -> None:
         if origin == self.instance_id:
             return
@@ -169,7 +194,10 @@ class SharedState:
             try:
                 async with client.pipeline(transaction=False) as pipe:
                     for event in events:
-                        pipe.publish(self.state_channel, encode_state_event(event, self.instance_id))
+                        payload = encode_state_event(event, self.instance_id)
+                        pipe.hset(self.state_key, state_field(event), payload)
+                        pipe.publish(self.state_channel, payload)
+                    pipe.expire(self.state_key, STATE_TTL_S)
                     await pipe.execute()
             except REDIS_ERRORS:
                 self._outbox.extendleft(reversed(events))
@@ -180,8 +208,7 @@ class SharedState:
         events = []
         while self._outbox:
             event = self._outbox.popleft()
-            horizon = event.until if event.kind == "cooldown" else event.until + self.circuit_cooldown_s
-            if horizon > now:
+            if self._horizon(event) > now:
                 events.append(event)
         return events
 

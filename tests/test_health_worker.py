@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from health.worker import HealthWorker, RoundReport

@@ -199,3 +199,28 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::int[], $6::tex
     AS h (provider, model, health_status, response_time_ms, http_status, error)
 JOIN providers p ON p.slug = h.provider
 JOIN models m ON m.provider_id = p.id AND m.provider_model_id = h.model;
+
+-- name: tracking_summary
+-- Check: what the tracking rows of the active offers hold (calls, statuses, cooldowns, last probe).
+SELECT count(m.id) AS offers, count(t.id) AS tracked,
+       coalesce(sum(t.success_count), 0)::bigint AS successes,
+       coalesce(sum(t.error_count), 0)::bigint AS errors,
+       count(*) FILTER (WHERE m.health_status = 'healthy') AS healthy,
+       count(*) FILTER (WHERE m.health_status = 'degraded') AS degraded,
+       count(*) FILTER (WHERE m.health_status = 'unhealthy') AS unhealthy,
+       count(*) FILTER (WHERE m.health_status = 'unknown') AS unknown,
+       count(*) FILTER (WHERE t.cooldown_until > now()) AS cooling,
+       extract(epoch FROM now() - max(p.last_health_check_at))::float8 AS probed_ago_s
+FROM models m
+JOIN providers p ON p.id = m.provider_id
+LEFT JOIN model_health_tracking t ON t.offer_id = m.id
+WHERE m.is_active AND p.is_active;
+
+-- name: tracked_offers
+-- Check: each active offer's tracked calls and success rate, and its cooldown end (epoch seconds)
+-- when one is in force.
+SELECT c.provider_slug, c.provider_model_id, coalesce(t.call_count, 0)::bigint AS calls, c.success_rate,
+       CASE WHEN c.cooldown_until > now() THEN extract(epoch FROM c.cooldown_until)::float8 END AS cooldown_until
+FROM offer_catalog c
+LEFT JOIN model_health_tracking t ON t.offer_id = c.offer_id
+WHERE c.offer_is_active AND c.provider_is_active;
