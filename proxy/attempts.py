@@ -37,6 +37,7 @@ from proxy.types import Attempt, Offer, Ranking
 from proxy.upstream import MAX_ERROR_BODY, UpstreamClient, UpstreamResponse
 
 SSE_STARTS = (b"data:", b":", b"event:", b"id:", b"retry:")
+MAX_FIRST_EVENT = 64 * 1024  # a first event longer than this is not a chat chunk
 
 
 @dataclass(slots=True)
@@ -151,17 +152,46 @@ async def _status_error(response: UpstreamResponse) -> UpstreamStatus:
 
 
 async def _first_event(response: UpstreamResponse) -> bytes:
-    """The first chunk of a stream, checked to be server-sent events and not an error event."""
+    """The stream up to its first complete event, checked before commit: server-sent events whose
+    first data event is a JSON object and not an error. Returns every byte read, to relay as it came."""
+    buffered = b""
     async for chunk in response.chunks():
-        head = chunk.lstrip()
+        buffered += chunk
+        head = buffered.lstrip()
         if not head:
             continue
         if not head.startswith(SSE_STARTS):
             raise MalformedResponse("the provider's stream is not server-sent events")
-        if head.startswith(b'data: {"error"') or head.startswith(b'data:{"error"'):
-            raise MalformedResponse("the provider's stream opened with an error event")
-        return chunk
+        end = _event_end(head)
+        if end >= 0:
+            _check_first_event(head[:end])
+            return buffered
+        if len(buffered) > MAX_FIRST_EVENT:
+            raise MalformedResponse("the provider's first event is too long")
     raise MalformedResponse("the provider's stream ended before its first event")
+
+
+def _event_end(data: bytes) -> int:
+    """Where the first event ends (a blank line, in any of the SSE line endings), or -1."""
+    end = data.find(b"\n\n")
+    if b"\r" not in data:
+        return end
+    ends = [i for i in (end, data.find(b"\r\n\r\n"), data.find(b"\r\r")) if i >= 0]
+    return min(ends) if ends else -1
+
+
+def _check_first_event(event: bytes) -> None:
+    data = [line[5:].removeprefix(b" ") for line in event.splitlines() if line.startswith(b"data:")]
+    if not data or data == [b"[DONE]"]:
+        return  # a comment or a bare field: nothing to judge yet
+    try:
+        parsed = orjson.loads(b"\n".join(data))
+    except orjson.JSONDecodeError:
+        raise MalformedResponse("the provider's first event is not valid JSON") from None
+    if not isinstance(parsed, dict):
+        raise MalformedResponse("the provider's first event is not a JSON object")
+    if parsed.get("error") is not None:
+        raise MalformedResponse("the provider's stream opened with an error event")
 
 
 async def _whole_body(offer: Offer, response: UpstreamResponse, remaining: float) -> Served:
