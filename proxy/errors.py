@@ -10,7 +10,8 @@
     │   ├── Forbidden                 403 (admin API not enabled, or wrong token)
     │   ├── ModelNotFound             404 model_not_found
     │   ├── BodyTooLarge              413 request_too_large
-    │   └── NoOfferAllowed            404 no offer left after the request's `only`/`ignore`
+    │   ├── NoOfferAllowed            404 no offer left after the request's `only`/`ignore`
+    │   └── RequestTimeout            408 the body did not arrive in time (a trickling client)
     ├── UpstreamError                 one attempt at one offer failed (mapped from the HTTP client)
     │   ├── ConnectFailed             refused, reset or unresolvable before a byte was sent
     │   ├── ConnectTimeout            no connection within connect_timeout_s
@@ -92,6 +93,11 @@ class BodyTooLarge(ClientError):
 class NoOfferAllowed(ClientError):
     status = 404
     code = "no_allowed_providers"
+
+
+class RequestTimeout(ClientError):
+    status = 408
+    code = "request_timeout"
 
 
 class UpstreamError(GatewayError):

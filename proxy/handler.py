@@ -26,6 +26,7 @@ from proxy.errors import (
     ClientError,
     ModelNotFound,
     NoOfferAllowed,
+    RequestTimeout,
     Unauthorized,
     UpstreamError,
     UpstreamStatus,
@@ -79,7 +80,8 @@ class ProxyHandler:
         watcher: asyncio.Task[None] | None = None
         try:
             self._authorize(headers)
-            body = await _read_body(receive, headers, self.gateway.settings.max_body_bytes)
+            settings = self.gateway.settings
+            body = await _read_body(receive, headers, settings.max_body_bytes, settings.deadline_s)
             assert task is not None
             watcher = asyncio.ensure_future(_watch_disconnect(receive, task, ex))
             await self._serve(ex, body, headers, send)
@@ -220,14 +222,23 @@ def _request_id(given: bytes | None) -> str:
     return uuid.uuid4().hex
 
 
-async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
-    """The whole body, refusing (413) as soon as it is known to be over `limit`, never holding more."""
+async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, timeout_s: float) -> bytes:
+    """The whole body, refusing (413) as soon as it is known to be over `limit`, never holding more, and
+    (408) when it has not all arrived within `timeout_s`: a client trickling its body holds nothing for long."""
     declared = headers.get(b"content-length")
     if declared is not None:
         if not declared.isdigit():
             raise BadRequest("Content-Length is not a number")
         if int(declared) > limit:
             raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _receive_body(receive, limit)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
+
+
+async def _receive_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -14,7 +14,7 @@ import orjson
 from proxy.errors import BadRequest
 from proxy.types import Preferences, Strategy
 
-SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z, not $: "$" would let a final newline in
 SORTS = {"price": Strategy.PRICE, "latency": Strategy.LATENCY, "throughput": Strategy.LATENCY}
 MAX_MODEL_LENGTH = 256
 
@@ -30,7 +30,10 @@ class ClientRequest:
         """The body to send to one offer: the client's fields with `model` set to the provider's id."""
         body = dict(self.body)
         body["model"] = provider_model_id
-        return orjson.dumps(body)
+        try:
+            return orjson.dumps(body)
+        except orjson.JSONEncodeError:  # orjson reads 1,023 levels of nesting but writes only 254
+            raise BadRequest("the request body is nested too deeply to forward") from None
 
 
 def parse_request(raw: bytes, provider_header: str | None = None) -> ClientRequest:

@@ -18,6 +18,7 @@ import uvicorn
 from proxy.app import GatewayApp, create_app
 from proxy.config import load_config
 from proxy.database import database_url
+from proxy.http_guard import GuardedHttpToolsProtocol
 
 
 def app_from_environment() -> GatewayApp:
@@ -54,7 +55,7 @@ def run_serve(args: argparse.Namespace) -> int:
         port=port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        http=GuardedHttpToolsProtocol,  # httptools, with a bound on request heads
         access_log=False,
         server_header=False,
         log_level="warning",

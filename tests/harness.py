@@ -19,6 +19,7 @@ import uvicorn
 
 from proxy.app import GatewayApp, create_app
 from proxy.config import Config, config_from_mapping
+from proxy.http_guard import GuardedHttpToolsProtocol
 from proxy.upstream import UpstreamClient
 
 
@@ -53,8 +54,11 @@ def gateway_config(
 
 
 class ProxyServer:
-    def __init__(self, config: Config, *, client: UpstreamClient | None = None) -> None:
+    def __init__(
+        self, config: Config, *, client: UpstreamClient | None = None, http: type[asyncio.Protocol] | None = None
+    ) -> None:
         self.app: GatewayApp = create_app(config, client=client)
+        self.http = http or GuardedHttpToolsProtocol  # what `failover serve` runs
         self.config = config
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -74,7 +78,7 @@ class ProxyServer:
 
     def start(self) -> ProxyServer:
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=0, loop="asyncio", http="httptools", lifespan="on",
+            self.app, host="127.0.0.1", port=0, loop="asyncio", http=self.http, lifespan="on",
             log_level="warning", access_log=False, timeout_graceful_shutdown=2,
         )
         self._server = uvicorn.Server(config)
