@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import TypeVar, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 OTHER = "other"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -41,6 +45,7 @@ class Metrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._models: frozenset[str] = frozenset()
         self._providers: frozenset[str] = frozenset()
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
         self._traffic(self.registry)
         self._timings(self.registry)
         self._offers(self.registry)
@@ -119,6 +124,16 @@ class Metrics:
 
     def provider(self, slug: str) -> str:
         return slug if slug in self._providers else OTHER
+
+    def child(self, metric: M, *labels: str) -> M:
+        """`metric.labels(*labels)`, remembered: the request path asks for the same few label sets
+        thousands of times a second, and `labels()` validates and locks on every call. Bounded like
+        the labels themselves (catalog models, configured providers, a fixed set of outcomes)."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return cast(M, found)
 
     def exposition(self) -> bytes:
         folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -17,6 +17,7 @@ from proxy.types import Preferences, Strategy
 SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z, not $: "$" would let a final newline in
 SORTS = {"price": Strategy.PRICE, "latency": Strategy.LATENCY, "throughput": Strategy.LATENCY}
 MAX_MODEL_LENGTH = 256
+NO_PREFERENCES = Preferences()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,8 @@ def parse_preferences(field: Any, provider_header: str | None) -> Preferences:
     """Merge the OpenRouter-style `provider` body field and the `x-gatewayz-provider` header.
     The header's provider comes first in the order. OpenRouter fields this proxy does not act on
     (`data_collection`, `quantizations`, ...) are accepted and ignored, so its clients keep working."""
+    if field is None and provider_header is None:
+        return NO_PREFERENCES  # the common case, without building an equal object per request
     if field is None:
         field = {}
     if not isinstance(field, dict):

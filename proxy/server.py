@@ -8,10 +8,12 @@ finish for up to `shutdown_grace_s`, then the lifespan stops every background ta
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 import tempfile
+from typing import TextIO
 
 import uvicorn
 
@@ -26,8 +28,58 @@ def app_from_environment() -> GatewayApp:
     return create_app(load_config())
 
 
+class BatchedStreamHandler(logging.StreamHandler[TextIO]):
+    """Writes lines in batches: on the event loop, a line waits at most `delay_s` for the next ones,
+    so the access log costs one `write` per batch instead of a `write` and a `flush` per request.
+    Off the loop (start-up, shutdown) a line is written at once; `flush()` writes what waits."""
+
+    MAX_PENDING = 1000
+
+    def __init__(self, stream: TextIO, delay_s: float = 0.05) -> None:
+        super().__init__(stream)
+        self.delay_s = delay_s
+        self._pending: list[str] = []
+        self._scheduled = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._pending.append(self.format(record))
+        except Exception:  # logging's own contract: a bad record is reported, never raised
+            self.handleError(record)
+            return
+        if self._scheduled and len(self._pending) < self.MAX_PENDING:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or len(self._pending) >= self.MAX_PENDING:
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_later(self.delay_s, self.flush)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._scheduled = False
+            if self._pending:
+                text = "\n".join(self._pending) + "\n"
+                self._pending.clear()
+                self.stream.write(text)
+            self.stream.flush()
+        finally:
+            self.release()
+
+
 def configure_logging() -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    # A log record need not know which thread, process or source line made it: nothing here
+    # formats those, and looking them up costs more than the access line itself.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
+    logging._srcfile = None
+    handler = BatchedStreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     access = logging.getLogger("gatewayz.access")
     access.addHandler(handler)
