@@ -51,30 +51,32 @@ class WorkerMetrics:
             buckets=PROBE_BUCKETS,
             registry=self.registry,
         )
+        self._providers: frozenset[str] = frozenset()
+        self._define_round_metrics()
+
+    def _define_round_metrics(self) -> None:
+        r = self.registry
         self.rounds = Counter(
             "gatewayz_worker_rounds",
             "Worker rounds: probed (as leader), standby (another worker leads), failed",
             ["outcome"],
-            registry=self.registry,
+            registry=r,
         )
         self.changes = Counter(
             "gatewayz_health_changes",
             "Offer status changes the worker derived, by provider and new status",
             ["provider", "status"],
-            registry=self.registry,
+            registry=r,
         )
         self.ranking_events = Counter(
             "gatewayz_ranking_events",
             "Ranking-change events published, by channel (redis or postgres)",
             ["channel"],
-            registry=self.registry,
+            registry=r,
         )
         self.pruned = Counter(
-            "gatewayz_history_pruned",
-            "model_health_history rows deleted past the retention period",
-            registry=self.registry,
+            "gatewayz_history_pruned", "model_health_history rows deleted past the retention period", registry=r
         )
-        self._providers: frozenset[str] = frozenset()
 
     def bound(self, providers: Iterable[str]) -> None:
         self._providers = frozenset(providers)

