@@ -93,7 +93,11 @@ class HealthWorker:
 
     async def __aenter__(self) -> HealthWorker:
         self.pool = await create_pool(self.url, min_size=1, max_size=4)
-        await apply_migrations(self.pool)
+        try:
+            await apply_migrations(self.pool)
+        except BaseException:
+            await self.close()
+            raise
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.probe_timeout_s)
         self.session = aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar())
         return self

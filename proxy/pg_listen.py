@@ -43,6 +43,8 @@ class PostgresListener:
                 if self.listening or not warned:
                     log.warning("cannot listen for ranking events, relying on the TTL refresh: %s", exc)
                     warned = True
+            except Exception:  # this loop must survive; the failure is logged with its traceback
+                log.exception("listening for ranking events failed; reconnecting")
             listened_before = listened_before or self.listening
             self.listening = False
             await asyncio.sleep(self.backoff.next())

@@ -112,6 +112,8 @@ class SharedState:
                 if self.status == "ok" or not warned:
                     log.warning("redis unreachable, using in-process state until it is back: %s", exc)
                     warned = True
+            except Exception:  # this loop must survive; the failure is logged with its traceback
+                log.exception("shared state over redis failed; reconnecting")
             connected_before = connected_before or self.status == "ok"
             self.status = "unreachable"
             await asyncio.sleep(self.backoff.next())
@@ -186,7 +188,8 @@ class SharedState:
 
     async def _send(self, client: aioredis.Redis) -> None:
         while True:
-            await self._wake.wait()
+            if not self._outbox:  # events left by a failed session go out first
+                await self._wake.wait()
             self._wake.clear()
             events = self._fresh_events(time.time())
             if not events:

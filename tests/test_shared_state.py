@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from proxy.config import ProxySettings, Secret
 from proxy.events import (
     RankingEvent,
     decode_cached_offers,
@@ -19,7 +20,8 @@ from proxy.events import (
     encode_state_event,
 )
 from proxy.mock.testing import refused_url
-from proxy.state import StateEvent
+from proxy.shared import SharedState
+from proxy.state import RuntimeState, StateEvent
 from proxy.types import Health, Offer
 from tests.health_helpers import health_config, own_valkey, wait_until
 
@@ -42,6 +44,22 @@ def test_events_survive_the_wire_and_bad_ones_are_refused() -> None:
         decode_ranking_event(b'{"models": [1], "version": 1}')
     with pytest.raises(ValueError):
         decode_cached_offers(b'{"version": 1, "offers": [{"model_id": "x"}]}')
+
+
+def test_the_outbox_sends_only_what_is_still_in_force() -> None:
+    state = RuntimeState(ProxySettings())
+    shared = SharedState(Secret("redis://127.0.0.1:1"), "p", state, on_rankings=lambda _: None, circuit_cooldown_s=30)
+    now = time.time()
+    events = [
+        StateEvent("cooldown", "a", "a/m", now - 1),  # over
+        StateEvent("cooldown", "a", "a/m", now + 5),
+        StateEvent("circuit_open", "a", "", now - 10),  # still before its half-open trial
+        StateEvent("circuit_open", "b", "b/m", now - 40),  # over
+    ]
+    for event in events:
+        shared.publish(event)  # no I/O: Redis is never reached here
+    assert shared._fresh_events(now) == [events[1], events[2]]
+    assert shared._fresh_events(now) == []
 
 
 def chat(proxy: Any) -> httpx.Response:
