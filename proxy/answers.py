@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from proxy.config import Config
 from proxy.errors import AllOffersFailed, ClientError
 from proxy.types import Attempt, Offer
 
@@ -34,8 +35,11 @@ DROPPED_RESPONSE_HEADERS = frozenset(
         "date",
         "server",
         "alt-svc",
+        "location",
     }
 )
+REDACTED = b"[redacted]"
+MIN_REDACTED_LENGTH = 8  # shorter "keys" are placeholders: replacing them would garble the body
 JSON = (b"content-type", b"application/json")
 
 
@@ -74,3 +78,17 @@ def gateway_headers(offer: Offer | None, attempts: Sequence[Attempt], request_id
         headers.append((b"x-gatewayz-provider-model", offer.provider_model_id.encode("latin-1", "replace")))
     headers.append((b"x-gatewayz-attempts", str(len(attempts)).encode()))
     return headers
+
+
+def provider_secrets(config: Config) -> tuple[bytes, ...]:
+    """Every provider key long enough to look for, as the bytes a provider could echo back."""
+    keys = {p.api_key.reveal().encode() for p in config.providers}
+    return tuple(sorted((k for k in keys if len(k) >= MIN_REDACTED_LENGTH), key=len, reverse=True))
+
+
+def redact(data: bytes, secrets: Iterable[bytes]) -> bytes:
+    """`data` with every occurrence of each secret replaced by `[redacted]`."""
+    for secret in secrets:
+        if secret in data:
+            data = data.replace(secret, REDACTED)
+    return data

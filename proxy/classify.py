@@ -19,8 +19,10 @@ MAX_RETRY_AFTER_S = 3600.0
 
 
 def is_retryable_status(status: int) -> bool:
-    """Should the next offer be tried after this status? Unknown 5xx are retried; other 4xx are not."""
-    return status in RETRYABLE_STATUSES or status >= 500
+    """Should the next offer be tried after this status? Unknown 5xx are retried; other 4xx are not.
+    A redirect (3xx) is the provider's URL being wrong, never the client's doing: it is not followed,
+    and never passed on (its `Location` would send the client elsewhere), so it is failed over."""
+    return status in RETRYABLE_STATUSES or status >= 500 or 300 <= status < 400
 
 
 def retry_after_seconds(headers: Iterable[tuple[str, str]], now: float) -> float | None:

@@ -230,9 +230,19 @@ def _providers(reader: _Reader, raw: Any, env: Mapping[str, str]) -> tuple[Provi
         if provider.probe not in PROBE_KINDS:
             raise reader.fail(f"{where}.probe", f"expected one of {' | '.join(PROBE_KINDS)}")
         seen.add(provider.slug)
-        key = Secret(env.get(provider.api_key_env, "")) if provider.api_key_env else Secret("")
+        raw_key = env.get(provider.api_key_env, "") if provider.api_key_env else ""
+        key = _provider_key(reader, f"{where}.api_key_env", raw_key)
         out.append(_replace(provider, base_url=provider.base_url.rstrip("/"), api_key=key))
     return tuple(out)
+
+
+def _provider_key(reader: _Reader, where: str, value: str) -> Secret:
+    """The key as it will be sent: surrounding whitespace (a file's final newline) dropped, and no
+    control character left that would make every request to this provider fail. Never shown."""
+    key = value.strip()
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in key):
+        raise reader.fail(where, "the key in this variable contains a control character (a newline?)")
+    return Secret(key)
 
 
 def _replace(provider: ProviderConfig, **changes: Any) -> ProviderConfig:

@@ -107,8 +107,11 @@ class AiohttpUpstream:
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> UpstreamResponse:
         if self._session is None:
             self._session = self._open()
-        with _mapped(started=False):
-            response = await self._session.post(url, data=body, headers=headers, allow_redirects=False)
+        try:
+            with _mapped(started=False):
+                response = await self._session.post(url, data=body, headers=headers, allow_redirects=False)
+        except ValueError as exc:  # aiohttp refuses to write a header (a control character in it)
+            raise UpstreamError("the request to this provider could not be written") from exc
         return AiohttpResponse(response)
 
     async def aclose(self) -> None:
