@@ -42,7 +42,7 @@ def _ranked(gateway: Gateway, offers: tuple[Offer, ...]) -> tuple[list[Offer], d
     now = time.time()
     views = gateway.state.views(offers, now)
     ranking = rank_offers(offers, strategy=gateway.settings.strategy, runtime=views, now=now)
-    return [*ranking.offers, *ranking.open_circuits, *ranking.cooling], views
+    return [*ranking.offers, *ranking.cooling], views
 
 
 def _order_entry(position: int, offer: Offer, view: RuntimeView) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The order (SPEC section 7):
 1. the request's filters (`only`, `ignore`) drop offers; an offer cooling down after a provider's
-   `Retry-After` is left out, and so is one whose circuit is open while any other offer is usable;
+   `Retry-After` is left out (the provider asked us to stay away);
 2. usable offers sort by health tier (healthy, then degraded/unknown, then unhealthy), then by the
    request's preferred order, then by the strategy:
    - `balanced`: provider priority, latency in 50 ms bands (so noise does not flip the order; an
@@ -10,8 +10,9 @@ The order (SPEC section 7):
    - `price`: prompt + completion price per token, then priority, then latency;
    - `latency`: latency, then priority, then price;
    and last by provider slug, so equal offers always come in the same order;
-3. when no offer is usable because every circuit is open, the best of them is still tried (stale
-   knowledge should not fail a request that might succeed), but only that one;
+3. offers whose circuit is open come after every other offer, in the same order among themselves:
+   they get no traffic while any other offer serves, and are the last resort, not a lost request,
+   when every other offer failed;
 4. `allow_fallbacks = false` keeps only the offers the request named (or just the best one).
 """
 
@@ -96,14 +97,13 @@ def rank_offers(
     candidates = _allowed(offers, prefs)
     cooling = [o for o in candidates if views.get(o.key, _NO_VIEW).cooldown_until > now]
     live = [o for o in candidates if views.get(o.key, _NO_VIEW).cooldown_until <= now]
-    usable = sorted((o for o in live if views.get(o.key, _NO_VIEW).circuit is not CircuitState.OPEN), key=key)
-    if not usable:
-        usable = sorted(live, key=key)[:1]
-    opened = tuple(sorted((o for o in live if o not in usable), key=key))
+    closed = [o for o in live if views.get(o.key, _NO_VIEW).circuit is not CircuitState.OPEN]
+    opened = [o for o in live if views.get(o.key, _NO_VIEW).circuit is CircuitState.OPEN]
+    usable = sorted(closed, key=key) + sorted(opened, key=key)
     if not prefs.allow_fallbacks:
         named = [o for o in usable if o.provider_slug in order]
         usable = named if prefs.order else usable[:1]
     retry_after = None
     if not usable and cooling:
         retry_after = max(0.0, min(views[o.key].cooldown_until for o in cooling) - now)
-    return Ranking(offers=tuple(usable), cooling=tuple(cooling), open_circuits=opened, retry_after_s=retry_after)
+    return Ranking(offers=tuple(usable), cooling=tuple(cooling), retry_after_s=retry_after)

@@ -106,11 +106,10 @@ class RuntimeView:
 
 @dataclass(frozen=True, slots=True)
 class Ranking:
-    """The offers to try, best first, and those left out: cooling down, or behind an open circuit."""
+    """The offers to try, best first, and those left out because they are cooling down."""
 
     offers: tuple[Offer, ...]
     cooling: tuple[Offer, ...] = ()
-    open_circuits: tuple[Offer, ...] = ()
     retry_after_s: float | None = None  # when every offer is cooling: the soonest one is usable again
 
 

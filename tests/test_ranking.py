@@ -105,15 +105,14 @@ def test_cooling_offers_are_left_out_and_retry_after_is_the_soonest() -> None:
     assert slugs(rank_offers(offers, runtime=views, now=120.0).offers) == ["b"]
 
 
-def test_open_circuit_skipped_but_best_still_tried_when_all_open() -> None:
-    offers = [offer("a"), offer("b", priority=1)]
+def test_open_circuits_go_last_as_a_last_resort() -> None:
+    offers = [offer("a"), offer("b", priority=1), offer("c", priority=2)]
     one_open = {("a", "a/gpt-4"): RuntimeView(circuit=CircuitState.OPEN)}
-    assert slugs(rank_offers(offers, runtime=one_open).offers) == ["b"]
-    assert slugs(rank_offers(offers, runtime=one_open).open_circuits) == ["a"]
+    assert slugs(rank_offers(offers, runtime=one_open).offers) == ["b", "c", "a"]
     all_open = {o.key: RuntimeView(circuit=CircuitState.OPEN) for o in offers}
-    assert slugs(rank_offers(offers, runtime=all_open).offers) == ["a"]
+    assert slugs(rank_offers(offers, runtime=all_open).offers) == ["a", "b", "c"]
     half = {("a", "a/gpt-4"): RuntimeView(circuit=CircuitState.HALF_OPEN)}
-    assert slugs(rank_offers(offers, runtime=half).offers) == ["a", "b"]
+    assert slugs(rank_offers(offers, runtime=half).offers) == ["a", "b", "c"]
 
 
 def test_every_offer_unhealthy_still_tries_the_best() -> None:
