@@ -221,3 +221,18 @@ def test_completions_and_embeddings_fail_over_too(mock_provider: Any, proxy_serv
     embedding = sdk.embeddings.with_raw_response.create(model="gpt-4", input="hi")
     assert embedding.headers["x-gatewayz-provider"] == "b"
     assert len(embedding.parse().data[0].embedding) > 0
+
+
+def test_an_open_circuit_is_the_last_resort_not_a_lost_request(mock_provider: Any, proxy_server: Any) -> None:
+    a, b, proxy = two_providers(
+        mock_provider, proxy_server, fault="status", status=500,
+        proxy={"circuit_failure_threshold": 2, "circuit_cooldown_s": 60},
+    )
+    for _ in range(3):
+        chat(proxy)
+    assert a.stats()["requests"] == 2  # type: ignore[union-attr]  # then its circuit opened
+    a.set_faults(fault="none")  # type: ignore[union-attr]
+    b.set_faults(fault="status", status=503)
+    raw = chat(proxy)  # b (closed circuit) fails; a, open, is still asked rather than losing the request
+    assert raw.headers["x-gatewayz-provider"] == "a"
+    assert raw.headers["x-gatewayz-attempts"] == "2"
