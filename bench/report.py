@@ -168,4 +168,11 @@ def write_report(r: dict[str, Any], path: Path) -> None:
                   f"~{s['stream_seconds']} s per round, 2 rounds, one worker", "", *_streams(r)]
     lines += ["", "The profile of the request path, and what was changed because of it: [PROFILE.md](PROFILE.md).",
               ""]
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + _soak_section(path))
+
+
+def _soak_section(path: Path) -> str:
+    """The "Soak" section `python -m bench.soak` wrote into the file, kept across benchmark runs."""
+    text = path.read_text() if path.exists() else ""
+    start, end = text.find("## Soak\n\n<!-- soak:start -->"), text.find("<!-- soak:end -->")
+    return "\n" + text[start : end + len("<!-- soak:end -->")] + "\n" if 0 <= start < end else ""
