@@ -41,12 +41,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_body:
             super().data_received(data)
             return
-        self._arm_head_timer()
         heads = self._heads_seen
         super().data_received(data)
-        if self._heads_seen == heads:  # no head was completed by this chunk: all of it is head
+        if self._heads_seen == heads and not self.transport.is_closing():  # all of this chunk is head
+            self._arm_head_timer()  # (the common whole-request chunk never arms it)
             self._head_bytes += len(data)
-            if self._head_bytes > self.max_head_bytes and not self.transport.is_closing():
+            if self._head_bytes > self.max_head_bytes:
                 self._refuse(431, f"the request line and headers are larger than {self.max_head_bytes} bytes")
 
     def on_headers_complete(self) -> None:
