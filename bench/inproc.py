@@ -119,7 +119,12 @@ def main() -> None:
     parser.add_argument("--stream", action="store_true")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--log", action="store_true", help="write the access log (to /dev/null) as serve does")
+    parser.add_argument("--gc", action="store_true", help="tune the garbage collector as serve does")
     args = parser.parse_args()
+    if args.gc:
+        from proxy.server import tune_gc
+
+        tune_gc()
     if args.log:
         from proxy.server import configure_logging
 

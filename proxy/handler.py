@@ -12,6 +12,7 @@ import hmac
 import logging
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -55,6 +56,10 @@ ROUTES = {
     "/v1/embeddings": "/embeddings",
 }
 FORWARDED = frozenset({b"accept", b"user-agent", b"http-referer", b"x-title", b"openai-beta"})
+# Listening for a disconnect takes a task of its own; it starts once a request has run this long,
+# so most answers from a fast provider never pay for it, and a client that leaves sooner is
+# noticed (and its upstream request cancelled) at this point.
+WATCH_AFTER_S = 0.005
 
 
 @dataclass(slots=True)
@@ -80,6 +85,9 @@ class ProxyHandler:
         self.gateway = gateway
         self.keys = [k.reveal().encode() for k in gateway.config.api_keys]
         self.provider_keys = provider_secrets(gateway.config)
+        # `failover serve` sets this to write access lines straight to its batched stream, past the
+        # logging machinery (which costs more than the rest of the line); otherwise the logger is used.
+        self.write_access: Callable[[str], None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -87,13 +95,13 @@ class ProxyHandler:
         request_id = _request_id(headers.get(b"x-request-id"))
         ex = Exchange(route=path, request_id=request_id, started=time.perf_counter())
         task = asyncio.current_task()
-        watcher: asyncio.Task[None] | None = None
+        watcher: DisconnectWatch | None = None
         try:
             self._authorize(headers)
             settings = self.gateway.settings
             body = await _read_body(receive, headers, settings.max_body_bytes, settings.deadline_s)
             assert task is not None
-            watcher = asyncio.ensure_future(_watch_disconnect(receive, task, ex))
+            watcher = DisconnectWatch(receive, task, ex)
             await self._serve(ex, body, headers, send)
         except ClientError as exc:
             await self._reply_error(ex, send, *client_error(exc), [])
@@ -213,7 +221,9 @@ class ProxyHandler:
             metrics.overhead.observe(max(0.0, elapsed - ex.upstream_s))
         if ex.usage is not None and ex.provider:
             self._account_usage(ex, model)
-        if access_log.isEnabledFor(logging.INFO):
+        if self.write_access is not None:
+            self.write_access(_log_line(ex, elapsed))
+        elif access_log.isEnabledFor(logging.INFO):
             access_log.info(_log_line(ex, elapsed))
 
     def _account_usage(self, ex: Exchange, model: str) -> None:
@@ -265,6 +275,28 @@ async def _receive_body(receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+class DisconnectWatch:
+    """Cancels the request's task when its client goes away, listening from `WATCH_AFTER_S` on."""
+
+    __slots__ = ("_task", "_timer")
+
+    def __init__(self, receive: Receive, request: asyncio.Task[None], ex: Exchange) -> None:
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            WATCH_AFTER_S, self._listen, receive, request, ex
+        )
+
+    def _listen(self, receive: Receive, request: asyncio.Task[None], ex: Exchange) -> None:
+        self._timer = None
+        self._task = asyncio.ensure_future(_watch_disconnect(receive, request, ex))
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
 
 
 async def _watch_disconnect(receive: Receive, task: asyncio.Task[None], ex: Exchange) -> None:

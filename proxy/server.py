@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import sys
@@ -22,10 +23,33 @@ from proxy.config import load_config
 from proxy.database import database_url
 from proxy.http_guard import GuardedHttpToolsProtocol
 
+# A young-generation collection every 10,000 net allocations instead of 700 (the default).
+GC_YOUNG_THRESHOLD = 10_000
+
 
 def app_from_environment() -> GatewayApp:
     """The uvicorn factory: config from $FAILOVER_CONFIG, database from $DATABASE_URL."""
-    return create_app(load_config())
+    app = create_app(load_config())
+    for handler in logging.getLogger("gatewayz.access").handlers:
+        if isinstance(handler, BatchedStreamHandler):  # configured by `failover serve`
+            app.handler.write_access = handler.write_line
+    tune_gc()
+    return app
+
+
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off the request path's back (measured in bench/PROFILE.md).
+
+    With the defaults, requests in flight (each a few hundred objects, alive across several young
+    collections) are promoted and trigger full collections of the whole heap, about 60,000 objects
+    of imported modules that never die: 10% of the CPU at load and 30-40 ms pauses. `freeze()` moves
+    what exists now (modules, the app) out of the collector's sight for good, and a higher young
+    threshold lets a request's objects die by reference counting before a collection sees them.
+    Cyclic garbage is still collected, just in larger batches."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 class BatchedStreamHandler(logging.StreamHandler[TextIO]):
@@ -43,10 +67,15 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self._pending.append(self.format(record))
+            line = self.format(record)
         except Exception:  # logging's own contract: a bad record is reported, never raised
             self.handleError(record)
             return
+        self.write_line(line)
+
+    def write_line(self, line: str) -> None:
+        """One line, already formatted, for this stream."""
+        self._pending.append(line)
         if self._scheduled and len(self._pending) < self.MAX_PENDING:
             return
         try:

@@ -3,7 +3,7 @@
 It is aiohttp's client used directly: on this project's machines a bare forwarder on it serves about
 2.5 times what the same forwarder serves on httpx with the aiohttp transport (SPEC section 11, and
 `bench/` measures both). Everything else sees only `UpstreamClient` and `UpstreamResponse`, and only
-errors from `proxy.errors`: `_mapped()` is the one place the client's exceptions become ours.
+errors from `proxy.errors`: `_ours()` is the one place the client's exceptions become ours.
 
 Contract: `send()` returns once the status line and headers are in; the caller owns the response
 and must `close()` it (abort, connection dropped) or fully consume it (`read()`/`chunks()` then
@@ -13,8 +13,7 @@ and must `close()` it (abort, connection dropped) or fully consume it (`read()`/
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping
 from typing import Protocol
 
 import aiohttp
@@ -39,25 +38,21 @@ class UpstreamClient(Protocol):
     async def aclose(self) -> None: ...
 
 
-@contextmanager
-def _mapped(*, started: bool) -> Iterator[None]:
-    """aiohttp's exceptions as ours. `started`: the response had begun, so a drop is mid-stream."""
-    try:
-        yield
-    except aiohttp.ClientConnectorError as exc:
-        raise ConnectFailed(f"cannot connect: {exc.os_error.strerror or type(exc.os_error).__name__}") from exc
-    except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise ConnectTimeout("connection timed out") from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise StreamBroken("the provider's connection dropped mid-answer") from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
-        if started:
-            raise StreamBroken("the provider's connection dropped mid-answer") from exc
-        raise ConnectFailed("the provider closed the connection without answering") from exc
-    except aiohttp.ClientResponseError as exc:
-        raise MalformedResponse(f"the provider's answer is not valid HTTP: {exc.message}") from exc
-    except aiohttp.ClientError as exc:
-        raise UpstreamError(f"upstream request failed: {type(exc).__name__}") from exc
+def _ours(exc: aiohttp.ClientError, *, started: bool) -> UpstreamError:
+    """aiohttp's exception as ours (raise it `from exc`). `started`: the response had begun, so a
+    drop is mid-stream. A function, not a context manager: it runs only on failure, for free."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectFailed(f"cannot connect: {exc.os_error.strerror or type(exc.os_error).__name__}")
+    if isinstance(exc, aiohttp.ConnectionTimeoutError | aiohttp.ServerTimeoutError):
+        return ConnectTimeout("connection timed out")
+    dropped = isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+    if isinstance(exc, aiohttp.ClientPayloadError) or (dropped and started):
+        return StreamBroken("the provider's connection dropped mid-answer")
+    if dropped:
+        return ConnectFailed("the provider closed the connection without answering")
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return MalformedResponse(f"the provider's answer is not valid HTTP: {exc.message}")
+    return UpstreamError(f"upstream request failed: {type(exc).__name__}")
 
 
 class AiohttpResponse:
@@ -69,15 +64,19 @@ class AiohttpResponse:
         self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers]
 
     async def read(self, limit: int | None = None) -> bytes:
-        with _mapped(started=True):
+        try:
             if limit is None:
                 return await self._response.read()
             return await self._response.content.read(limit)
+        except aiohttp.ClientError as exc:
+            raise _ours(exc, started=True) from exc
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        with _mapped(started=True):
+        try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
+        except aiohttp.ClientError as exc:
+            raise _ours(exc, started=True) from exc
 
     def release(self) -> None:
         self._response.release()
@@ -108,8 +107,9 @@ class AiohttpUpstream:
         if self._session is None:
             self._session = self._open()
         try:
-            with _mapped(started=False):
-                response = await self._session.post(url, data=body, headers=headers, allow_redirects=False)
+            response = await self._session.post(url, data=body, headers=headers, allow_redirects=False)
+        except aiohttp.ClientError as exc:
+            raise _ours(exc, started=False) from exc
         except ValueError as exc:  # aiohttp refuses to write a header (a control character in it)
             raise UpstreamError("the request to this provider could not be written") from exc
         return AiohttpResponse(response)
