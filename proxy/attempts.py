@@ -92,7 +92,8 @@ async def run_attempts(
                 raise
             if index + 1 < len(offers):
                 model = ctx.metrics.model(request.model)
-                ctx.metrics.failovers.labels(model, ctx.metrics.provider(offer.provider_slug), _code(exc)).inc()
+                from_provider = ctx.metrics.provider(offer.provider_slug)
+                ctx.metrics.child(ctx.metrics.failovers, model, from_provider, _code(exc)).inc()
             continue
         elapsed = loop.time() - started
         attempts.append(Attempt(offer.provider_slug, offer.provider_model_id, "ok", elapsed * 1000))
@@ -118,18 +119,22 @@ async def _try_offer(
     budget = min(settings.first_byte_timeout_s, remaining)
     ctx.state.take(offer, time.time())
     response: UpstreamResponse | None = None
+    reading = False  # the status line is in: the rest of a non-streaming answer has until the deadline
     try:
         try:
-            async with asyncio.timeout(budget):
+            async with asyncio.timeout(budget) as timer:
                 response = await ctx.client.send(url, send_headers, body)
                 if response.status >= 300:
                     raise await _status_error(response)
                 if request.stream:
                     return Served(offer, response, await _first_event(response), [], 0.0)
+                reading = True
+                timer.reschedule(max(deadline, loop.time() + 0.001))
+                raw = await response.read()
         except TimeoutError:
-            deadline_bound = remaining <= settings.first_byte_timeout_s
+            deadline_bound = reading or remaining <= settings.first_byte_timeout_s
             raise (DeadlineExceeded() if deadline_bound else FirstByteTimeout()) from None
-        return await _whole_body(offer, response, deadline - loop.time())
+        return _whole_body(offer, response, raw)
     except BaseException:
         if response is not None:
             response.close()
@@ -194,13 +199,8 @@ def _check_first_event(event: bytes) -> None:
         raise MalformedResponse("the provider's stream opened with an error event")
 
 
-async def _whole_body(offer: Offer, response: UpstreamResponse, remaining: float) -> Served:
-    """Read a non-streaming answer in full (within the deadline) and check it is a JSON object."""
-    try:
-        async with asyncio.timeout(max(remaining, 0.001)):
-            body = await response.read()
-    except TimeoutError:
-        raise DeadlineExceeded() from None
+def _whole_body(offer: Offer, response: UpstreamResponse, body: bytes) -> Served:
+    """A non-streaming answer, read in full: checked to be a JSON object, its connection released."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -218,7 +218,7 @@ def _code(exc: UpstreamError) -> str:
 def _failed(ctx: AttemptContext, request: ClientRequest, offer: Offer, exc: UpstreamError, elapsed: float) -> Attempt:
     code = _code(exc)
     metrics = ctx.metrics
-    metrics.attempts.labels(metrics.provider(offer.provider_slug), metrics.model(request.model), code).inc()
+    metrics.child(metrics.attempts, metrics.provider(offer.provider_slug), metrics.model(request.model), code).inc()
     if exc.retryable:
         ctx.state.record_failure(
             offer,
@@ -242,8 +242,8 @@ def _cooldown(settings: ProxySettings, exc: UpstreamError) -> float | None:
 def _succeeded(ctx: AttemptContext, request: ClientRequest, offer: Offer, elapsed: float) -> None:
     metrics = ctx.metrics
     provider = metrics.provider(offer.provider_slug)
-    metrics.attempts.labels(provider, metrics.model(request.model), "ok").inc()
-    metrics.ttfb.labels(provider).observe(elapsed)
+    metrics.child(metrics.attempts, provider, metrics.model(request.model), "ok").inc()
+    metrics.child(metrics.ttfb, provider).observe(elapsed)
     ctx.state.record_success(offer, elapsed * 1000, time.time())
 
 

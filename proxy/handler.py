@@ -45,7 +45,7 @@ from proxy.gateway import Gateway
 from proxy.ranking import rank_offers
 from proxy.request_body import SLUG, ClientRequest, parse_request
 from proxy.streaming import relay_stream
-from proxy.types import Attempt, Receive, Scope, Send
+from proxy.types import Attempt, Offer, Receive, Scope, Send
 from proxy.usage import Usage, UsageTail, usage_of
 
 access_log = logging.getLogger("gatewayz.access")
@@ -74,6 +74,7 @@ class Exchange:
     outcome: str = "error"
     attempts: list[Attempt] = field(default_factory=list)
     provider: str = ""
+    offer: Offer | None = None  # the offer that served the answer
     upstream_s: float = 0.0
     usage: Usage | None = None
     finished: bool = False  # the answer is complete: a disconnect now changes nothing
@@ -173,7 +174,8 @@ class ProxyHandler:
         await self._answer(ex, request, served, send)
 
     async def _answer(self, ex: Exchange, request: ClientRequest, served: Served, send: Send) -> None:
-        ex.attempts, ex.provider, ex.upstream_s = served.attempts, served.offer.provider_slug, served.upstream_s
+        ex.attempts, ex.offer, ex.upstream_s = served.attempts, served.offer, served.upstream_s
+        ex.provider = served.offer.provider_slug
         headers = forwarded_headers(served.response.headers)
         headers += gateway_headers(served.offer, served.attempts, ex.request_id)
         ex.status = served.response.status
@@ -232,11 +234,8 @@ class ProxyHandler:
         provider = metrics.provider(ex.provider)
         metrics.child(metrics.tokens, provider, model, "prompt").inc(ex.usage.prompt_tokens)
         metrics.child(metrics.tokens, provider, model, "completion").inc(ex.usage.completion_tokens)
-        offers = self.gateway.catalog.lookup(ex.model) or ()
-        for offer in offers:
-            if offer.provider_slug == ex.provider:
-                metrics.child(metrics.cost, provider, model).inc(ex.usage.cost(offer))
-                break
+        if ex.offer is not None:
+            metrics.child(metrics.cost, provider, model).inc(ex.usage.cost(ex.offer))
 
 
 def _request_id(given: bytes | None) -> str:
