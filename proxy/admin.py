@@ -61,14 +61,16 @@ def _order_entry(position: int, offer: Offer, view: RuntimeView) -> dict[str, An
 
 
 def _recommendation(order: list[dict[str, Any]]) -> str:
-    healthy = [o for o in order if o["health"] != Health.UNHEALTHY.value and o["circuit"] != "open"]
+    healthy = [
+        o for o in order if o["health"] != Health.UNHEALTHY.value and o["circuit"] != "open" and not o["cooling_down_s"]
+    ]
     if not order:
         return "no active offer: run `failover sync` or add [[models]] offers to the config"
     if not healthy:
-        return "every offer is unhealthy or open: check the providers; the best one is still tried"
+        return "no offer is usable now (unhealthy, open or cooling down): check the providers; they are still tried"
     if len(healthy) == 1:
-        return f"only {healthy[0]['provider']} is usable: add another provider for failover"
-    return f"{healthy[0]['provider']} first, {len(healthy) - 1} healthy fallback(s)"
+        return f"only {healthy[0]['provider']} is usable now: add another provider for failover"
+    return f"{healthy[0]['provider']} first, {len(healthy) - 1} usable fallback(s)"
 
 
 async def failover_status(request: Request) -> Response:
