@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=5, help="duration of each c=1 run")
     parser.add_argument("--ttfb-samples", type=int, default=300)
     parser.add_argument("--streams", type=int, default=2000)
-    parser.add_argument("--stream-seconds", type=float, default=10)
+    parser.add_argument("--stream-seconds", type=float, default=8)
+    parser.add_argument("--stream-rounds", type=int, default=3, help="a plateau of peaks across rounds: bounded")
     parser.add_argument("--clients", default=",".join(CLIENTS), help="bare forwarders to run")
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--litellm-venv", type=Path, default=BENCH / ".venv-litellm")
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace, bench: Bench, results: dict[str, Any]) -> None
         results["failover"] = measure.failover(proxy, rounds=3)
     if "streams" in only:
         results["streams"] = measure.slow_streams([direct, *floor, proxy], streams=args.streams,
-                                                  seconds=args.stream_seconds)
+                                                  seconds=args.stream_seconds, rounds=args.stream_rounds)
     if args.profile:
         profile_proxy(bench, args.out, seconds=10)
 
