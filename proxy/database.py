@@ -17,6 +17,7 @@ from proxy.config import Config
 from proxy.errors import CatalogError
 
 _embedded: dict[Path, Any] = {}
+CONNECT_TIMEOUT_S = 10.0  # an unreachable host must not hold a start-up (or a refresh) for long
 
 
 def embedded_url(data_dir: str | Path, *, announce: bool = True) -> str:
@@ -45,7 +46,9 @@ def database_url(config: Config, *, announce: bool = True) -> str:
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5) -> asyncpg.Pool:
     """A connection pool, or `CatalogError` that says where it could not connect (never the password)."""
     try:
-        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=30)
+        pool = await asyncpg.create_pool(
+            url, min_size=min_size, max_size=max_size, command_timeout=30, timeout=CONNECT_TIMEOUT_S
+        )
     except (OSError, asyncpg.PostgresError) as exc:
         raise CatalogError(f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}") from exc
     assert pool is not None
