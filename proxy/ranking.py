@@ -19,7 +19,7 @@ The order (SPEC section 7):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from proxy.types import CircuitState, Health, Offer, OfferKey, Preferences, Ranking, RuntimeView, Strategy
 
@@ -62,6 +62,10 @@ def _strategy_key(offer: Offer, view: RuntimeView, strategy: Strategy) -> tuple[
     return (float(offer.priority), band, price)
 
 
+def _sorted(offers: list[Offer], key: Callable[[Offer], tuple[object, ...]]) -> list[Offer]:
+    return sorted(offers, key=key) if len(offers) > 1 else offers  # one offer: nothing to weigh
+
+
 def _allowed(offers: Iterable[Offer], prefs: Preferences) -> list[Offer]:
     return [
         o
@@ -99,7 +103,7 @@ def rank_offers(
     live = [o for o in candidates if views.get(o.key, _NO_VIEW).cooldown_until <= now]
     closed = [o for o in live if views.get(o.key, _NO_VIEW).circuit is not CircuitState.OPEN]
     opened = [o for o in live if views.get(o.key, _NO_VIEW).circuit is CircuitState.OPEN]
-    usable = sorted(closed, key=key) + sorted(opened, key=key)
+    usable = _sorted(closed, key) + _sorted(opened, key)
     if not prefs.allow_fallbacks:
         named = [o for o in usable if o.provider_slug in order]
         usable = named if prefs.order else usable[:1]

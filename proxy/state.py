@@ -23,6 +23,7 @@ WINDOW_SECONDS = 60.0
 MIN_SAMPLES = 4
 UNHEALTHY_ERROR_RATIO = 0.5
 DEGRADED_ERROR_RATIO = 0.25
+NO_VIEW = RuntimeView()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,24 @@ class OfferState:
     circuit: Circuit = CLOSED
     ewma_ms: float | None = None
     window: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=WINDOW_SIZE))
+    window_failures: int = 0  # failures in `window`, kept as outcomes come and go
     counts: PassiveCounts = field(default_factory=PassiveCounts)
+
+    def observe(self, now: float, ok: bool) -> None:
+        window = self.window
+        if len(window) == WINDOW_SIZE and not window[0][1]:
+            self.window_failures -= 1
+        window.append((now, ok))
+        if not ok:
+            self.window_failures += 1
+
+    def forget(self) -> None:
+        self.window.clear()
+        self.window_failures = 0
+
+    def passive_health(self, now: float) -> Health:
+        """`passive_health` of the window; O(1) in the common case of no recent failure."""
+        return passive_health(self.window, now) if self.window_failures else Health.UNKNOWN
 
 
 def passive_health(window: Iterable[tuple[float, bool]], now: float) -> Health:
@@ -96,7 +114,7 @@ class RuntimeState:
         state = self.offers.get(offer.key)
         provider = self.providers.get(offer.provider_slug, CLOSED)
         if state is None and provider is CLOSED:
-            return RuntimeView()
+            return NO_VIEW
         state = state or OfferState()
         cooldown = self.settings.circuit_cooldown_s
         circuit = circuit_state(state.circuit, now, cooldown)
@@ -106,7 +124,7 @@ class RuntimeState:
             cooldown_until=state.cooldown_until,
             circuit=circuit,
             latency_ms=state.ewma_ms,
-            passive_health=passive_health(state.window, now),
+            passive_health=state.passive_health(now),
         )
 
     def views(self, offers: Iterable[Offer], now: float) -> dict[OfferKey, RuntimeView]:
@@ -125,12 +143,12 @@ class RuntimeState:
     def record_success(self, offer: Offer, ttfb_ms: float, now: float) -> None:
         state = self._offer(offer.key)
         if state.circuit.opened_at is not None:
-            state.window.clear()  # a half-open trial succeeded: the old failures no longer tell anything
+            state.forget()  # a half-open trial succeeded: the old failures no longer tell anything
         state.circuit = record_success(state.circuit)
         if offer.provider_slug in self.providers:
             del self.providers[offer.provider_slug]
         state.ewma_ms = ttfb_ms if state.ewma_ms is None else state.ewma_ms + EWMA_ALPHA * (ttfb_ms - state.ewma_ms)
-        state.window.append((now, True))
+        state.observe(now, True)
         counts = state.counts
         counts.successes += 1
         counts.latency_ms_total += ttfb_ms
@@ -153,7 +171,7 @@ class RuntimeState:
         threshold = self.settings.circuit_failure_threshold
         was_open = state.circuit.opened_at is not None
         state.circuit = record_failure(state.circuit, now, threshold)
-        state.window.append((now, False))
+        state.observe(now, False)
         state.counts.errors += 1
         state.counts.last_status = state.counts.last_error = code
         state.counts.trailing_errors += 1
