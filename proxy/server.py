@@ -30,9 +30,11 @@ GC_YOUNG_THRESHOLD = 10_000
 def app_from_environment() -> GatewayApp:
     """The uvicorn factory: config from $FAILOVER_CONFIG, database from $DATABASE_URL."""
     app = create_app(load_config())
-    for handler in logging.getLogger("gatewayz.access").handlers:
-        if isinstance(handler, BatchedStreamHandler):  # configured by `failover serve`
-            app.handler.write_access = handler.write_line
+    batched = [h for h in logging.getLogger("gatewayz.access").handlers if isinstance(h, BatchedStreamHandler)]
+    if not batched:  # a worker process of `serve --workers N` starts with logging unconfigured
+        configure_logging()
+        batched = [h for h in logging.getLogger("gatewayz.access").handlers if isinstance(h, BatchedStreamHandler)]
+    app.handler.write_access = batched[0].write_line
     tune_gc()
     return app
 

@@ -105,3 +105,5 @@ def test_several_workers_share_one_metrics_view(mock_provider: Any, fresh_databa
         finally:
             child.terminate()
             child.wait(timeout=15)
+        log = child.stderr.read().decode() if child.stderr else ""
+    assert log.count('"route":"/v1/chat/completions"') == 20  # every worker writes its access lines
