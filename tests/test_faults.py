@@ -86,7 +86,7 @@ async def test_provider_killed_mid_run_loses_nothing(mock_provider: Any, proxy_s
 @pytest.mark.slow
 async def test_provider_killed_mid_stream_never_truncates_silently(mock_provider: Any, proxy_server: Any) -> None:
     """Streams committed by the dying provider end with an error event; every other stream completes."""
-    mocks, proxy = trio(mock_provider, proxy_server, a={"chunks": 20, "chunk_interval_ms": 20})
+    mocks, proxy = trio(mock_provider, proxy_server, a={"chunks": 20, "chunk_interval_ms": 50})
     tally = Tally()
     broken_by_kill: list[str] = []
     started_after_kill = Tally()
@@ -105,7 +105,8 @@ async def test_provider_killed_mid_stream_never_truncates_silently(mock_provider
 
     async with load_client(100) as client:
         first = [asyncio.ensure_future(stream(client)) for _ in range(100)]
-        await asyncio.sleep(0.25)  # a is mid-way through its streams
+        await asyncio.to_thread(mocks["a"].wait_for_requests, 50, 10.0)  # a is streaming (1 s each)
+        await asyncio.sleep(0.1)
         await asyncio.to_thread(mocks["a"].stop)
         after = [request(client, proxy.url, STREAM, started_after_kill, headers=PREFER_A) for _ in range(100)]
         await asyncio.gather(*first, *after)
@@ -141,7 +142,8 @@ async def test_provider_that_hangs_forever_is_failed_over_in_time(
             await asyncio.sleep(0.2)
     tally.check(200)
     assert tally.served["a"] == 0
-    assert max(latencies) < 0.3 + 1.5, "one first-byte timeout, then the next offer"
+    # one first-byte timeout, then the next offer: seconds at most on a loaded machine, never the 600 s hang
+    assert max(latencies) < 0.3 + 4.0
     hung = mocks["a"].stats()["requests"]
     assert 3 <= hung < 200, "the open circuit spares most requests the wait"
     mocks["a"].wait_for_disconnects(hung, timeout=3.0)  # every hung upstream request was abandoned
