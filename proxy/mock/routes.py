@@ -5,7 +5,7 @@ Faults are applied around these by `proxy.mock.app`; nothing here sleeps or touc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,32 +39,42 @@ def error(status: int, message: str) -> Answer:
     return Answer(status, payloads.error_body(status, message))
 
 
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """How one generating endpoint reads its input and shapes its reply."""
+
+    field: str  # what the reply answers: chat `messages`, or a `prompt`
+    kinds: type | tuple[type, ...]
+    prefix: str
+    chunks: Callable[..., Iterable[bytes]]
+    whole: Callable[..., bytes]
+
+
+CHAT = Generated("messages", list, "chatcmpl", payloads.chat_chunks, payloads.chat_completion)
+COMPLETION = Generated("prompt", (str, list), "cmpl", payloads.completion_chunks, payloads.text_completion)
+
+
 def chat_completions(call: Call) -> Answer:
-    problem = _check_model(call) or _require(call, "messages", list)
-    if problem is not None:
-        return problem
-    payload, name = call.payload, call.config.name
-    ident, model = f"chatcmpl-{name}-{call.seq}", payload["model"]
-    pieces = payloads.reply_pieces(name, call.chunks)
-    tokens = payloads.usage(_words(payload["messages"]), len(pieces))
-    if payload.get("stream"):
-        tokens_or_none = tokens if _include_usage(payload) else None
-        return Answer(events=tuple(payloads.chat_chunks(ident, model, name, pieces, tokens_or_none)))
-    return Answer(body=payloads.chat_completion(ident, model, name, "".join(pieces), tokens))
+    return _generated(call, CHAT)
 
 
 def completions(call: Call) -> Answer:
-    problem = _check_model(call) or _require(call, "prompt", (str, list))
+    return _generated(call, COMPLETION)
+
+
+def _generated(call: Call, kind: Generated) -> Answer:
+    """A generated reply, streamed as events or as one body."""
+    problem = _check_model(call) or _require(call, kind.field, kind.kinds)
     if problem is not None:
         return problem
     payload, name = call.payload, call.config.name
-    ident, model = f"cmpl-{name}-{call.seq}", payload["model"]
+    ident, model = f"{kind.prefix}-{name}-{call.seq}", payload["model"]
     pieces = payloads.reply_pieces(name, call.chunks)
-    tokens = payloads.usage(_words(payload["prompt"]), len(pieces))
+    tokens = payloads.usage(_words(payload[kind.field]), len(pieces))
     if payload.get("stream"):
         tokens_or_none = tokens if _include_usage(payload) else None
-        return Answer(events=tuple(payloads.completion_chunks(ident, model, name, pieces, tokens_or_none)))
-    return Answer(body=payloads.text_completion(ident, model, name, "".join(pieces), tokens))
+        return Answer(events=tuple(kind.chunks(ident, model, name, pieces, tokens_or_none)))
+    return Answer(body=kind.whole(ident, model, name, "".join(pieces), tokens))
 
 
 def embeddings(call: Call) -> Answer:
