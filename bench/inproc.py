@@ -21,8 +21,8 @@ from typing import Any
 
 from bench.upstream import COMPLETION, CONTENT, ROLE
 from proxy.config import config_from_mapping
-from proxy.gateway import Gateway
-from proxy.handler import ProxyHandler
+from proxy.http.gateway import Gateway
+from proxy.http.handler import ProxyHandler
 
 REQUEST = b'{"model":"bench-model","messages":[{"role":"user","content":"Say hello in one short sentence."}]}'
 STREAM_REQUEST = REQUEST[:-1] + b',"stream":true}'
@@ -124,11 +124,11 @@ def main() -> None:
     parser.add_argument("--gc", action="store_true", help="tune the garbage collector as serve does")
     args = parser.parse_args()
     if args.gc:
-        from proxy.server import tune_gc
+        from proxy.http.server import tune_gc
 
         tune_gc()
     if args.log:
-        from proxy.server import configure_logging
+        from proxy.http.server import configure_logging
 
         configure_logging()
         logging.getLogger("gatewayz.access").handlers[0].setStream(open("/dev/null", "w"))  # noqa: SIM115

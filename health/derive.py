@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from proxy.config import HealthSettings
-from proxy.state import UNHEALTHY_ERROR_RATIO
+from proxy.runtime.state import UNHEALTHY_ERROR_RATIO
 from proxy.types import Health
 
 MIN_RATIO_SAMPLES = 10

@@ -3,7 +3,7 @@
 The worker owns one `WorkerMetrics` with its own registry, so tests can build several in one process.
 Labels are bounded like the proxy's: a provider that is not configured is reported as `other`.
 `WORKER_METRICS` lists every exported name; the deployment tests check the Grafana dashboard
-against it (and `proxy.metrics.PROXY_METRICS`), so a metric added here belongs in that tuple too.
+against it (and `proxy.runtime.metrics.PROXY_METRICS`), so a metric added here belongs in that tuple too.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
+from proxy.catalog.listing import parse_openai_listing
 from proxy.config import Secret
 from proxy.errors import ListingError
-from proxy.listing import parse_openai_listing
 
 PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
 

@@ -16,7 +16,8 @@ import asyncpg
 
 from health.store import notify_rankings
 from proxy.config import Config
-from proxy.events import (
+from proxy.runtime.peers import REDIS_ERRORS, redis_client
+from proxy.store.wire import (
     NOTIFY_LIMIT_BYTES,
     RankingEvent,
     encode_cached_offers,
@@ -24,7 +25,6 @@ from proxy.events import (
     offers_key,
     rankings_channel,
 )
-from proxy.shared import REDIS_ERRORS, redis_client
 from proxy.types import Offer
 
 log = logging.getLogger("gatewayz.health")

@@ -1,10 +1,10 @@
-"""Named SQL of the health worker: `health/sql/queries.sql`, parsed like `proxy.queries`."""
+"""Named SQL of the health worker: `health/sql/queries.sql`, parsed like `proxy.store.queries`."""
 
 from __future__ import annotations
 
 from importlib import resources
 
-from proxy.queries import parse_queries
+from proxy.store.queries import parse_queries
 
 QUERIES = parse_queries(resources.files("health").joinpath("sql/queries.sql").read_text(encoding="utf-8"))
 

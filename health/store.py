@@ -1,7 +1,7 @@
 """The health worker's Postgres edge: what it reads before a round and writes after it.
 
 Every function takes a connection (or pool) and runs named queries from `health/sql/queries.sql`
-(and the shared `add_health_counts` from `proxy.health_counts`); the caller owns the transaction.
+(and the shared `add_health_counts` from `proxy.store.health_counts`); the caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import asyncpg
 from health.derive import OfferInput, RoundDecision
 from health.probe import ProbeResult
 from health.queries import query
-from proxy.events import PG_RANKINGS_CHANNEL
-from proxy.health_counts import Connection, CountsRow, add_health_counts
-from proxy.state import PassiveCounts
+from proxy.runtime.state import PassiveCounts
+from proxy.store.health_counts import Connection, CountsRow, add_health_counts
+from proxy.store.wire import PG_RANKINGS_CHANNEL
 from proxy.types import Health
 
 

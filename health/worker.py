@@ -41,13 +41,13 @@ from health.store import (
     record_probes,
     write_decision,
 )
-from proxy.catalog import load_offers
-from proxy.command import command_config
+from proxy.catalog.context import command_config
 from proxy.config import Config
-from proxy.database import create_pool, database_url
 from proxy.errors import ConfigError
-from proxy.migrate import apply_migrations
-from proxy.ranking import rank_offers
+from proxy.failover.ranking import rank_offers
+from proxy.store.database import create_pool, database_url
+from proxy.store.migrate import apply_migrations
+from proxy.store.offers import load_offers
 
 log = logging.getLogger("gatewayz.health")
 

@@ -18,14 +18,14 @@ Handler = Callable[[argparse.Namespace], int]
 
 # subcommand -> "module:function"; the function takes the parsed arguments and returns an exit code.
 COMMANDS = {
-    "serve": "proxy.server:run_serve",
+    "serve": "proxy.http.server:run_serve",
     "health": "health.worker:run_health",
-    "migrate": "proxy.migrate:run_migrate",
-    "sync": "proxy.sync:run_sync",
-    "check": "proxy.check:run_check",
-    "explain": "proxy.explain:run_explain",
+    "migrate": "proxy.store.migrate:run_migrate",
+    "sync": "proxy.catalog.sync:run_sync",
+    "check": "proxy.catalog.check:run_check",
+    "explain": "proxy.catalog.explain:run_explain",
     "mock-provider": "proxy.mock.cli:run_mock_provider",
-    "demo": "proxy.demo:run_demo",
+    "demo": "proxy.catalog.demo:run_demo",
 }
 
 

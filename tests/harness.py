@@ -17,10 +17,10 @@ from typing import Any
 
 import uvicorn
 
-from proxy.app import GatewayApp, create_app
 from proxy.config import Config, config_from_mapping
-from proxy.http_guard import GuardedHttpToolsProtocol
-from proxy.upstream import UpstreamClient
+from proxy.http.app import GatewayApp, create_app
+from proxy.http.head_guard import GuardedHttpToolsProtocol
+from proxy.upstream.client import UpstreamClient
 
 
 def gateway_config(

@@ -24,8 +24,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from proxy.errors import BadRequest
-from proxy.http_guard import GuardedHttpToolsProtocol
-from proxy.request_body import ClientRequest, parse_preferences, parse_request
+from proxy.failover.client_request import ClientRequest, parse_preferences, parse_request
+from proxy.http.head_guard import GuardedHttpToolsProtocol
 from proxy.types import Preferences
 from tests.harness import ProxyServer, gateway_config
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from proxy.check import CHECKS, CheckResult, run_checks, summary
+from proxy.catalog.check import CHECKS, CheckResult, run_checks, summary
 from proxy.cli import main
 from tests.catalog_helpers import migrated_pool, seed_catalog
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.circuit import CLOSED, circuit_state, record_failure, record_success, take_trial
+from proxy.runtime.circuit import CLOSED, circuit_state, record_failure, record_success, take_trial
 from proxy.types import CircuitState
 
 

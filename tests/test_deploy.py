@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 from health.metrics import WORKER_METRICS
 from proxy.cli import COMMANDS, build_parser
 from proxy.config import load_config
-from proxy.metrics import PROXY_METRICS
+from proxy.runtime.metrics import PROXY_METRICS
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"

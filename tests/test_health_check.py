@@ -9,9 +9,9 @@ from typing import Any
 import asyncpg
 
 from health.worker import HealthWorker
-from proxy.check import run_checks
-from proxy.health_counts import CountsRow, add_health_counts
-from proxy.state import PassiveCounts
+from proxy.catalog.check import run_checks
+from proxy.runtime.state import PassiveCounts
+from proxy.store.health_counts import CountsRow, add_health_counts
 from tests.health_helpers import health_config, sync
 
 

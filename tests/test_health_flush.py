@@ -11,9 +11,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from proxy.flush import HealthFlusher, traffic_health
-from proxy.health_counts import merge_counts
-from proxy.state import PassiveCounts, RuntimeState
+from proxy.runtime.flush import HealthFlusher, traffic_health
+from proxy.runtime.state import PassiveCounts, RuntimeState
+from proxy.store.health_counts import merge_counts
 from proxy.types import Health, Offer
 from tests.health_helpers import FAST, health_config, rows, sync, tracking, wait_until
 

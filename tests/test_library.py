@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from proxy.catalog import list_models, load_offers
-from proxy.library import (
+from proxy.catalog.library import (
     check_model_available_on_provider,
     explain_failover_for_model,
     get_provider_model_id,
     get_providers_for_model,
 )
+from proxy.store.offers import list_models, load_offers
 from proxy.types import Health, Strategy
 from tests.catalog_helpers import migrated_pool, seed_catalog
 

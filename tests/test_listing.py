@@ -6,15 +6,15 @@ from decimal import Decimal
 
 import pytest
 
-from proxy.config import ProviderConfig, Secret
-from proxy.errors import ListingError
-from proxy.listing import (
+from proxy.catalog.listing import (
     ListedModel,
     fetch_listing,
     parse_listing,
     parse_openai_listing,
     parse_openrouter_listing,
 )
+from proxy.config import ProviderConfig, Secret
+from proxy.errors import ListingError
 from tests.catalog_helpers import listing_server, openai_listing, openrouter_listing
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from proxy.cli import main
 from proxy.errors import CatalogError
-from proxy.migrate import apply_migrations, load_migrations, migrations_dir, pending_migrations
-from proxy.queries import query
-from proxy.schema import SCHEMA
+from proxy.store.migrate import apply_migrations, load_migrations, migrations_dir, pending_migrations
+from proxy.store.queries import query
+from proxy.store.schema import SCHEMA
 
 
 async def test_migrated_database_has_exactly_the_documented_columns(fresh_database_url: str) -> None:

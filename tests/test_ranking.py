@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.ranking import rank_offers
+from proxy.failover.ranking import rank_offers
 from proxy.types import CircuitState, Health, Offer, Preferences, RuntimeView, Strategy
 
 

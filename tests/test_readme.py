@@ -18,8 +18,8 @@ import pytest
 from health.metrics import WORKER_METRICS
 from proxy.cli import build_parser, main
 from proxy.config import HealthSettings, ProviderConfig, ProxySettings, StaticOffer
-from proxy.metrics import PROXY_METRICS
 from proxy.mock.testing import free_port
+from proxy.runtime.metrics import PROXY_METRICS
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
 

@@ -10,7 +10,10 @@ import httpx
 import pytest
 
 from proxy.config import ProxySettings, Secret
-from proxy.events import (
+from proxy.mock.testing import refused_url
+from proxy.runtime.peers import SharedState
+from proxy.runtime.state import RuntimeState, StateEvent
+from proxy.store.wire import (
     RankingEvent,
     decode_cached_offers,
     decode_ranking_event,
@@ -19,9 +22,6 @@ from proxy.events import (
     encode_ranking_event,
     encode_state_event,
 )
-from proxy.mock.testing import refused_url
-from proxy.shared import SharedState
-from proxy.state import RuntimeState, StateEvent
 from proxy.types import Health, Offer
 from tests.health_helpers import health_config, own_valkey, wait_until
 

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from proxy.config import ProxySettings
-from proxy.state import WINDOW_SIZE, OfferState, RuntimeState, passive_health
+from proxy.runtime.state import WINDOW_SIZE, OfferState, RuntimeState, passive_health
 from proxy.types import Health, Offer
 
 OFFER = Offer("gpt-4", "a", "a/gpt-4", "http://a", "")

@@ -12,12 +12,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from proxy.catalog import load_offers
+from proxy.catalog.listing import fetch_listing
+from proxy.catalog.sync import ProviderReport, sync_catalog
 from proxy.cli import main
 from proxy.config import Config
 from proxy.errors import ConfigError
-from proxy.listing import fetch_listing
-from proxy.sync import ProviderReport, sync_catalog
+from proxy.store.offers import load_offers
 from tests.catalog_helpers import (
     ListingServer,
     config_from_toml,

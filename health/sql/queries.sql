@@ -1,4 +1,4 @@
--- Named queries of the health worker (same format as proxy/sql/queries.sql; see health/queries.py).
+-- Named queries of the health worker (same format as proxy/store/sql/queries.sql; see health/queries.py).
 -- The batched health counts (`add_health_counts`) are shared with the proxies and live there.
 
 -- name: probe_targets

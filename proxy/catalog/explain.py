@@ -1,0 +1,84 @@
+"""`failover explain MODEL [--json]`: the ranked failover order of one model, and why.
+
+The human form is a table (rank, provider, provider model id, health, latency, prices) with the
+reason under each row; `--json` prints `explain_failover_for_model`'s shape, the guide's. A model
+with no active offer is an error: a message (with close matches) on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import difflib
+import json
+import sys
+from typing import Any
+
+from proxy.catalog.context import command_config, open_pool
+from proxy.catalog.library import explain_failover_for_model
+from proxy.failover.reasons import usd
+from proxy.store.offers import list_models
+
+COLUMNS = ("#", "provider", "provider model", "health", "latency", "prompt $/token", "completion $/token")
+
+
+def _cell(value: object, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.0f}{unit}" if unit else usd(value)
+    return f"{value}{unit}"
+
+
+def _row(entry: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        str(entry["priority"]),
+        entry["provider"],
+        entry["provider_model_id"],
+        entry["health"],
+        _cell(entry["response_time_ms"], " ms"),
+        _cell(entry["pricing_prompt"]),
+        _cell(entry["pricing_completion"]),
+    )
+
+
+def render_table(result: dict[str, Any]) -> str:
+    """The human form of an explain result."""
+    rows = [COLUMNS, *(_row(entry) for entry in result["failover_order"])]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = [f"{result['model']} ({result['strategy']} strategy): {result['providers_available']} offer(s)"]
+    for i, row in enumerate(rows):
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        lines.append(("  " + "  ".join(cells)).rstrip())
+        if i:
+            lines.append(f"     why: {result['failover_order'][i - 1]['reason']}")
+    lines.append(result["recommendation"])
+    return "\n".join(lines)
+
+
+def unknown_model_message(model: str, known: list[str]) -> str:
+    message = f"failover explain: unknown model {model!r}: no active offer in the catalog"
+    close = difflib.get_close_matches(model, known, n=3)
+    if close:
+        return f"{message} (did you mean {', '.join(close)}?)"
+    if not known:
+        return f"{message} (the catalog is empty: run `failover sync`)"
+    return message
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """The CLI: print the order (table or JSON); exit 1 for an unknown model."""
+    config = command_config(args)
+
+    async def main() -> tuple[dict[str, Any], list[str]]:
+        async with open_pool(config) as pool:
+            result = await explain_failover_for_model(pool, args.model, strategy=config.proxy.strategy)
+            known = await list_models(pool) if not result["providers_available"] else []
+            return result, known
+
+    result, known = asyncio.run(main())
+    if not result["providers_available"]:
+        print(unknown_model_message(args.model, known), file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2) if args.json else render_table(result))
+    return 0

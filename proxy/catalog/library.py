@@ -1,0 +1,137 @@
+"""The guide's library API (SPEC section 5), as async functions over an asyncpg pool.
+
+For operators who script against the catalog. Offers are ranked by `proxy.failover.ranking.rank_offers`,
+the same pure function the proxy uses, with no request preferences and no runtime state, so the
+order here is the order a fresh proxy instance would try.
+
+    get_providers_for_model(pool, model_id, active_only=True)   ranked offers, as mappings
+    get_provider_model_id(pool, model_id, provider_slug)        the provider's own id, or None
+    check_model_available_on_provider(pool, model_id, slug)     True when that provider serves it
+    explain_failover_for_model(pool, model_id)                  the guide's explain shape
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+import asyncpg
+
+from proxy.failover.ranking import rank_offers
+from proxy.failover.reasons import explain_order, health_of
+from proxy.store.offers import offer_from_row
+from proxy.store.queries import query
+from proxy.types import Offer, Preferences, Strategy
+
+
+class OfferMapping(TypedDict):
+    """One offer in the guide's shape, with what ranking used."""
+
+    offer_id: int
+    model_id: str
+    provider_slug: str
+    provider_model_id: str
+    provider_health_status: str  # the provider's roll-up, as the guide names it
+    health_status: str  # the offer's own
+    effective_health: str  # what ranking used: the worse of the two
+    provider_response_time_ms: float | None  # the offer's EWMA, else the provider's average
+    pricing_prompt: float | None  # USD per token
+    pricing_completion: float | None  # USD per token
+    success_rate: float | None
+    priority: int  # the provider's configured priority (lower first)
+    is_active: bool
+
+
+def _mapping(offer: Offer, row: asyncpg.Record) -> OfferMapping:
+    return OfferMapping(
+        offer_id=row["offer_id"],
+        model_id=offer.model_id,
+        provider_slug=offer.provider_slug,
+        provider_model_id=offer.provider_model_id,
+        provider_health_status=offer.provider_health.value,
+        health_status=offer.health.value,
+        effective_health=health_of(offer).value,
+        provider_response_time_ms=offer.response_time_ms,
+        pricing_prompt=offer.pricing_prompt,
+        pricing_completion=offer.pricing_completion,
+        success_rate=row["success_rate"],
+        priority=offer.priority,
+        is_active=row["offer_is_active"] and row["provider_is_active"],
+    )
+
+
+def _ranked(offers: list[Offer], strategy: Strategy) -> list[Offer]:
+    return list(rank_offers(offers, strategy=strategy, prefs=Preferences(), runtime={}).offers)
+
+
+async def ranked_offers(
+    pool: asyncpg.Pool, model_id: str, *, active_only: bool = True, strategy: Strategy = Strategy.BALANCED
+) -> list[tuple[Offer, asyncpg.Record]]:
+    """The model's offers ranked, each with its catalog row; inactive ones (if asked for) come last."""
+    if active_only:
+        rows = await pool.fetch(query("load_offers_for_models"), [model_id])
+    else:
+        rows = await pool.fetch(query("all_offers_for_model"), model_id)
+    by_id = {row["offer_id"]: row for row in rows}
+    active = [offer_from_row(r) for r in rows if r["offer_is_active"] and r["provider_is_active"]]
+    inactive = [offer_from_row(r) for r in rows if not (r["offer_is_active"] and r["provider_is_active"])]
+    ordered = _ranked(active, strategy) + _ranked(inactive, strategy)
+    return [(offer, by_id[offer.offer_id]) for offer in ordered]
+
+
+async def get_providers_for_model(
+    pool: asyncpg.Pool, model_id: str, active_only: bool = True, *, strategy: Strategy = Strategy.BALANCED
+) -> list[OfferMapping]:
+    """The offers of a canonical model, best first (SPEC section 7), as mappings."""
+    ranked = await ranked_offers(pool, model_id, active_only=active_only, strategy=strategy)
+    return [_mapping(offer, row) for offer, row in ranked]
+
+
+async def get_provider_model_id(pool: asyncpg.Pool, model_id: str, provider_slug: str) -> str | None:
+    """The id `provider_slug` uses for canonical `model_id` (active offers only), or None."""
+    value: str | None = await pool.fetchval(query("provider_model_id"), model_id, provider_slug)
+    return value
+
+
+async def check_model_available_on_provider(pool: asyncpg.Pool, model_id: str, provider_slug: str) -> bool:
+    """Whether `provider_slug` has an active offer of canonical `model_id`."""
+    return await get_provider_model_id(pool, model_id, provider_slug) is not None
+
+
+def recommendation(order: list[Offer]) -> str:
+    if not order:
+        return "Model not available on any provider"
+    if len(order) == 1:
+        return f"Primary: {order[0].provider_slug} (no fallback available)"
+    return f"Primary: {order[0].provider_slug}, Fallback: {order[1].provider_slug}"
+
+
+async def explain_failover_for_model(
+    pool: asyncpg.Pool, model_id: str, *, strategy: Strategy = Strategy.BALANCED
+) -> dict[str, Any]:
+    """The guide's shape: `model`, `providers_available`, `failover_order` (best first, each with
+    `priority` = its rank from 1, and the `reason` it is there), `recommendation`."""
+    ranked = await ranked_offers(pool, model_id, strategy=strategy)
+    offers = [offer for offer, _ in ranked]
+    reasons = explain_order(offers, strategy)
+    order = [
+        {
+            "priority": rank,
+            "provider": offer.provider_slug,
+            "provider_model_id": offer.provider_model_id,
+            "health": health_of(offer).value,
+            "response_time_ms": offer.response_time_ms,
+            "pricing_prompt": offer.pricing_prompt,
+            "pricing_completion": offer.pricing_completion,
+            "success_rate": row["success_rate"],
+            "provider_priority": offer.priority,
+            "reason": reason,
+        }
+        for rank, ((offer, row), reason) in enumerate(zip(ranked, reasons, strict=True), start=1)
+    ]
+    return {
+        "model": model_id,
+        "strategy": strategy.value,
+        "providers_available": len(offers),
+        "failover_order": order,
+        "recommendation": recommendation(offers),
+    }

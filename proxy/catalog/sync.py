@@ -1,0 +1,228 @@
+"""`failover sync`: bring the catalog in line with the config and the providers' listings.
+
+For each configured provider (or those named by `--providers`): upsert its `providers` row, fetch
+its listing (unless `listing = "none"`), derive canonical ids (`proxy.canonical`), merge the static
+`[[models]]` offers (they win over the listing: their canonical id, and their prices where set),
+upsert the offers with prices in USD per token, and mark the provider's active offers that are no
+longer wanted inactive. Nothing is ever deleted, so health history stays. Each provider is written
+in its own transaction; one whose listing is down or malformed is reported and left untouched
+while the others still sync. A full sync (no `--providers`) also deactivates providers that are
+no longer in the config. `--dry-run` prints the mapping it would write and touches no database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import asyncpg
+
+from proxy.canonical import canonical_model_id, default_canonical_id
+from proxy.catalog.context import command_config, open_pool
+from proxy.catalog.listing import ListedModel, fetch_listing
+from proxy.config import Config, ProviderConfig, StaticOffer
+from proxy.errors import ConfigError, ListingError
+from proxy.store.queries import query
+
+Fetcher = Callable[[ProviderConfig], Awaitable[list[ListedModel]]]
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredOffer:
+    """One offer as sync will write it; `source` says where its canonical id came from."""
+
+    provider_model_id: str
+    model_id: str
+    source: str  # "listing" (the default rule), "alias" or "static"
+    pricing_prompt: Decimal | None = None
+    pricing_completion: Decimal | None = None
+    pricing_request: Decimal | None = None
+    context_length: int | None = None
+    supports_streaming: bool = True
+
+
+@dataclass(slots=True)
+class ProviderReport:
+    """What sync did (or would do) for one provider."""
+
+    slug: str
+    name: str
+    offers: list[DesiredOffer] = field(default_factory=list)
+    added: int = 0
+    updated: int = 0
+    deactivated: int = 0
+    error: str | None = None
+    note: str | None = None
+
+    def line(self) -> str:
+        if self.error:
+            return f"{self.name}: FAILED, skipped ({self.error})"
+        if self.note:
+            return f"{self.name}: {self.note}"
+        counts = f"{self.added} added, {self.updated} updated, {self.deactivated} deactivated"
+        return f"{self.name}: {len(self.offers)} models synced ({counts})"
+
+
+def _decimal(value: float | None) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _from_listing(entry: ListedModel, aliases: dict[str, str]) -> DesiredOffer:
+    model_id = canonical_model_id(entry.provider_model_id, aliases)
+    aliased = model_id != default_canonical_id(entry.provider_model_id)
+    return DesiredOffer(
+        provider_model_id=entry.provider_model_id,
+        model_id=model_id,
+        source="alias" if aliased else "listing",
+        pricing_prompt=entry.pricing_prompt,
+        pricing_completion=entry.pricing_completion,
+        pricing_request=entry.pricing_request,
+        context_length=entry.context_length,
+    )
+
+
+def _from_static(model_id: str, offer: StaticOffer, listed: DesiredOffer | None) -> DesiredOffer:
+    def pick(static: float | None, from_listing: Decimal | None) -> Decimal | None:
+        return _decimal(static) if static is not None else from_listing
+
+    return DesiredOffer(
+        provider_model_id=offer.provider_model_id,
+        model_id=model_id,
+        source="static",
+        pricing_prompt=pick(offer.pricing_prompt, listed.pricing_prompt if listed else None),
+        pricing_completion=pick(offer.pricing_completion, listed.pricing_completion if listed else None),
+        pricing_request=pick(offer.pricing_request, listed.pricing_request if listed else None),
+        context_length=offer.context_length or (listed.context_length if listed else None),
+        supports_streaming=offer.supports_streaming,
+    )
+
+
+def desired_offers(slug: str, listed: Sequence[ListedModel], config: Config) -> list[DesiredOffer]:
+    """The offers a provider should have: its listing with canonical ids, then its static offers."""
+    aliases = config.alias_map
+    wanted = {entry.provider_model_id: _from_listing(entry, aliases) for entry in listed}
+    for model in config.models:
+        for offer in model.offers:
+            if offer.provider == slug:
+                previous = wanted.get(offer.provider_model_id)
+                wanted[offer.provider_model_id] = _from_static(model.model_id, offer, previous)
+    return list(wanted.values())
+
+
+def _columns(offers: Sequence[DesiredOffer]) -> list[list[object]]:
+    return [
+        [o.provider_model_id for o in offers],
+        [o.model_id for o in offers],
+        [o.pricing_prompt for o in offers],
+        [o.pricing_completion for o in offers],
+        [o.pricing_request for o in offers],
+        [o.context_length for o in offers],
+        [o.supports_streaming for o in offers],
+    ]
+
+
+async def _write_provider(pool: asyncpg.Pool, provider: ProviderConfig, report: ProviderReport) -> None:
+    p = provider
+    async with pool.acquire() as conn, conn.transaction():
+        provider_id = await conn.fetchval(
+            query("upsert_provider"), p.slug, p.name, p.base_url, p.api_key_env, p.is_active, p.priority
+        )
+        if not p.is_active:
+            report.note = "inactive in the config: provider marked inactive, its offers left as they are"
+            return
+        changed = await conn.fetch(query("upsert_offers"), provider_id, *_columns(report.offers))
+        kept = [o.provider_model_id for o in report.offers]
+        gone = await conn.fetch(query("deactivate_missing_offers"), provider_id, kept)
+        await conn.execute(query("ensure_tracking_rows"), provider_id)
+    report.added = sum(1 for row in changed if row["inserted"])
+    report.updated = len(changed) - report.added
+    report.deactivated = len(gone)
+
+
+async def _listing(provider: ProviderConfig, fetcher: Fetcher) -> list[ListedModel] | ListingError:
+    if provider.listing == "none" or not provider.is_active:
+        return []
+    try:
+        return await fetcher(provider)
+    except ListingError as exc:
+        return exc
+
+
+def selected_providers(config: Config, only: Sequence[str] | None) -> list[ProviderConfig]:
+    """The providers to sync: all, or those named (each must be configured)."""
+    if only is None:
+        return list(config.providers)
+    unknown = [slug for slug in only if config.provider(slug) is None]
+    if unknown:
+        known = ", ".join(p.slug for p in config.providers) or "none"
+        names = ", ".join(unknown)
+        raise ConfigError(f"{config.source}: --providers: unknown provider(s) {names} (known: {known})")
+    return [p for p in config.providers if p.slug in only]
+
+
+async def sync_catalog(
+    pool: asyncpg.Pool | None,
+    config: Config,
+    fetcher: Fetcher = fetch_listing,
+    *,
+    only: Sequence[str] | None = None,
+    dry_run: bool = False,
+) -> list[ProviderReport]:
+    """Sync the selected providers; with `dry_run` (or no pool) compute the offers and write nothing.
+
+    Listings are fetched concurrently; a `ListingError` fails that provider's report only.
+    """
+    providers = selected_providers(config, only)
+    listings = await asyncio.gather(*(_listing(p, fetcher) for p in providers))
+    reports = []
+    for provider, listed in zip(providers, listings, strict=True):
+        report = ProviderReport(provider.slug, provider.name)
+        reports.append(report)
+        if isinstance(listed, ListingError):
+            report.error = str(listed)
+            continue
+        report.offers = desired_offers(provider.slug, listed, config)
+        if pool is not None and not dry_run:
+            await _write_provider(pool, provider, report)
+    if pool is not None and not dry_run and only is None:
+        reports += await _retire_unconfigured(pool, config)
+    return reports
+
+
+async def _retire_unconfigured(pool: asyncpg.Pool, config: Config) -> list[ProviderReport]:
+    rows = await pool.fetch(query("deactivate_unconfigured_providers"), [p.slug for p in config.providers])
+    note = "no longer in the config: provider deactivated"
+    return [ProviderReport(row["slug"], row["name"], note=note) for row in rows]
+
+
+def dry_run_lines(report: ProviderReport) -> list[str]:
+    """The mapping provider model id -> canonical id that sync would write for one provider."""
+    if report.error:
+        return [report.line()]
+    lines = [f"{report.name} ({report.slug}): {len(report.offers)} models would be synced"]
+    for offer in sorted(report.offers, key=lambda o: (o.model_id, o.provider_model_id)):
+        mark = "" if offer.source == "listing" else f"  ({offer.source})"
+        lines.append(f"  {offer.provider_model_id} -> {offer.model_id}{mark}")
+    return lines
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    """The CLI: sync, print one line per provider; exit 1 when any provider failed."""
+    config = command_config(args, require_file=True)
+    only = args.providers
+
+    async def main() -> list[ProviderReport]:
+        if args.dry_run:
+            return await sync_catalog(None, config, only=only, dry_run=True)
+        async with open_pool(config) as pool:
+            return await sync_catalog(pool, config, only=only)
+
+    reports = asyncio.run(main())
+    for report in reports:
+        print("\n".join(dry_run_lines(report)) if args.dry_run else report.line())
+    if args.dry_run:
+        print("dry run: nothing was written")
+    return 1 if any(r.error for r in reports) else 0

@@ -1,0 +1,119 @@
+"""The ASGI application: the hot path in plain ASGI, everything else on Starlette.
+
+POSTs to the three proxied routes go straight to `ProxyHandler` (no router, no middleware). The
+rest (models, health, readiness, metrics, admin) is a small Starlette app, which also runs the
+lifespan that starts and stops the gateway's background work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from proxy.config import Config
+from proxy.http import admin
+from proxy.http.answers import error_body
+from proxy.http.gateway import Gateway
+from proxy.http.handler import ROUTES, ProxyHandler
+from proxy.types import Receive, Scope, Send
+from proxy.upstream.client import UpstreamClient
+
+
+async def list_models(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    created = int(gateway.started_at)
+    data = [{"id": m, "object": "model", "created": created, "owned_by": "gatewayz"} for m in gateway.catalog.models()]
+    return JSONResponse({"object": "list", "data": data})
+
+
+async def proxied_elsewhere(request: Request) -> Response:
+    """Never reached: POSTs to these routes go to the handler; this route makes other methods 405."""
+    raise HTTPException(405)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready when the catalog has models; says what is degraded (database, redis) without failing.
+
+    `database` and `redis` are `ok`, `not_configured` or `unreachable`, as the background work last
+    found them: answering this issues no query and no command.
+    """
+    gateway: Gateway = request.app.state.gateway
+    models = len(gateway.catalog.models())
+    database, redis = gateway.database_status, gateway.redis_status
+    degraded = "unreachable" in (database, redis)
+    body = {
+        "status": ("degraded" if degraded else "ready") if models else "not_ready",
+        "catalog": {
+            "models": models,
+            "source": gateway.catalog.source,
+            "age_s": round(time.time() - gateway.catalog.loaded_at, 1),
+        },
+        "database": database,
+        "redis": redis,
+    }
+    return JSONResponse(body, status_code=200 if models else 503)
+
+
+async def metrics(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return Response(gateway.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    if status == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    elif status == 404:
+        message = f"no route {request.url.path} on this proxy (OpenAI-compatible routes live under /v1)"
+    else:
+        message = "the proxy could not handle this request"
+    body = error_body(message, "invalid_request_error", "not_found" if status == 404 else f"http_{status}")
+    return Response(body, status_code=status, media_type="application/json")
+
+
+class GatewayApp:
+    def __init__(self, config: Config, *, client: UpstreamClient | None = None) -> None:
+        self.gateway = Gateway(config, client=client)
+        self.handler = ProxyHandler(self.gateway)
+        self.routes = Starlette(
+            routes=[
+                Route("/v1/models", list_models),
+                Route("/healthz", healthz),
+                Route("/readyz", readyz),
+                Route("/metrics", metrics),
+                *admin.ROUTES,
+                *(Route(path, proxied_elsewhere, methods=["POST"]) for path in ROUTES),
+            ],
+            exception_handlers={HTTPException: http_error},
+            lifespan=self._lifespan,
+        )
+        self.routes.state.gateway = self.gateway
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.gateway.start()
+        try:
+            yield
+        finally:
+            await self.gateway.stop()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in ROUTES:
+            await self.handler(scope, receive, send)
+            return
+        await self.routes(scope, receive, send)
+
+
+def create_app(config: Config, *, client: UpstreamClient | None = None) -> GatewayApp:
+    return GatewayApp(config, client=client)

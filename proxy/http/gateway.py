@@ -1,0 +1,177 @@
+"""One proxy instance's long-lived parts, and the background work that keeps them fresh.
+
+`Gateway` owns the config, the in-process catalog, the runtime state, the metrics, the upstream
+client and (when reachable) the database pool. `start()` and `stop()` are called by the app's
+lifespan: every background task started here is cancelled and awaited in `stop()`.
+
+Background work, none of it on the request path:
+- ranking events (`proxy.runtime.refresh`): from Redis pub/sub (`proxy.runtime.peers`) when `REDIS_URL` is set,
+  else from Postgres `LISTEN` (`proxy.runtime.pg_listen`); the TTL refresh is the safety net, and also
+  reconnects a database that was down at start-up;
+- shared state (`proxy.runtime.peers`): cooldowns and opened circuits published to, and applied from,
+  the other instances;
+- the passive-health flusher (`proxy.runtime.flush`), every `health_flush_s`, and once more at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from proxy.config import Config
+from proxy.errors import CatalogError
+from proxy.failover.attempts import AttemptContext
+from proxy.runtime.catalog import Catalog
+from proxy.runtime.flush import DATABASE_ERRORS, HealthFlusher
+from proxy.runtime.metrics import Metrics
+from proxy.runtime.peers import SharedState
+from proxy.runtime.pg_listen import PostgresListener
+from proxy.runtime.refresh import CatalogRefresher
+from proxy.runtime.state import RuntimeState
+from proxy.store.database import create_pool, redact_url
+from proxy.types import CircuitState
+from proxy.upstream.client import AiohttpUpstream, UpstreamClient
+
+log = logging.getLogger("gatewayz.gateway")
+GAUGE_INTERVAL_S = 5.0
+FINAL_FLUSH_TIMEOUT_S = 2.0
+
+
+class Gateway:
+    def __init__(self, config: Config, *, client: UpstreamClient | None = None) -> None:
+        self.config = config
+        self.settings = config.proxy
+        self.metrics = Metrics()
+        self.state = RuntimeState(config.proxy)
+        self.catalog = Catalog(config)
+        self.client = client or AiohttpUpstream(connect_timeout_s=config.proxy.connect_timeout_s)
+        self.keys = {p.slug: p.api_key for p in config.providers}
+        self.pool: asyncpg.Pool | None = None
+        self.started_at = time.time()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._database_warned = False
+        self.refresher = CatalogRefresher(
+            self.catalog, self.metrics, pool=lambda: self.pool, on_change=self._bind_labels
+        )
+        self.shared: SharedState | None = None
+        if config.redis_url:
+            self.shared = SharedState(
+                config.redis_url,
+                config.redis_prefix,
+                self.state,
+                on_rankings=self.refresher.request,
+                circuit_cooldown_s=config.proxy.circuit_cooldown_s,
+            )
+            self.state.publish = self.shared.publish
+            self.refresher.cache = self.shared
+        self.listener: PostgresListener | None = None
+        if config.database_url and self.shared is None:
+            self.listener = PostgresListener(config.database_url.reveal(), self.refresher.request)
+        self.flusher = HealthFlusher(self.state, config.proxy, config.health, lambda: self.pool)
+        self.context = AttemptContext(self.settings, self.client, self.state, self.keys, self.metrics)
+        self._bind_labels()
+
+    @property
+    def database_ok(self) -> bool:
+        return self.refresher.database_ok
+
+    @property
+    def database_status(self) -> str:
+        """`ok`, `not_configured` or `unreachable`, as the last background refresh found it."""
+        if not self.config.database_url:
+            return "not_configured"
+        return "ok" if self.database_ok else "unreachable"
+
+    @property
+    def redis_status(self) -> str:
+        """`ok`, `not_configured` or `unreachable`, as the subscription currently is."""
+        return "not_configured" if self.shared is None else self.shared.status
+
+    def _bind_labels(self) -> None:
+        self.metrics.bound(self.catalog.models(), self.keys)
+
+    async def start(self) -> None:
+        await self.refresh_catalog()
+        self.spawn(self._every(self.settings.catalog_ttl_s, self.refresh_catalog), "catalog refresh")
+        self.spawn(self._every(GAUGE_INTERVAL_S, self._update_gauges), "state gauges")
+        self.spawn(self.refresher.run(), "ranking events")
+        if self.config.database_url:
+            self.spawn(self._every(self.settings.health_flush_s, self.flush_health), "health flush")
+        if self.shared is not None:
+            self.spawn(self.shared.run(), "redis shared state")
+        if self.listener is not None:
+            self.spawn(self.listener.run(), "postgres listen")
+
+    def spawn(self, work: Awaitable[None], name: str) -> None:
+        self._tasks.append(asyncio.ensure_future(work))
+        self._tasks[-1].set_name(name)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.client.aclose()
+        if self.pool is not None:
+            with contextlib.suppress(*DATABASE_ERRORS):
+                async with asyncio.timeout(FINAL_FLUSH_TIMEOUT_S):
+                    await self.flusher.flush()
+            await self.pool.close()
+            self.pool = None
+
+    async def connect_database(self) -> None:
+        """Connect and migrate; while the database is unreachable, serve the config's offers."""
+        if not self.config.database_url or self.pool is not None:
+            return
+        from proxy.store.migrate import apply_migrations
+
+        url = self.config.database_url.reveal()
+        try:
+            pool = await create_pool(url, min_size=1, max_size=4)
+        except CatalogError as exc:
+            if not self._database_warned:
+                log.warning("database unavailable, serving the last known offers until it is back: %s", exc)
+                self._database_warned = True
+            return
+        self.pool, self._database_warned = pool, False
+        try:
+            await apply_migrations(pool)
+        except (CatalogError, *DATABASE_ERRORS) as exc:
+            log.warning("migrations of %s failed: %s", redact_url(url), exc)
+
+    async def refresh_catalog(self) -> None:
+        """Reload every model (Postgres, else the shared cache); on failure keep what we have."""
+        await self.connect_database()
+        await self.refresher.refresh_all()
+
+    async def flush_health(self) -> None:
+        """Write the passive counts; while Postgres is down they wait for the next flush."""
+        with contextlib.suppress(*DATABASE_ERRORS):
+            await self.flusher.flush()
+
+    def _update_gauges(self) -> Awaitable[None]:
+        now = time.time()
+        metrics = self.metrics
+        for model, offers in self.catalog.offers().items():
+            for offer in offers:
+                view = self.state.view(offer, now)
+                labels = (metrics.provider(offer.provider_slug), metrics.model(model))
+                metrics.offer_state.labels(*labels).set(offer.effective_health.gauge)
+                metrics.circuit_open.labels(*labels).set(1 if view.circuit is CircuitState.OPEN else 0)
+        return asyncio.sleep(0)
+
+    @staticmethod
+    async def _every(seconds: float, work: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await work()
+            except Exception:  # a background loop must survive; the failure is logged with its context
+                log.exception("background task %s failed", getattr(work, "__name__", work))

@@ -1,0 +1,324 @@
+"""The hot path: one proxied request, in plain ASGI.
+
+read the body (bounded) -> parse once -> look up and rank offers -> attempt loop -> answer.
+It touches neither Postgres nor Redis. A client that disconnects after sending its body cancels
+the request at once, which closes the upstream response in the attempt loop's or relay's `finally`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import orjson
+
+from proxy.errors import (
+    AllOffersFailed,
+    BadRequest,
+    BodyTooLarge,
+    ClientDisconnected,
+    ClientError,
+    ModelNotFound,
+    NoOfferAllowed,
+    RequestTimeout,
+    Unauthorized,
+    UpstreamError,
+    UpstreamStatus,
+)
+from proxy.failover.attempts import Served, run_attempts
+from proxy.failover.client_request import SLUG, ClientRequest, parse_request
+from proxy.failover.ranking import rank_offers
+from proxy.http.answers import (
+    JSON,
+    Headers,
+    all_failed,
+    client_error,
+    forwarded_headers,
+    gateway_headers,
+    provider_secrets,
+    redact,
+)
+from proxy.http.gateway import Gateway
+from proxy.http.relay import relay_stream
+from proxy.types import Attempt, Offer, Receive, Scope, Send
+from proxy.upstream.usage import Usage, UsageTail, usage_of
+
+access_log = logging.getLogger("gatewayz.access")
+
+ROUTES = {
+    "/v1/chat/completions": "/chat/completions",
+    "/v1/completions": "/completions",
+    "/v1/embeddings": "/embeddings",
+}
+FORWARDED = frozenset({b"accept", b"user-agent", b"http-referer", b"x-title", b"openai-beta"})
+# Listening for a disconnect takes a task of its own; it starts once a request has run this long,
+# so most answers from a fast provider never pay for it, and a client that leaves sooner is
+# noticed (and its upstream request cancelled) at this point.
+WATCH_AFTER_S = 0.005
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What one request did, for the answer's headers, the metrics and the log line."""
+
+    route: str
+    request_id: str
+    started: float
+    model: str = ""
+    status: int = 0
+    outcome: str = "error"
+    attempts: list[Attempt] = field(default_factory=list)
+    provider: str = ""
+    offer: Offer | None = None  # the offer that served the answer
+    upstream_s: float = 0.0
+    usage: Usage | None = None
+    finished: bool = False  # the answer is complete: a disconnect now changes nothing
+    disconnected: bool = False
+
+
+class ProxyHandler:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.keys = [k.reveal().encode() for k in gateway.config.api_keys]
+        self.provider_keys = provider_secrets(gateway.config)
+        # `failover serve` sets this to write access lines straight to its batched stream, past the
+        # logging machinery (which costs more than the rest of the line); otherwise the logger is used.
+        self.write_access: Callable[[str], None] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        headers = dict(scope["headers"])
+        request_id = _request_id(headers.get(b"x-request-id"))
+        ex = Exchange(route=path, request_id=request_id, started=time.perf_counter())
+        task = asyncio.current_task()
+        watcher: DisconnectWatch | None = None
+        try:
+            self._authorize(headers)
+            settings = self.gateway.settings
+            body = await _read_body(receive, headers, settings.max_body_bytes, settings.deadline_s)
+            assert task is not None
+            watcher = DisconnectWatch(receive, task, ex)
+            await self._serve(ex, body, headers, send)
+        except ClientError as exc:
+            await self._reply_error(ex, send, *client_error(exc), [])
+            ex.outcome = exc.code
+        except ClientDisconnected:
+            ex.status, ex.outcome = 499, ClientDisconnected.code
+        except asyncio.CancelledError:
+            if not ex.disconnected or task is None:
+                raise
+            task.uncancel()
+            ex.status, ex.outcome = 499, ClientDisconnected.code
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            self._account(ex)
+
+    def _authorize(self, headers: dict[bytes, bytes]) -> None:
+        if not self.keys:
+            return
+        given = headers.get(b"authorization", b"")
+        token = given[7:].strip() if given[:7].lower() == b"bearer " else b""
+        matched = False
+        for key in self.keys:
+            matched |= hmac.compare_digest(token, key)
+        if not matched:
+            raise Unauthorized("invalid or missing API key for this proxy (Authorization: Bearer <key>)")
+
+    async def _serve(self, ex: Exchange, body: bytes, headers: dict[bytes, bytes], send: Send) -> None:
+        preferred = headers.get(b"x-gatewayz-provider")
+        request = parse_request(body, preferred.decode("latin-1") if preferred is not None else None)
+        gateway = self.gateway
+        offers = gateway.catalog.lookup(request.model)
+        if offers is None:
+            raise ModelNotFound(f"The model '{request.model[:256]}' does not exist on this proxy", param="model")
+        ex.model = offers[0].model_id if offers else request.model
+        now = time.time()
+        ranking = rank_offers(
+            offers,
+            strategy=gateway.settings.strategy,
+            prefs=request.prefs,
+            runtime=gateway.state.views(offers, now),
+            now=now,
+        )
+        if not ranking.offers and ranking.retry_after_s is None:
+            raise NoOfferAllowed("no provider of this model is left after the request's provider preferences")
+        forward = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items() if k in FORWARDED}
+        forward["content-type"] = "application/json"
+        forward["x-request-id"] = ex.request_id
+        loop = asyncio.get_running_loop()
+        try:
+            served = await run_attempts(
+                gateway.context,
+                request,
+                ranking,
+                path=ROUTES[ex.route],
+                headers=forward,
+                deadline=loop.time() + gateway.settings.deadline_s,
+            )
+        except AllOffersFailed as exc:
+            ex.attempts = list(exc.attempts)
+            status, payload, extra = all_failed(exc, ex.model)
+            await self._reply_error(ex, send, status, payload, extra)
+            ex.outcome = exc.code
+            return
+        except UpstreamStatus as exc:  # not retryable: the client's own mistake, passed through unchanged
+            ex.attempts = list(exc.attempts)
+            await self._pass_through(ex, send, exc)
+            return
+        await self._answer(ex, request, served, send)
+
+    async def _answer(self, ex: Exchange, request: ClientRequest, served: Served, send: Send) -> None:
+        ex.attempts, ex.offer, ex.upstream_s = served.attempts, served.offer, served.upstream_s
+        ex.provider = served.offer.provider_slug
+        headers = forwarded_headers(served.response.headers)
+        headers += gateway_headers(served.offer, served.attempts, ex.request_id)
+        ex.status = served.response.status
+        if not request.stream:
+            headers.append((b"content-length", str(len(served.first)).encode()))
+            ex.finished = True
+            await send({"type": "http.response.start", "status": ex.status, "headers": headers})
+            await send({"type": "http.response.body", "body": served.first})
+            ex.usage, ex.outcome = usage_of(served.parsed), "ok"
+            return
+        await send({"type": "http.response.start", "status": ex.status, "headers": headers})
+        tail = UsageTail()
+        error: UpstreamError | None = None
+        try:
+            idle = self.gateway.settings.stream_idle_timeout_s
+            error = await relay_stream(send, served.response, served.first, idle, tail)
+        finally:
+            ex.finished = True
+        ex.usage, ex.outcome = tail.usage(), ("ok" if error is None else error.code)
+
+    async def _pass_through(self, ex: Exchange, send: Send, exc: UpstreamStatus) -> None:
+        # a provider that echoes the key we sent it (in a 400 body or a header) must not hand it to the client
+        body = redact(exc.body, self.provider_keys)
+        headers = [(k, redact(v, self.provider_keys)) for k, v in forwarded_headers(exc.headers)]
+        headers += gateway_headers(exc.offer, ex.attempts, ex.request_id)
+        headers.append((b"content-length", str(len(body)).encode()))
+        ex.status, ex.outcome, ex.finished = exc.status, f"upstream_{exc.status}", True
+        await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _reply_error(self, ex: Exchange, send: Send, status: int, body: bytes, extra: Headers) -> None:
+        headers = [JSON, (b"content-length", str(len(body)).encode()), *extra]
+        headers += gateway_headers(None, ex.attempts, ex.request_id)
+        ex.status, ex.finished = status, True
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _account(self, ex: Exchange) -> None:
+        metrics = self.gateway.metrics
+        elapsed = time.perf_counter() - ex.started
+        model = metrics.model(ex.model)
+        metrics.child(metrics.requests, ex.route, model, ex.outcome).inc()
+        metrics.child(metrics.duration, ex.route).observe(elapsed)
+        if ex.outcome == "ok":
+            metrics.overhead.observe(max(0.0, elapsed - ex.upstream_s))
+        if ex.usage is not None and ex.provider:
+            self._account_usage(ex, model)
+        if self.write_access is not None:
+            self.write_access(_log_line(ex, elapsed))
+        elif access_log.isEnabledFor(logging.INFO):
+            access_log.info(_log_line(ex, elapsed))
+
+    def _account_usage(self, ex: Exchange, model: str) -> None:
+        assert ex.usage is not None
+        metrics = self.gateway.metrics
+        provider = metrics.provider(ex.provider)
+        metrics.child(metrics.tokens, provider, model, "prompt").inc(ex.usage.prompt_tokens)
+        metrics.child(metrics.tokens, provider, model, "completion").inc(ex.usage.completion_tokens)
+        if ex.offer is not None:
+            metrics.child(metrics.cost, provider, model).inc(ex.usage.cost(ex.offer))
+
+
+def _request_id(given: bytes | None) -> str:
+    if given is not None and len(given) <= 64 and SLUG.match(given.decode("latin-1")):
+        return given.decode("latin-1")
+    return f"{random.getrandbits(128):032x}"  # as unique as uuid4().hex, without a system call
+
+
+async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, timeout_s: float) -> bytes:
+    """The whole body, refusing (413) as soon as it is known to be over `limit`, never holding more, and
+    (408) when it has not all arrived within `timeout_s`: a client trickling its body holds nothing for long."""
+    declared = headers.get(b"content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("Content-Length is not a number")
+        if int(declared) > limit:
+            raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await _receive_body(receive, limit)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
+
+
+async def _receive_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected("the client went away while sending its body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class DisconnectWatch:
+    """Cancels the request's task when its client goes away, listening from `WATCH_AFTER_S` on."""
+
+    __slots__ = ("_task", "_timer")
+
+    def __init__(self, receive: Receive, request: asyncio.Task[None], ex: Exchange) -> None:
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            WATCH_AFTER_S, self._listen, receive, request, ex
+        )
+
+    def _listen(self, receive: Receive, request: asyncio.Task[None], ex: Exchange) -> None:
+        self._timer = None
+        self._task = asyncio.ensure_future(_watch_disconnect(receive, request, ex))
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._task is not None:
+            self._task.cancel()
+
+
+async def _watch_disconnect(receive: Receive, task: asyncio.Task[None], ex: Exchange) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            if not ex.finished:
+                ex.disconnected = True
+                task.cancel()
+            return
+
+
+def _log_line(ex: Exchange, elapsed: float) -> str:
+    return orjson.dumps(
+        {
+            "request_id": ex.request_id,
+            "route": ex.route,
+            "model": ex.model,
+            "provider": ex.provider or None,
+            "attempts": len(ex.attempts),
+            "tried": [f"{a.provider}:{a.outcome}" for a in ex.attempts],
+            "status": ex.status,
+            "outcome": ex.outcome,
+            "latency_ms": round(elapsed * 1000, 2),
+        }
+    ).decode()

@@ -1,0 +1,237 @@
+"""Shared state through Redis: what one proxy instance learns, every instance learns at once.
+
+- Outgoing: `publish(event)` is `RuntimeState`'s callback when this instance sets a cooldown or opens
+  a circuit. It only appends to a bounded outbox (no I/O on the request path); a background task
+  sends the outbox as one pipeline of `PUBLISH`es on `{prefix}:events:state`.
+  Each event is also kept in the hash `{prefix}:state` (the latest per offer and kind), so that an
+  instance that (re)connects catches up on the cooldowns and circuits still in force.
+- Incoming: one subscription to `{prefix}:events:state` (other instances' events, applied to the
+  local `RuntimeState`) and `{prefix}:events:rankings` (the health worker's, handed to `on_rankings`);
+  right after subscribing, one read of `{prefix}:state`.
+- The shared cache of ranked offers (`{prefix}:offers`, written by the worker) is read through
+  `read_offers`, by the catalog refresher only.
+
+When Redis goes away the instance carries on with its in-process state: `status` turns
+`unreachable`, events wait in the outbox (stale ones are dropped), and `run()` reconnects with
+backoff. After a reconnect it asks for a full catalog refresh, since ranking events may have been missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from proxy.config import Secret
+from proxy.runtime.backoff import Backoff
+from proxy.runtime.state import RuntimeState, StateEvent
+from proxy.store.wire import (
+    RankingEvent,
+    decode_cached_offers,
+    decode_ranking_event,
+    decode_state_event,
+    encode_state_event,
+    offers_key,
+    rankings_channel,
+    state_channel,
+    state_field,
+    state_key,
+)
+from proxy.types import Offer
+
+log = logging.getLogger("gatewayz.shared")
+REDIS_ERRORS = (RedisError, OSError, TimeoutError)
+OUTBOX_LIMIT = 1000
+READ_TIMEOUT_S = 1.0
+HEALTH_CHECK_INTERVAL_S = 30
+STATE_TTL_S = 3600  # the state hash outlives its last write by this long; readers skip stale entries
+
+CachedOffers = dict[str, tuple[list[Offer], float]]
+
+
+def redis_client(url: Secret) -> aioredis.Redis:
+    """A client that fails fast (no hidden retries): the callers have their own fallbacks."""
+    return aioredis.Redis.from_url(
+        url.reveal(),
+        socket_connect_timeout=1.0,
+        socket_timeout=5.0,
+        health_check_interval=HEALTH_CHECK_INTERVAL_S,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+class SharedState:
+    def __init__(
+        self,
+        url: Secret,
+        prefix: str,
+        state: RuntimeState,
+        *,
+        on_rankings: Callable[[RankingEvent], None],
+        circuit_cooldown_s: float,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.url = url
+        self.state = state
+        self.on_rankings = on_rankings
+        self.circuit_cooldown_s = circuit_cooldown_s
+        self.instance_id = uuid.uuid4().hex
+        self.state_channel = state_channel(prefix)
+        self.rankings_channel = rankings_channel(prefix)
+        self.offers_key = offers_key(prefix)
+        self.state_key = state_key(prefix)
+        self.backoff = backoff or Backoff()
+        self.status = "unreachable"  # ok | unreachable
+        self.client: aioredis.Redis | None = None
+        self.received = 0  # events from other instances applied here
+        self._outbox: deque[StateEvent] = deque(maxlen=OUTBOX_LIMIT)
+        self._wake = asyncio.Event()
+
+    def publish(self, event: StateEvent) -> None:
+        """Queue an event for the other instances; called on the request path, so no I/O here."""
+        self._outbox.append(event)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Stay subscribed; on any Redis failure, back off and reconnect. Runs until cancelled."""
+        connected_before = warned = False
+        while True:
+            try:
+                await self._session(refresh=connected_before)
+            except REDIS_ERRORS as exc:
+                if self.status == "ok" or not warned:
+                    log.warning("redis unreachable, using in-process state until it is back: %s", exc)
+                    warned = True
+            except Exception:  # this loop must survive; the failure is logged with its traceback
+                log.exception("shared state over redis failed; reconnecting")
+            connected_before = connected_before or self.status == "ok"
+            self.status = "unreachable"
+            await asyncio.sleep(self.backoff.next())
+
+    async def _session(self, *, refresh: bool) -> None:
+        client = redis_client(self.url)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await pubsub.subscribe(self.state_channel, self.rankings_channel)
+            await self._catch_up(client)
+            self.client, self.status = client, "ok"
+            self.backoff.reset()
+            if refresh:
+                log.warning("redis is back; refreshing the catalog for events missed meanwhile")
+                self.on_rankings(RankingEvent(None, time.time()))
+            tasks = [asyncio.ensure_future(self._receive(pubsub)), asyncio.ensure_future(self._send(client))]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            self.client = None
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(*REDIS_ERRORS):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(*REDIS_ERRORS):
+                await client.aclose()
+
+    async def _receive(self, pubsub: Any) -> None:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=READ_TIMEOUT_S)
+            if message is not None and message.get("type") == "message":
+                self._dispatch(message["channel"], message["data"])
+
+    def _dispatch(self, channel: bytes | str, data: bytes) -> None:
+        name = channel.decode() if isinstance(channel, bytes) else channel
+        try:
+            if name == self.rankings_channel:
+                self.on_rankings(decode_ranking_event(data))
+            elif name == self.state_channel:
+                self._apply(*decode_state_event(data))
+        except ValueError as exc:
+            log.warning("ignoring a malformed event on %s: %s", name, exc)
+
+    async def _catch_up(self, client: aioredis.Redis) -> None:
+        """Apply the other instances' cooldowns and circuits still in force (missed while away)."""
+        entries: dict[Any, Any] = await client.hgetall(self.state_key)
+        now = time.time()
+        for data in entries.values():
+            try:
+                event, origin = decode_state_event(data)
+            except ValueError as exc:
+                log.warning("ignoring a malformed entry of %s: %s", self.state_key, exc)
+                continue
+            if self._horizon(event) > now:
+                self._apply(event, origin)
+
+    def _horizon(self, event: StateEvent) -> float:
+        """Until when an event matters: a cooldown's end, or an open circuit's first trial."""
+        return event.until if event.kind == "cooldown" else event.until + self.circuit_cooldown_s
+
+    def _apply(self, event: StateEvent, origin: str) -> None:
+        if origin == self.instance_id:
+            return
+        if event.kind == "cooldown":
+            self.state.set_cooldown((event.provider, event.provider_model_id), event.until)
+        else:
+            self.state.open_circuit(event.provider, event.provider_model_id, event.until)
+        self.received += 1
+
+    async def _send(self, client: aioredis.Redis) -> None:
+        while True:
+            if not self._outbox:  # events left by a failed session go out first
+                await self._wake.wait()
+            self._wake.clear()
+            events = self._fresh_events(time.time())
+            if not events:
+                continue
+            try:
+                async with client.pipeline(transaction=False) as pipe:
+                    for event in events:
+                        payload = encode_state_event(event, self.instance_id)
+                        pipe.hset(self.state_key, state_field(event), payload)
+                        pipe.publish(self.state_channel, payload)
+                    pipe.expire(self.state_key, STATE_TTL_S)
+                    await pipe.execute()
+            except REDIS_ERRORS:
+                self._outbox.extendleft(reversed(events))
+                raise
+
+    def _fresh_events(self, now: float) -> list[StateEvent]:
+        """Take the outbox, leaving out cooldowns already over and circuits that opened too long ago."""
+        events = []
+        while self._outbox:
+            event = self._outbox.popleft()
+            if self._horizon(event) > now:
+                events.append(event)
+        return events
+
+    async def read_offers(self, models: Sequence[str] | None) -> CachedOffers:
+        """The shared cache's entries for `models` (all when None); raises `RedisError` when unreachable."""
+        client = self.client
+        if client is None:
+            raise RedisError("redis is unreachable")
+        if models is None:
+            raw: dict[Any, Any] = await client.hgetall(self.offers_key)
+        else:
+            values = await client.hmget(self.offers_key, list(models))
+            raw = dict(zip(models, values, strict=True))
+        found: CachedOffers = {}
+        for name, data in raw.items():
+            if data is None:
+                continue
+            model = name.decode() if isinstance(name, bytes) else name
+            try:
+                found[model] = decode_cached_offers(data)
+            except ValueError as exc:
+                log.warning("ignoring a malformed cache entry for %s: %s", model, exc)
+        return found

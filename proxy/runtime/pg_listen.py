@@ -1,0 +1,75 @@
+"""Ranking events through Postgres, for deployments without Redis: `LISTEN gatewayz_rankings`.
+
+One dedicated connection (not from the pool) listens; the health worker `NOTIFY`s in the same
+transaction that changes a status, so an event is never seen before its data. When the connection
+drops, `run()` reconnects with backoff and then asks for a full refresh (notifications sent while
+nobody listened are lost). The request path never touches this connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import asyncpg
+
+from proxy.runtime.backoff import Backoff
+from proxy.store.wire import PG_RANKINGS_CHANNEL, RankingEvent, decode_ranking_event
+
+log = logging.getLogger("gatewayz.listen")
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+CONNECT_TIMEOUT_S = 5.0
+LIVENESS_POLL_S = 1.0
+
+
+class PostgresListener:
+    def __init__(
+        self, url: str, on_rankings: Callable[[RankingEvent], None], *, backoff: Backoff | None = None
+    ) -> None:
+        self.url = url
+        self.on_rankings = on_rankings
+        self.backoff = backoff or Backoff()
+        self.listening = False
+
+    async def run(self) -> None:
+        """Listen until cancelled, reconnecting whenever the connection is lost."""
+        listened_before = warned = False
+        while True:
+            try:
+                await self._session(refresh=listened_before)
+            except DATABASE_ERRORS as exc:
+                if self.listening or not warned:
+                    log.warning("cannot listen for ranking events, relying on the TTL refresh: %s", exc)
+                    warned = True
+            except Exception:  # this loop must survive; the failure is logged with its traceback
+                log.exception("listening for ranking events failed; reconnecting")
+            listened_before = listened_before or self.listening
+            self.listening = False
+            await asyncio.sleep(self.backoff.next())
+
+    async def _session(self, *, refresh: bool) -> None:
+        conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
+        try:
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(PG_RANKINGS_CHANNEL, self._notified)
+            self.listening = True
+            self.backoff.reset()
+            if refresh:
+                self.on_rankings(RankingEvent(None, time.time()))
+            while not conn.is_closed() and not lost.is_set():
+                try:
+                    await asyncio.wait_for(lost.wait(), LIVENESS_POLL_S)
+                except TimeoutError:
+                    continue
+            raise ConnectionError("the LISTEN connection was closed")
+        finally:
+            conn.terminate()
+
+    def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        try:
+            self.on_rankings(decode_ranking_event(str(payload)))
+        except ValueError as exc:
+            log.warning("ignoring a malformed ranking event: %s", exc)

@@ -1,0 +1,220 @@
+"""What this proxy instance has seen of each offer: cooldowns, circuits, passive health, counts.
+
+Everything here lives in process memory and is touched only by the event loop's thread, so no lock
+is needed. The attempt loop records outcomes; the ranking reads `views()`. Passive counts pile up
+until the health flusher `drain()`s them (issue: passive health in Postgres). Events that other
+instances must hear about at once (a cooldown, an opened circuit) go to the `publish` callback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from proxy.config import ProxySettings
+from proxy.runtime.circuit import CLOSED, Circuit, circuit_state, record_failure, record_success, take_trial
+from proxy.types import CircuitState, Health, Offer, OfferKey, RuntimeView
+
+EWMA_ALPHA = 0.2
+WINDOW_SIZE = 20
+WINDOW_SECONDS = 60.0
+MIN_SAMPLES = 4
+UNHEALTHY_ERROR_RATIO = 0.5
+DEGRADED_ERROR_RATIO = 0.25
+NO_VIEW = RuntimeView()
+
+
+@dataclass(frozen=True, slots=True)
+class StateEvent:
+    """A change other instances should apply: `kind` is `cooldown` or `circuit_open`.
+    `provider_model_id` is empty for a whole-provider circuit."""
+
+    kind: str
+    provider: str
+    provider_model_id: str
+    until: float
+
+
+@dataclass(slots=True)
+class PassiveCounts:
+    """Counts since the last flush, for one offer."""
+
+    successes: int = 0
+    errors: int = 0
+    latency_ms_total: float = 0.0
+    last_status: str = ""
+    last_error: str = ""
+    trailing_successes: int = 0  # the run of successes these counts end with
+    trailing_errors: int = 0  # the run of errors these counts end with (one of the two is 0)
+
+
+@dataclass(slots=True)
+class OfferState:
+    cooldown_until: float = 0.0
+    circuit: Circuit = CLOSED
+    ewma_ms: float | None = None
+    window: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=WINDOW_SIZE))
+    window_failures: int = 0  # failures in `window`, kept as outcomes come and go
+    counts: PassiveCounts = field(default_factory=PassiveCounts)
+
+    def observe(self, now: float, ok: bool) -> None:
+        window = self.window
+        if len(window) == WINDOW_SIZE and not window[0][1]:
+            self.window_failures -= 1
+        window.append((now, ok))
+        if not ok:
+            self.window_failures += 1
+
+    def forget(self) -> None:
+        self.window.clear()
+        self.window_failures = 0
+
+    def passive_health(self, now: float) -> Health:
+        """`passive_health` of the window; O(1) in the common case of no recent failure."""
+        return passive_health(self.window, now) if self.window_failures else Health.UNKNOWN
+
+
+def passive_health(window: Iterable[tuple[float, bool]], now: float) -> Health:
+    """From the recent outcomes this instance saw: unhealthy at half errors, degraded at a quarter.
+    Outcomes older than a minute are forgotten, so an offer ranked last can earn its place back."""
+    recent = [ok for at, ok in window if now - at <= WINDOW_SECONDS]
+    if len(recent) < MIN_SAMPLES:
+        return Health.UNKNOWN
+    ratio = recent.count(False) / len(recent)
+    if ratio >= UNHEALTHY_ERROR_RATIO:
+        return Health.UNHEALTHY
+    if ratio >= DEGRADED_ERROR_RATIO:
+        return Health.DEGRADED
+    return Health.UNKNOWN
+
+
+class RuntimeState:
+    def __init__(
+        self,
+        settings: ProxySettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        publish: Callable[[StateEvent], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.publish = publish
+        self.offers: dict[OfferKey, OfferState] = {}
+        self.providers: dict[str, Circuit] = {}
+
+    def _offer(self, key: OfferKey) -> OfferState:
+        state = self.offers.get(key)
+        if state is None:
+            state = self.offers[key] = OfferState()
+        return state
+
+    def view(self, offer: Offer, now: float) -> RuntimeView:
+        state = self.offers.get(offer.key)
+        provider = self.providers.get(offer.provider_slug, CLOSED)
+        if state is None and provider is CLOSED:
+            return NO_VIEW
+        state = state or OfferState()
+        cooldown = self.settings.circuit_cooldown_s
+        circuit = circuit_state(state.circuit, now, cooldown)
+        if circuit_state(provider, now, cooldown) is CircuitState.OPEN:
+            circuit = CircuitState.OPEN
+        return RuntimeView(
+            cooldown_until=state.cooldown_until,
+            circuit=circuit,
+            latency_ms=state.ewma_ms,
+            passive_health=state.passive_health(now),
+        )
+
+    def views(self, offers: Iterable[Offer], now: float) -> dict[OfferKey, RuntimeView]:
+        return {o.key: self.view(o, now) for o in offers}
+
+    def take(self, offer: Offer, now: float) -> None:
+        """The attempt loop is about to try `offer`: claim a half-open trial if there is one."""
+        cooldown = self.settings.circuit_cooldown_s
+        state = self.offers.get(offer.key)
+        if state is not None and state.circuit.opened_at is not None:
+            state.circuit = take_trial(state.circuit, now, cooldown)
+        provider = self.providers.get(offer.provider_slug)
+        if provider is not None and provider.opened_at is not None:
+            self.providers[offer.provider_slug] = take_trial(provider, now, cooldown)
+
+    def record_success(self, offer: Offer, ttfb_ms: float, now: float) -> None:
+        state = self._offer(offer.key)
+        if state.circuit.opened_at is not None:
+            state.forget()  # a half-open trial succeeded: the old failures no longer tell anything
+        state.circuit = record_success(state.circuit)
+        if offer.provider_slug in self.providers:
+            del self.providers[offer.provider_slug]
+        state.ewma_ms = ttfb_ms if state.ewma_ms is None else state.ewma_ms + EWMA_ALPHA * (ttfb_ms - state.ewma_ms)
+        state.observe(now, True)
+        counts = state.counts
+        counts.successes += 1
+        counts.latency_ms_total += ttfb_ms
+        counts.last_status = "ok"
+        counts.trailing_successes += 1
+        counts.trailing_errors = 0
+
+    def record_failure(
+        self,
+        offer: Offer,
+        code: str,
+        now: float,
+        *,
+        connection: bool = False,
+        cooldown_s: float | None = None,
+    ) -> None:
+        """Count a retryable failure; `connection` errors also count against the whole provider;
+        `cooldown_s` (from Retry-After) keeps the offer out of rankings until then."""
+        state = self._offer(offer.key)
+        threshold = self.settings.circuit_failure_threshold
+        was_open = state.circuit.opened_at is not None
+        state.circuit = record_failure(state.circuit, now, threshold)
+        state.observe(now, False)
+        state.counts.errors += 1
+        state.counts.last_status = state.counts.last_error = code
+        state.counts.trailing_errors += 1
+        state.counts.trailing_successes = 0
+        if state.circuit.opened_at is not None and not was_open:
+            self._emit("circuit_open", offer.provider_slug, offer.provider_model_id, now)
+        if connection:
+            self._provider_failure(offer.provider_slug, now)
+        if cooldown_s is not None and cooldown_s > 0:
+            self.set_cooldown(offer.key, now + cooldown_s)
+            self._emit("cooldown", offer.provider_slug, offer.provider_model_id, state.cooldown_until)
+
+    def _provider_failure(self, slug: str, now: float) -> None:
+        before = self.providers.get(slug, CLOSED)
+        after = record_failure(before, now, self.settings.circuit_failure_threshold)
+        self.providers[slug] = after
+        if after.opened_at is not None and before.opened_at is None:
+            self._emit("circuit_open", slug, "", now)
+
+    def set_cooldown(self, key: OfferKey, until: float) -> None:
+        state = self._offer(key)
+        state.cooldown_until = max(state.cooldown_until, until)
+
+    def open_circuit(self, provider: str, provider_model_id: str, opened_at: float) -> None:
+        """Apply a circuit another instance opened (an empty model id means the whole provider)."""
+        opened = Circuit(failures=self.settings.circuit_failure_threshold, opened_at=opened_at)
+        if provider_model_id:
+            self._offer((provider, provider_model_id)).circuit = opened
+        else:
+            self.providers[provider] = opened
+
+    def _emit(self, kind: str, provider: str, provider_model_id: str, until: float) -> None:
+        if self.publish is not None:
+            self.publish(StateEvent(kind, provider, provider_model_id, until))
+
+    def drain(self) -> dict[OfferKey, PassiveCounts]:
+        """Hand over the counts gathered since the last call, and start afresh."""
+        out: dict[OfferKey, PassiveCounts] = {}
+        for key, state in self.offers.items():
+            if state.counts.successes or state.counts.errors:
+                out[key] = state.counts
+                state.counts = PassiveCounts()
+        return out
+
+    def circuit_open(self, offer: Offer, now: float) -> bool:
+        return self.view(offer, now).circuit is CircuitState.OPEN
