@@ -4,10 +4,10 @@ An offer's status moves with hysteresis, so one error never flips it and one suc
 redeems it:
 
     unknown   --first success-------------------------------------------> healthy | degraded
-    any       --failures_to_unhealthy consecutive failures, or half the
-                recent outcomes failed (with enough of them)------------> unhealthy
+    any       --failures_to_unhealthy consecutive failures, or `unhealthy_error_ratio` of
+                the recent outcomes failed (with enough of them)------------> unhealthy
     unhealthy --successes_to_healthy consecutive successes--------------> healthy | degraded
-    healthy   <-> degraded   on latency over degraded_latency_ms, or a fifth of recent outcomes failed
+    healthy   <-> degraded   on latency over degraded_latency_ms, or `degraded_error_ratio` of recent outcomes failed
 
 "Recent" is what was added to the offer's counts since the worker's previous round (probes and the
 proxies' traffic alike). A provider's roll-up is the state of most of its offers.
@@ -19,11 +19,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from proxy.config import HealthSettings
-from proxy.runtime.state import UNHEALTHY_ERROR_RATIO
 from proxy.types import Health
 
 MIN_RATIO_SAMPLES = 10
-DEGRADED_ERROR_RATIO = 0.2
+_DEFAULTS = HealthSettings()
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +31,8 @@ class Thresholds:
     successes_to_healthy: int = 2
     degraded_latency_ms: float = 5_000.0
     min_ratio_samples: int = MIN_RATIO_SAMPLES
-    unhealthy_error_ratio: float = UNHEALTHY_ERROR_RATIO
-    degraded_error_ratio: float = DEGRADED_ERROR_RATIO
+    unhealthy_error_ratio: float = _DEFAULTS.unhealthy_error_ratio
+    degraded_error_ratio: float = _DEFAULTS.degraded_error_ratio
 
     @classmethod
     def from_settings(cls, settings: HealthSettings) -> Thresholds:
@@ -41,6 +40,8 @@ class Thresholds:
             failures_to_unhealthy=settings.failures_to_unhealthy,
             successes_to_healthy=settings.successes_to_healthy,
             degraded_latency_ms=settings.degraded_latency_ms,
+            unhealthy_error_ratio=settings.unhealthy_error_ratio,
+            degraded_error_ratio=settings.degraded_error_ratio,
         )
 
 

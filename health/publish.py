@@ -16,7 +16,7 @@ import asyncpg
 
 from health.store import notify_rankings
 from proxy.config import Config
-from proxy.runtime.peers import REDIS_ERRORS, redis_client
+from proxy.store.redis import REDIS_ERRORS, redis_client
 from proxy.store.wire import (
     NOTIFY_LIMIT_BYTES,
     RankingEvent,

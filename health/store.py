@@ -13,10 +13,9 @@ import asyncpg
 from health.derive import OfferInput, RoundDecision
 from health.probe import ProbeResult
 from health.queries import query
-from proxy.runtime.state import PassiveCounts
 from proxy.store.health_counts import Connection, CountsRow, add_health_counts
 from proxy.store.wire import PG_RANKINGS_CHANNEL
-from proxy.types import Health
+from proxy.types import Health, PassiveCounts
 
 
 async def load_probe_offers(pool: asyncpg.Pool) -> list[asyncpg.Record]:

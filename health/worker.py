@@ -41,8 +41,7 @@ from health.store import (
     record_probes,
     write_decision,
 )
-from proxy.catalog.context import command_config
-from proxy.config import Config
+from proxy.config import Config, command_config
 from proxy.errors import ConfigError
 from proxy.failover.ranking import rank_offers
 from proxy.store.database import create_pool, database_url

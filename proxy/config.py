@@ -7,6 +7,7 @@ live in `Secret`, whose repr and str never show them.
 
 from __future__ import annotations
 
+import argparse
 import os
 import tomllib
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from proxy.errors import ConfigError
-from proxy.types import Strategy
+from proxy.types import Health, Strategy
 
 DEFAULT_CONFIG_PATH = "failover.toml"
 LISTING_FORMATS = ("openai", "openrouter", "none")
@@ -76,8 +77,21 @@ class HealthSettings:
     failures_to_unhealthy: int = 3
     successes_to_healthy: int = 2
     degraded_latency_ms: float = 5_000.0
+    degraded_error_ratio: float = 0.25  # this share of recent outcomes failed: degraded
+    unhealthy_error_ratio: float = 0.5  # this share failed (with enough outcomes): unhealthy
     history_retention_days: float = 7.0
     traffic_history_interval_s: float = 60.0
+
+    def health_for_error_ratio(self, ratio: float) -> Health | None:
+        """`unhealthy` or `degraded` when the share of failed outcomes (0..1) reaches its threshold, else None.
+
+        The one rule behind the worker's derived status, the traffic history rows and this
+        instance's passive health in ranking."""
+        if ratio >= self.unhealthy_error_ratio:
+            return Health.UNHEALTHY
+        if ratio >= self.degraded_error_ratio:
+            return Health.DEGRADED
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,3 +355,12 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read: {exc.strerror}") from None
     return config_from_mapping(data, str(source), env)
+
+
+def command_config(args: argparse.Namespace, *, require_file: bool = False) -> Config:
+    """The config named by `--config` / $FAILOVER_CONFIG / `failover.toml`, else (if allowed) defaults."""
+    path = getattr(args, "config", None)
+    named = path or os.environ.get("FAILOVER_CONFIG")
+    if named or require_file or Path(DEFAULT_CONFIG_PATH).exists():
+        return load_config(path)
+    return config_from_mapping({}, "(defaults: no config file)", os.environ)

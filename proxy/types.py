@@ -133,6 +133,30 @@ class Attempt:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class StateEvent:
+    """A change other instances should apply: `kind` is `cooldown` or `circuit_open`.
+    `provider_model_id` is empty for a whole-provider circuit."""
+
+    kind: str
+    provider: str
+    provider_model_id: str
+    until: float
+
+
+@dataclass(slots=True)
+class PassiveCounts:
+    """Counts since the last flush, for one offer."""
+
+    successes: int = 0
+    errors: int = 0
+    latency_ms_total: float = 0.0
+    last_status: str = ""
+    last_error: str = ""
+    trailing_successes: int = 0  # the run of successes these counts end with
+    trailing_errors: int = 0  # the run of errors these counts end with (one of the two is 0)
+
+
 # ASGI, as far as the request path needs it (like starlette.types).
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -11,10 +11,11 @@ from typing import Any
 import asyncpg
 import httpx
 
+from proxy.config import HealthSettings
 from proxy.runtime.flush import HealthFlusher, traffic_health
-from proxy.runtime.state import PassiveCounts, RuntimeState
+from proxy.runtime.state import RuntimeState
 from proxy.store.health_counts import merge_counts
-from proxy.types import Health, Offer
+from proxy.types import Health, Offer, PassiveCounts
 from tests.health_helpers import FAST, health_config, rows, sync, tracking, wait_until
 
 BODY = {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}
@@ -34,9 +35,9 @@ def test_merging_batches_keeps_the_run_the_later_one_ends_with() -> None:
 
 
 def test_a_traffic_row_records_the_share_of_failed_requests() -> None:
-    assert traffic_health(PassiveCounts(successes=9, errors=1)) is Health.HEALTHY
-    assert traffic_health(PassiveCounts(successes=3, errors=1)) is Health.DEGRADED
-    assert traffic_health(PassiveCounts(successes=1, errors=1)) is Health.UNHEALTHY
+    assert traffic_health(PassiveCounts(successes=9, errors=1), HealthSettings()) is Health.HEALTHY
+    assert traffic_health(PassiveCounts(successes=3, errors=1), HealthSettings()) is Health.DEGRADED
+    assert traffic_health(PassiveCounts(successes=1, errors=1), HealthSettings()) is Health.UNHEALTHY
 
 
 def post(proxy: Any, client: httpx.Client) -> httpx.Response:

@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from health.worker import HealthWorker, RoundReport
 from proxy.cli import main
-from proxy.runtime.state import PassiveCounts
 from proxy.store.health_counts import CountsRow, add_health_counts
+from proxy.types import PassiveCounts
 from tests.health_helpers import FAST, KEYS, eventually, health_config, offer_health, rows, sync, tracking
 
 

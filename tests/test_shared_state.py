@@ -12,7 +12,7 @@ import pytest
 from proxy.config import ProxySettings, Secret
 from proxy.mock.testing import refused_url
 from proxy.runtime.peers import SharedState
-from proxy.runtime.state import RuntimeState, StateEvent
+from proxy.runtime.state import RuntimeState
 from proxy.store.wire import (
     RankingEvent,
     decode_cached_offers,
@@ -22,7 +22,7 @@ from proxy.store.wire import (
     encode_ranking_event,
     encode_state_event,
 )
-from proxy.types import Health, Offer
+from proxy.types import Health, Offer, StateEvent
 from tests.health_helpers import health_config, own_valkey, wait_until
 
 BODY = {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}

@@ -5,10 +5,11 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.config import ProxySettings
+from proxy.config import HealthSettings, ProxySettings
 from proxy.runtime.state import WINDOW_SIZE, OfferState, RuntimeState, passive_health
 from proxy.types import Health, Offer
 
+HEALTH = HealthSettings()
 OFFER = Offer("gpt-4", "a", "a/gpt-4", "http://a", "")
 
 
@@ -18,7 +19,7 @@ def test_running_failure_count_matches_a_full_scan(outcomes: list[bool]) -> None
     for i, ok in enumerate(outcomes):
         state.observe(float(i), ok)
         assert state.window_failures == [ok for _, ok in state.window].count(False)
-        assert state.passive_health(float(i)) == passive_health(state.window, float(i))
+        assert state.passive_health(float(i), HEALTH) == passive_health(state.window, float(i), HEALTH)
 
 
 def test_failures_make_an_offer_unhealthy_and_a_minute_forgets_them() -> None:

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from proxy.catalog.context import command_config, open_pool
 from proxy.catalog.library import get_provider_model_id, get_providers_for_model
+from proxy.config import command_config
 from proxy.errors import GatewayError
 from proxy.failover.ranking import rank_offers
+from proxy.store.database import open_pool
 from proxy.store.migrate import pending_migrations
 from proxy.store.offers import load_offers
 from proxy.store.queries import query

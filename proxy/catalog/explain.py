@@ -14,9 +14,10 @@ import json
 import sys
 from typing import Any
 
-from proxy.catalog.context import command_config, open_pool
 from proxy.catalog.library import explain_failover_for_model
+from proxy.config import command_config
 from proxy.failover.reasons import usd
+from proxy.store.database import open_pool
 from proxy.store.offers import list_models
 
 COLUMNS = ("#", "provider", "provider model", "health", "latency", "prompt $/token", "completion $/token")

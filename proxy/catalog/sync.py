@@ -21,10 +21,10 @@ from decimal import Decimal
 import asyncpg
 
 from proxy.canonical import canonical_model_id, default_canonical_id
-from proxy.catalog.context import command_config, open_pool
 from proxy.catalog.listing import ListedModel, fetch_listing
-from proxy.config import Config, ProviderConfig, StaticOffer
+from proxy.config import Config, ProviderConfig, StaticOffer, command_config
 from proxy.errors import ConfigError, ListingError
+from proxy.store.database import open_pool
 from proxy.store.queries import query
 
 Fetcher = Callable[[ProviderConfig], Awaitable[list[ListedModel]]]

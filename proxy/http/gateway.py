@@ -47,7 +47,7 @@ class Gateway:
         self.config = config
         self.settings = config.proxy
         self.metrics = Metrics()
-        self.state = RuntimeState(config.proxy)
+        self.state = RuntimeState(config.proxy, health=config.health)
         self.catalog = Catalog(config)
         self.client = client or AiohttpUpstream(connect_timeout_s=config.proxy.connect_timeout_s)
         self.keys = {p.slug: p.api_key for p in config.providers}

@@ -19,10 +19,10 @@ import asyncpg
 
 from proxy.config import HealthSettings, ProxySettings
 from proxy.runtime.circuit import circuit_state
-from proxy.runtime.state import DEGRADED_ERROR_RATIO, UNHEALTHY_ERROR_RATIO, PassiveCounts, RuntimeState
+from proxy.runtime.state import RuntimeState
 from proxy.store.health_counts import CountsRow, add_health_counts, mean_latency_ms, merge_counts
 from proxy.store.queries import query
-from proxy.types import CircuitState, Health, OfferKey
+from proxy.types import CircuitState, Health, OfferKey, PassiveCounts
 
 log = logging.getLogger("gatewayz.flush")
 DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
@@ -30,15 +30,11 @@ DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, Timeo
 CircuitMark = tuple[str, float]  # (circuit state, cooldown until) as last written
 
 
-def traffic_health(counts: PassiveCounts) -> Health:
+def traffic_health(counts: PassiveCounts, health: HealthSettings) -> Health:
     """The status a traffic history row records: from the share of failed requests it sums up."""
     total = counts.successes + counts.errors
     ratio = counts.errors / total if total else 0.0
-    if ratio >= UNHEALTHY_ERROR_RATIO:
-        return Health.UNHEALTHY
-    if ratio >= DEGRADED_ERROR_RATIO:
-        return Health.DEGRADED
-    return Health.HEALTHY
+    return health.health_for_error_ratio(ratio) or Health.HEALTHY
 
 
 def _http_status(code: str) -> int | None:
@@ -65,6 +61,7 @@ class HealthFlusher:
         self.state = state
         self.circuit_cooldown_s = settings.circuit_cooldown_s
         self.history_interval_s = health.traffic_history_interval_s
+        self.health = health
         self.pool = pool
         self.clock = clock
         self.pending: dict[OfferKey, PassiveCounts] = {}
@@ -113,7 +110,7 @@ class HealthFlusher:
             async with pool.acquire() as conn, conn.transaction():
                 await add_health_counts(conn, _rows(batch))
                 if batch.history:
-                    await conn.execute(query("add_traffic_history"), *_history_columns(batch.history))
+                    await conn.execute(query("add_traffic_history"), *_history_columns(batch.history, self.health))
         except DATABASE_ERRORS:
             if not self.failing:
                 log.warning("health flush failed; keeping %d offers' counts for the next try", len(batch.counts))
@@ -148,12 +145,12 @@ def _rows(batch: FlushBatch) -> list[CountsRow]:
     return sorted(rows, key=lambda r: r.key)
 
 
-def _history_columns(history: dict[OfferKey, PassiveCounts]) -> list[list[object]]:
+def _history_columns(history: dict[OfferKey, PassiveCounts], health: HealthSettings) -> list[list[object]]:
     keys = sorted(history)
     return [
         [k[0] for k in keys],
         [k[1] for k in keys],
-        [traffic_health(history[k]).value for k in keys],
+        [traffic_health(history[k], health).value for k in keys],
         [mean_latency_ms(history[k]) for k in keys],
         [_http_status(history[k].last_error) if history[k].trailing_errors else None for k in keys],
         [history[k].last_error or None for k in keys],

@@ -28,13 +28,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from proxy.config import Secret
 from proxy.runtime.backoff import Backoff
-from proxy.runtime.state import RuntimeState, StateEvent
+from proxy.runtime.state import RuntimeState
+from proxy.store.redis import REDIS_ERRORS, redis_client
 from proxy.store.wire import (
     RankingEvent,
     decode_cached_offers,
@@ -47,27 +46,14 @@ from proxy.store.wire import (
     state_field,
     state_key,
 )
-from proxy.types import Offer
+from proxy.types import Offer, StateEvent
 
 log = logging.getLogger("gatewayz.shared")
-REDIS_ERRORS = (RedisError, OSError, TimeoutError)
 OUTBOX_LIMIT = 1000
 READ_TIMEOUT_S = 1.0
-HEALTH_CHECK_INTERVAL_S = 30
 STATE_TTL_S = 3600  # the state hash outlives its last write by this long; readers skip stale entries
 
 CachedOffers = dict[str, tuple[list[Offer], float]]
-
-
-def redis_client(url: Secret) -> aioredis.Redis:
-    """A client that fails fast (no hidden retries): the callers have their own fallbacks."""
-    return aioredis.Redis.from_url(
-        url.reveal(),
-        socket_connect_timeout=1.0,
-        socket_timeout=5.0,
-        health_check_interval=HEALTH_CHECK_INTERVAL_S,
-        retry=Retry(NoBackoff(), 0),
-    )
 
 
 class SharedState:

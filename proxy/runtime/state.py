@@ -13,41 +13,15 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from proxy.config import ProxySettings
+from proxy.config import HealthSettings, ProxySettings
 from proxy.runtime.circuit import CLOSED, Circuit, circuit_state, record_failure, record_success, take_trial
-from proxy.types import CircuitState, Health, Offer, OfferKey, RuntimeView
+from proxy.types import CircuitState, Health, Offer, OfferKey, PassiveCounts, RuntimeView, StateEvent
 
 EWMA_ALPHA = 0.2
 WINDOW_SIZE = 20
 WINDOW_SECONDS = 60.0
 MIN_SAMPLES = 4
-UNHEALTHY_ERROR_RATIO = 0.5
-DEGRADED_ERROR_RATIO = 0.25
 NO_VIEW = RuntimeView()
-
-
-@dataclass(frozen=True, slots=True)
-class StateEvent:
-    """A change other instances should apply: `kind` is `cooldown` or `circuit_open`.
-    `provider_model_id` is empty for a whole-provider circuit."""
-
-    kind: str
-    provider: str
-    provider_model_id: str
-    until: float
-
-
-@dataclass(slots=True)
-class PassiveCounts:
-    """Counts since the last flush, for one offer."""
-
-    successes: int = 0
-    errors: int = 0
-    latency_ms_total: float = 0.0
-    last_status: str = ""
-    last_error: str = ""
-    trailing_successes: int = 0  # the run of successes these counts end with
-    trailing_errors: int = 0  # the run of errors these counts end with (one of the two is 0)
 
 
 @dataclass(slots=True)
@@ -71,23 +45,18 @@ class OfferState:
         self.window.clear()
         self.window_failures = 0
 
-    def passive_health(self, now: float) -> Health:
+    def passive_health(self, now: float, health: HealthSettings) -> Health:
         """`passive_health` of the window; O(1) in the common case of no recent failure."""
-        return passive_health(self.window, now) if self.window_failures else Health.UNKNOWN
+        return passive_health(self.window, now, health) if self.window_failures else Health.UNKNOWN
 
 
-def passive_health(window: Iterable[tuple[float, bool]], now: float) -> Health:
-    """From the recent outcomes this instance saw: unhealthy at half errors, degraded at a quarter.
+def passive_health(window: Iterable[tuple[float, bool]], now: float, health: HealthSettings) -> Health:
+    """From the recent outcomes this instance saw, by `[health]`'s error ratios (`unknown` below them).
     Outcomes older than a minute are forgotten, so an offer ranked last can earn its place back."""
     recent = [ok for at, ok in window if now - at <= WINDOW_SECONDS]
     if len(recent) < MIN_SAMPLES:
         return Health.UNKNOWN
-    ratio = recent.count(False) / len(recent)
-    if ratio >= UNHEALTHY_ERROR_RATIO:
-        return Health.UNHEALTHY
-    if ratio >= DEGRADED_ERROR_RATIO:
-        return Health.DEGRADED
-    return Health.UNKNOWN
+    return health.health_for_error_ratio(recent.count(False) / len(recent)) or Health.UNKNOWN
 
 
 class RuntimeState:
@@ -97,8 +66,10 @@ class RuntimeState:
         *,
         clock: Callable[[], float] = time.time,
         publish: Callable[[StateEvent], None] | None = None,
+        health: HealthSettings | None = None,
     ) -> None:
         self.settings = settings
+        self.health = health or HealthSettings()
         self.clock = clock
         self.publish = publish
         self.offers: dict[OfferKey, OfferState] = {}
@@ -124,7 +95,7 @@ class RuntimeState:
             cooldown_until=state.cooldown_until,
             circuit=circuit,
             latency_ms=state.ewma_ms,
-            passive_health=state.passive_health(now),
+            passive_health=state.passive_health(now, self.health),
         )
 
     def views(self, offers: Iterable[Offer], now: float) -> dict[OfferKey, RuntimeView]:

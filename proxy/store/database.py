@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +65,18 @@ def redact_url(url: str) -> str:
     creds, host = rest.rsplit("@", 1)
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+
+
+@asynccontextmanager
+async def open_pool(config: Config) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool on the configured (or embedded) database, closed on exit.
+
+    A query on a database that was never migrated becomes a `CatalogError` that says so.
+    """
+    pool = await create_pool(database_url(config), min_size=1, max_size=4)
+    try:
+        yield pool
+    except asyncpg.UndefinedTableError as exc:
+        raise CatalogError(f"{exc}: the database is not migrated; run `failover migrate`") from exc
+    finally:
+        await pool.close()

@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from proxy.runtime.state import PassiveCounts
 from proxy.store.queries import query
-from proxy.types import OfferKey
+from proxy.types import OfferKey, PassiveCounts
 
 Connection = asyncpg.Connection | PoolConnectionProxy
 

@@ -23,8 +23,9 @@ from pathlib import Path
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from proxy.catalog.context import command_config, open_pool
+from proxy.config import command_config
 from proxy.errors import CatalogError
+from proxy.store.database import open_pool
 
 Connection = asyncpg.Connection | PoolConnectionProxy
 

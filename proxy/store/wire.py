@@ -19,8 +19,7 @@ from typing import Any
 
 import orjson
 
-from proxy.runtime.state import StateEvent
-from proxy.types import Health, Offer
+from proxy.types import Health, Offer, StateEvent
 
 PG_RANKINGS_CHANNEL = "gatewayz_rankings"
 NOTIFY_LIMIT_BYTES = 7900
