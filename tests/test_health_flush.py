@@ -124,7 +124,7 @@ async def test_concurrent_flushers_never_lose_an_increment(fresh_database_url: s
     pool = await asyncpg.create_pool(fresh_database_url, min_size=3, max_size=3)
     try:
         states = [RuntimeState(config.proxy) for _ in range(3)]
-        flushers = [HealthFlusher(s, config.proxy, config.health, lambda: pool) for s in states]
+        flushers = [HealthFlusher(s, config.health, lambda: pool) for s in states]
         for _ in range(10):
             for state in states:
                 for _ in range(7):
@@ -148,7 +148,7 @@ async def test_a_flush_that_fails_keeps_its_counts_for_the_next(fresh_database_u
     broken = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=1)
     await broken.close()
     current = [broken]
-    flusher = HealthFlusher(state, config.proxy, config.health, lambda: current[0])
+    flusher = HealthFlusher(state, config.health, lambda: current[0])
     for _ in range(3):
         state.record_success(offer, 5.0, time.time())
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -128,3 +129,29 @@ def test_no_key_goes_to_another_provider(operated: Any) -> None:
         for request in mock.stats()["recent"]:
             auth = request["headers"].get("authorization")
             assert auth == f"Bearer {SECRETS[slug.upper() + '_API_KEY']}"
+
+
+def test_admin_providers_shows_a_provider_circuit_half_open_once_its_cooldown_has_passed(
+    mock_provider: Any, proxy_server: Any
+) -> None:
+    cooldown_s = 2.0
+    settings = {"circuit_failure_threshold": 1, "circuit_cooldown_s": cooldown_s}
+    config = gateway_config([("c", refused_url())], env=SECRETS, proxy=settings)
+    proxy = proxy_server(config)
+    body = {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}
+    failed = httpx.post(f"{proxy.base}/v1/chat/completions", json=body, headers=CLIENT, timeout=30)
+    opened_at = time.monotonic()
+    assert failed.status_code >= 500  # the provider refused the connection: its circuit opens
+
+    def provider_c() -> dict[str, Any]:
+        listed = httpx.get(f"{proxy.base}/admin/providers", headers=ADMIN).json()["providers"]
+        return next(p for p in listed if p["slug"] == "c")
+
+    assert provider_c()["circuit"] == "open" and provider_c()["circuit_open"] is True
+    deadline = opened_at + cooldown_s + 15
+    while (seen := provider_c())["circuit"] == "open" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert time.monotonic() - opened_at >= cooldown_s
+    assert seen["circuit"] == "half_open" and seen["circuit_open"] is False
+    status = httpx.get(f"{proxy.base}/admin/failover/model/gpt-4", headers=ADMIN).json()
+    assert status["failover_order"][0]["circuit"] == "half_open"  # the offer view gives the same answer

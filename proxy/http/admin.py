@@ -18,7 +18,7 @@ from starlette.routing import Route
 from proxy.failover.ranking import offer_health, rank_offers
 from proxy.http.answers import error_body
 from proxy.http.gateway import Gateway
-from proxy.types import Health, Offer, RuntimeView
+from proxy.types import CircuitState, Health, Offer, RuntimeView
 
 
 def _refusal(gateway: Gateway, request: Request) -> Response | None:
@@ -131,6 +131,8 @@ async def providers(request: Request) -> Response:
         for offer in offers:
             health[offer.provider_slug] = offer.provider_health.value
             offers_count[offer.provider_slug] = offers_count.get(offer.provider_slug, 0) + 1
+    now = time.time()
+    circuits = {p.slug: gateway.state.provider_circuit(p.slug, now) for p in gateway.config.providers}
     out = [
         {
             "slug": p.slug,
@@ -142,7 +144,8 @@ async def providers(request: Request) -> Response:
             "is_active": p.is_active,
             "health_status": health.get(p.slug, Health.UNKNOWN.value),
             "offers": offers_count.get(p.slug, 0),
-            "circuit_open": p.slug in gateway.state.providers and gateway.state.providers[p.slug].opened_at is not None,
+            "circuit": circuits[p.slug].value,
+            "circuit_open": circuits[p.slug] is CircuitState.OPEN,
         }
         for p in gateway.config.providers
     ]

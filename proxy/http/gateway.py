@@ -72,7 +72,7 @@ class Gateway:
         self.listener: PostgresListener | None = None
         if config.database_url and self.shared is None:
             self.listener = PostgresListener(config.database_url.reveal(), self.refresher.request)
-        self.flusher = HealthFlusher(self.state, config.proxy, config.health, lambda: self.pool)
+        self.flusher = HealthFlusher(self.state, config.health, lambda: self.pool)
         self.context = AttemptContext(self.settings, self.client, self.state, self.keys, self.metrics)
         self._bind_labels()
 

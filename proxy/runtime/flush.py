@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from proxy.config import HealthSettings, ProxySettings
-from proxy.runtime.circuit import circuit_state
+from proxy.config import HealthSettings
 from proxy.runtime.state import RuntimeState
 from proxy.store.health_counts import CountsRow, add_health_counts, mean_latency_ms, merge_counts
 from proxy.store.queries import query
@@ -52,14 +51,12 @@ class HealthFlusher:
     def __init__(
         self,
         state: RuntimeState,
-        settings: ProxySettings,
         health: HealthSettings,
         pool: Callable[[], asyncpg.Pool | None],
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
-        self.circuit_cooldown_s = settings.circuit_cooldown_s
         self.history_interval_s = health.traffic_history_interval_s
         self.health = health
         self.pool = pool
@@ -87,11 +84,7 @@ class HealthFlusher:
     def _circuit_changes(self, now: float) -> dict[OfferKey, CircuitMark]:
         changed: dict[OfferKey, CircuitMark] = {}
         for key, offer in self.state.offers.items():
-            state = circuit_state(offer.circuit, now, self.circuit_cooldown_s)
-            provider = self.state.providers.get(key[0])
-            if provider is not None and circuit_state(provider, now, self.circuit_cooldown_s) is CircuitState.OPEN:
-                state = CircuitState.OPEN
-            mark = (state.value, offer.cooldown_until)
+            mark = (self.state.circuit(key, now).value, offer.cooldown_until)
             if mark != self._circuits.get(key, (CircuitState.CLOSED.value, 0.0)):
                 changed[key] = mark
         return changed

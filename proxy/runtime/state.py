@@ -81,19 +81,27 @@ class RuntimeState:
             state = self.offers[key] = OfferState()
         return state
 
+    def provider_circuit(self, provider: str, now: float) -> CircuitState:
+        """The state, at `now` (wall clock seconds), of `provider`'s whole-provider circuit."""
+        return circuit_state(self.providers.get(provider, CLOSED), now, self.settings.circuit_cooldown_s)
+
+    def circuit(self, key: OfferKey, now: float) -> CircuitState:
+        """The one answer to "what is this offer's circuit state now" (ranking, flush and admin ask it):
+        the offer's own circuit, unless its provider's circuit is open, which overrules it."""
+        if self.provider_circuit(key[0], now) is CircuitState.OPEN:
+            return CircuitState.OPEN
+        state = self.offers.get(key)
+        cooldown = self.settings.circuit_cooldown_s
+        return CircuitState.CLOSED if state is None else circuit_state(state.circuit, now, cooldown)
+
     def view(self, offer: Offer, now: float) -> RuntimeView:
         state = self.offers.get(offer.key)
-        provider = self.providers.get(offer.provider_slug, CLOSED)
-        if state is None and provider is CLOSED:
+        if state is None and offer.provider_slug not in self.providers:
             return NO_VIEW
         state = state or OfferState()
-        cooldown = self.settings.circuit_cooldown_s
-        circuit = circuit_state(state.circuit, now, cooldown)
-        if circuit_state(provider, now, cooldown) is CircuitState.OPEN:
-            circuit = CircuitState.OPEN
         return RuntimeView(
             cooldown_until=state.cooldown_until,
-            circuit=circuit,
+            circuit=self.circuit(offer.key, now),
             latency_ms=state.ewma_ms,
             passive_health=state.passive_health(now, self.health),
         )
@@ -188,4 +196,4 @@ class RuntimeState:
         return out
 
     def circuit_open(self, offer: Offer, now: float) -> bool:
-        return self.view(offer, now).circuit is CircuitState.OPEN
+        return self.circuit(offer.key, now) is CircuitState.OPEN
