@@ -95,6 +95,19 @@ def test_metrics_count_requests_attempts_and_failovers(operated: Any) -> None:
     assert "unknown-x" not in text
 
 
+def test_a_provider_style_model_id_is_labelled_by_its_canonical_id_on_every_metric(operated: Any) -> None:
+    _, proxy = operated
+    sdk = openai.OpenAI(base_url=proxy.url, api_key=SECRETS["FAILOVER_API_KEYS"], max_retries=0)
+    answer = sdk.chat.completions.create(model="openai/gpt-4", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content  # a failed over (500), b answered
+    text = httpx.get(f"{proxy.base}/metrics").text
+    assert 'gatewayz_requests_total{model="gpt-4",outcome="ok",route="/v1/chat/completions"} 1.0' in text
+    assert 'gatewayz_upstream_attempts_total{model="gpt-4",provider="a",result="500"} 1.0' in text
+    assert 'gatewayz_upstream_attempts_total{model="gpt-4",provider="b",result="ok"} 1.0' in text
+    assert 'gatewayz_failovers_total{from_provider="a",model="gpt-4",reason="500"} 1.0' in text
+    assert 'model="other"' not in text and "openai/gpt-4" not in text
+
+
 def test_no_secret_in_logs_answers_metrics_or_admin_views(operated: Any) -> None:
     mocks, proxy = operated
     outputs: list[str] = []

@@ -91,7 +91,7 @@ async def run_attempts(
                     exc.attempts, exc.offer = tuple(attempts), offer
                 raise
             if index + 1 < len(offers):
-                model = ctx.metrics.model(request.model)
+                model = ctx.metrics.model(offer.model_id)
                 from_provider = ctx.metrics.provider(offer.provider_slug)
                 ctx.metrics.child(ctx.metrics.failovers, model, from_provider, _code(exc)).inc()
             continue
@@ -218,7 +218,7 @@ def _code(exc: UpstreamError) -> str:
 def _failed(ctx: AttemptContext, request: ClientRequest, offer: Offer, exc: UpstreamError, elapsed: float) -> Attempt:
     code = _code(exc)
     metrics = ctx.metrics
-    metrics.child(metrics.attempts, metrics.provider(offer.provider_slug), metrics.model(request.model), code).inc()
+    metrics.child(metrics.attempts, metrics.provider(offer.provider_slug), metrics.model(offer.model_id), code).inc()
     if exc.retryable:
         ctx.state.record_failure(
             offer,
@@ -242,7 +242,7 @@ def _cooldown(settings: ProxySettings, exc: UpstreamError) -> float | None:
 def _succeeded(ctx: AttemptContext, request: ClientRequest, offer: Offer, elapsed: float) -> None:
     metrics = ctx.metrics
     provider = metrics.provider(offer.provider_slug)
-    metrics.child(metrics.attempts, provider, metrics.model(request.model), "ok").inc()
+    metrics.child(metrics.attempts, provider, metrics.model(offer.model_id), "ok").inc()
     metrics.child(metrics.ttfb, provider).observe(elapsed)
     ctx.state.record_success(offer, elapsed * 1000, time.time())
 
