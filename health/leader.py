@@ -13,8 +13,9 @@ import logging
 
 import asyncpg
 
+from proxy.store.database import DATABASE_ERRORS
+
 log = logging.getLogger("gatewayz.health")
-DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 LEADER_LOCK_KEY = 0x6761746577617A  # "gatewayz" in ASCII, as a bigint advisory lock key
 CONNECT_TIMEOUT_S = 5.0
 

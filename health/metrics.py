@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
-OTHER = "other"
+from proxy.labels import bounded_label
+
 PROBE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 # Every metric name the worker exports, as Prometheus shows it (counters with their `_total`).
@@ -82,7 +83,7 @@ class WorkerMetrics:
         self._providers = frozenset(providers)
 
     def provider(self, slug: str) -> str:
-        return slug if slug in self._providers else OTHER
+        return bounded_label(slug, self._providers)
 
     def observe_probe(self, provider: str, result: str, seconds: float) -> None:
         """Count one probe; `result` must be a low-cardinality word ("ok", "503", "timeout")."""

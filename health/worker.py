@@ -28,7 +28,7 @@ import aiohttp
 import asyncpg
 
 from health.derive import Counts, RoundDecision, Thresholds, decide_round
-from health.leader import DATABASE_ERRORS, Leadership
+from health.leader import Leadership
 from health.metrics import WorkerMetrics
 from health.probe import ProbeResult, ProbeTarget, probe_offer
 from health.publish import RankingPublisher
@@ -44,9 +44,10 @@ from health.store import (
 from proxy.config import Config, command_config
 from proxy.errors import ConfigError
 from proxy.failover.ranking import rank_offers
-from proxy.store.database import create_pool, database_url
+from proxy.store.database import DATABASE_ERRORS, create_pool, database_url
 from proxy.store.migrate import apply_migrations
 from proxy.store.offers import load_offers
+from proxy.upstream.session import provider_session
 
 log = logging.getLogger("gatewayz.health")
 
@@ -98,7 +99,7 @@ class HealthWorker:
             await self.close()
             raise
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.probe_timeout_s)
-        self.session = aiohttp.ClientSession(timeout=timeout, cookie_jar=aiohttp.DummyCookieJar())
+        self.session = provider_session(timeout)
         return self
 
     async def __aexit__(

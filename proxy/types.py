@@ -157,6 +157,12 @@ class PassiveCounts:
     trailing_errors: int = 0  # the run of errors these counts end with (one of the two is 0)
 
 
+NO_VIEW = RuntimeView()
+"""What is known of an offer this instance never tried: nothing."""
+NO_PREFERENCES = Preferences()
+"""A request that states no provider preferences."""
+
+
 # ASGI, as far as the request path needs it (like starlette.types).
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

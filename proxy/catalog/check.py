@@ -20,7 +20,7 @@ from proxy.catalog.library import get_provider_model_id, get_providers_for_model
 from proxy.config import command_config
 from proxy.errors import GatewayError
 from proxy.failover.ranking import rank_offers
-from proxy.store.database import open_pool
+from proxy.store.database import DATABASE_ERRORS, open_pool
 from proxy.store.migrate import pending_migrations
 from proxy.store.offers import load_offers
 from proxy.store.queries import query
@@ -244,7 +244,7 @@ async def run_checks(pool: asyncpg.Pool | None, connect_error: str = "") -> list
             passed, reason = await check(pool)
         except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError) as exc:
             passed, reason = False, f"{exc}; {MIGRATE}"
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, GatewayError) as exc:
+        except (*DATABASE_ERRORS, GatewayError) as exc:
             passed, reason = False, f"{type(exc).__name__}: {exc}"
         results.append(CheckResult(name, passed, reason))
     return results

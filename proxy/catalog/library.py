@@ -20,7 +20,7 @@ from proxy.failover.ranking import rank_offers
 from proxy.failover.reasons import explain_order, health_of
 from proxy.store.offers import offer_from_row
 from proxy.store.queries import query
-from proxy.types import Offer, Preferences, Strategy
+from proxy.types import Offer, Strategy
 
 
 class OfferMapping(TypedDict):
@@ -60,7 +60,7 @@ def _mapping(offer: Offer, row: asyncpg.Record) -> OfferMapping:
 
 
 def _ranked(offers: list[Offer], strategy: Strategy) -> list[Offer]:
-    return list(rank_offers(offers, strategy=strategy, prefs=Preferences(), runtime={}).offers)
+    return list(rank_offers(offers, strategy=strategy, runtime={}).offers)
 
 
 async def ranked_offers(

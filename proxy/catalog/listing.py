@@ -21,6 +21,7 @@ import orjson
 
 from proxy.config import ProviderConfig
 from proxy.errors import ListingError
+from proxy.upstream.session import provider_session
 
 DEFAULT_TIMEOUT_S = 30.0
 MAX_CONTEXT_LENGTH = 2**31 - 1  # the column is an INTEGER; anything larger is not a real length
@@ -125,7 +126,7 @@ async def fetch_listing(
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
         async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
+            provider_session(timeout) as session,
             session.get(url, headers=headers, allow_redirects=False) as response,
         ):
             if response.status != 200:

@@ -12,12 +12,11 @@ from typing import Any
 import orjson
 
 from proxy.errors import BadRequest
-from proxy.types import Preferences, Strategy
+from proxy.types import NO_PREFERENCES, Preferences, Strategy
 
 SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z, not $: "$" would let a final newline in
 SORTS = {"price": Strategy.PRICE, "latency": Strategy.LATENCY, "throughput": Strategy.LATENCY}
 MAX_MODEL_LENGTH = 256
-NO_PREFERENCES = Preferences()
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,11 +21,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from proxy.types import CircuitState, Health, Offer, OfferKey, Preferences, Ranking, RuntimeView, Strategy
+from proxy.types import (
+    NO_PREFERENCES,
+    NO_VIEW,
+    CircuitState,
+    Health,
+    Offer,
+    OfferKey,
+    Preferences,
+    Ranking,
+    RuntimeView,
+    Strategy,
+)
 
 LATENCY_BAND_MS = 50.0
-_NO_VIEW = RuntimeView()
-NO_PREFERENCES = Preferences()
 
 
 def offer_health(offer: Offer, view: RuntimeView) -> Health:
@@ -51,15 +60,33 @@ def offer_price(offer: Offer) -> float:
     return (offer.pricing_prompt or 0.0) + (offer.pricing_completion or 0.0)
 
 
-def _strategy_key(offer: Offer, view: RuntimeView, strategy: Strategy) -> tuple[float, ...]:
+def offer_priority(offer: Offer, view: RuntimeView) -> float:
+    return float(offer.priority)
+
+
+def offer_latency_band(offer: Offer, view: RuntimeView) -> float:
+    """Latency in `LATENCY_BAND_MS` bands; an offer not measured yet counts as fast (band 0)."""
     latency = offer_latency_ms(offer, view)
-    price = offer_price(offer)
-    if strategy is Strategy.PRICE:
-        return (price, offer.priority, latency)
-    if strategy is Strategy.LATENCY:
-        return (latency, offer.priority, price)
-    band = 0.0 if math.isinf(latency) else float(latency // LATENCY_BAND_MS)
-    return (float(offer.priority), band, price)
+    return 0.0 if math.isinf(latency) else float(latency // LATENCY_BAND_MS)
+
+
+def _price(offer: Offer, view: RuntimeView) -> float:
+    return offer_price(offer)
+
+
+RankKey = tuple[str, Callable[[Offer, RuntimeView], float]]
+RANK_KEYS: Mapping[Strategy, tuple[RankKey, ...]] = {
+    Strategy.BALANCED: (("priority", offer_priority), ("latency", offer_latency_band), ("price", _price)),
+    Strategy.PRICE: (("price", _price), ("priority", offer_priority), ("latency", offer_latency_ms)),
+    Strategy.LATENCY: (("latency", offer_latency_ms), ("priority", offer_priority), ("price", _price)),
+}
+"""Each strategy's sort keys after the health tier and the request's preferred order, most
+significant first: `rank_offers` sorts by them and `proxy.failover.reasons` names the first that
+tells two offers apart."""
+
+
+def _strategy_key(offer: Offer, view: RuntimeView, strategy: Strategy) -> tuple[float, ...]:
+    return tuple(value(offer, view) for _, value in RANK_KEYS[strategy])
 
 
 def _sorted(offers: list[Offer], key: Callable[[Offer], tuple[object, ...]]) -> list[Offer]:
@@ -89,7 +116,7 @@ def rank_offers(
     order = {slug: i for i, slug in enumerate(prefs.order)}
 
     def key(offer: Offer) -> tuple[object, ...]:
-        view = views.get(offer.key, _NO_VIEW)
+        view = views.get(offer.key, NO_VIEW)
         return (
             offer_health(offer, view).tier,
             order.get(offer.provider_slug, len(order)),
@@ -99,10 +126,10 @@ def rank_offers(
         )
 
     candidates = _allowed(offers, prefs)
-    cooling = [o for o in candidates if views.get(o.key, _NO_VIEW).cooldown_until > now]
-    live = [o for o in candidates if views.get(o.key, _NO_VIEW).cooldown_until <= now]
-    closed = [o for o in live if views.get(o.key, _NO_VIEW).circuit is not CircuitState.OPEN]
-    opened = [o for o in live if views.get(o.key, _NO_VIEW).circuit is CircuitState.OPEN]
+    cooling = [o for o in candidates if views.get(o.key, NO_VIEW).cooldown_until > now]
+    live = [o for o in candidates if views.get(o.key, NO_VIEW).cooldown_until <= now]
+    closed = [o for o in live if views.get(o.key, NO_VIEW).circuit is not CircuitState.OPEN]
+    opened = [o for o in live if views.get(o.key, NO_VIEW).circuit is CircuitState.OPEN]
     usable = _sorted(closed, key) + _sorted(opened, key)
     if not prefs.allow_fallbacks:
         named = [o for o in usable if o.provider_slug in order]

@@ -10,24 +10,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from proxy.failover.ranking import LATENCY_BAND_MS, offer_health, offer_latency_ms, offer_price
-from proxy.types import Health, Offer, RuntimeView, Strategy
-
-_NO_VIEW = RuntimeView()
-_KEYS = {
-    Strategy.BALANCED: ("priority", "latency", "price"),
-    Strategy.PRICE: ("price", "priority", "latency"),
-    Strategy.LATENCY: ("latency", "priority", "price"),
-}
+from proxy.failover.ranking import RANK_KEYS, offer_health, offer_latency_ms, offer_price
+from proxy.types import NO_VIEW, Health, Offer, Strategy
 
 
 def health_of(offer: Offer) -> Health:
     """The health ranking uses for an offer when nothing is known beyond the catalog."""
-    return offer_health(offer, _NO_VIEW)
+    return offer_health(offer, NO_VIEW)
 
 
 def format_latency(offer: Offer) -> str:
-    latency = offer_latency_ms(offer, _NO_VIEW)
+    latency = offer_latency_ms(offer, NO_VIEW)
     return "latency unknown" if math.isinf(latency) else f"{latency:.0f} ms"
 
 
@@ -46,25 +39,12 @@ def _short_price(offer: Offer) -> str:
     return "unknown" if math.isinf(price) else f"${usd(price)}"
 
 
-def _band(offer: Offer) -> float:
-    latency = offer_latency_ms(offer, _NO_VIEW)
-    return latency if math.isinf(latency) else latency // LATENCY_BAND_MS
-
-
-def _compare(key: str, offer: Offer, before: Offer, strategy: Strategy) -> str | None:
-    if key == "priority" and offer.priority != before.priority:
+def _reason(key: str, offer: Offer, before: Offer) -> str:
+    if key == "priority":
         return f"provider priority {offer.priority} comes after {before.priority}"
     if key == "latency":
-        differs = (
-            _band(offer) != _band(before)
-            if strategy is Strategy.BALANCED
-            else offer_latency_ms(offer, _NO_VIEW) != offer_latency_ms(before, _NO_VIEW)
-        )
-        if differs:
-            return f"slower: {format_latency(offer)} vs {format_latency(before)}"
-    if key == "price" and offer_price(offer) != offer_price(before):
-        return f"pricier: {_short_price(offer)} vs {_short_price(before)} per token (prompt + completion)"
-    return None
+        return f"slower: {format_latency(offer)} vs {format_latency(before)}"
+    return f"pricier: {_short_price(offer)} vs {_short_price(before)} per token (prompt + completion)"
 
 
 def why_after(offer: Offer, before: Offer, strategy: Strategy) -> str:
@@ -72,10 +52,9 @@ def why_after(offer: Offer, before: Offer, strategy: Strategy) -> str:
     health, health_before = health_of(offer), health_of(before)
     if health.tier != health_before.tier:
         return f"after {before.provider_slug}: {health} ranks after {health_before}"
-    for key in _KEYS[strategy]:
-        reason = _compare(key, offer, before, strategy)
-        if reason:
-            return f"after {before.provider_slug}: {reason}"
+    for key, value in RANK_KEYS[strategy]:  # the first of ranking's own keys that tells them apart
+        if value(offer, NO_VIEW) != value(before, NO_VIEW):
+            return f"after {before.provider_slug}: {_reason(key, offer, before)}"
     return f"after {before.provider_slug}: equal on health, priority, latency and price; ordered by name"
 
 

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from proxy.failover.ranking import offer_health, rank_offers
 from proxy.http.answers import error_body
+from proxy.http.bearer import bearer_token
 from proxy.http.gateway import Gateway
 from proxy.types import CircuitState, Health, Offer, RuntimeView
 
@@ -30,9 +31,8 @@ def _refusal(gateway: Gateway, request: Request) -> Response | None:
             "admin_disabled",
         )
         return Response(body, status_code=403, media_type="application/json")
-    given = request.headers.get("authorization", "")
-    presented = given[7:].strip() if given[:7].lower() == "bearer " else ""
-    if not hmac.compare_digest(presented.encode(), token.reveal().encode()):
+    presented = bearer_token(request.headers.get("authorization", "").encode("latin-1"))
+    if not hmac.compare_digest(presented, token.reveal().encode()):
         body = error_body("invalid admin token", "authentication_error", "invalid_admin_token")
         return Response(body, status_code=401, media_type="application/json")
     return None

@@ -27,13 +27,13 @@ from proxy.config import Config
 from proxy.errors import CatalogError
 from proxy.failover.attempts import AttemptContext
 from proxy.runtime.catalog import Catalog
-from proxy.runtime.flush import DATABASE_ERRORS, HealthFlusher
+from proxy.runtime.flush import HealthFlusher
 from proxy.runtime.metrics import Metrics
 from proxy.runtime.peers import SharedState
 from proxy.runtime.pg_listen import PostgresListener
 from proxy.runtime.refresh import CatalogRefresher
 from proxy.runtime.state import RuntimeState
-from proxy.store.database import create_pool, redact_url
+from proxy.store.database import DATABASE_ERRORS, create_pool, redact_url
 from proxy.types import CircuitState
 from proxy.upstream.client import AiohttpUpstream, UpstreamClient
 

@@ -43,6 +43,7 @@ from proxy.http.answers import (
     provider_secrets,
     redact,
 )
+from proxy.http.bearer import bearer_token
 from proxy.http.gateway import Gateway
 from proxy.http.relay import relay_stream
 from proxy.types import Attempt, Offer, Receive, Scope, Send
@@ -122,8 +123,7 @@ class ProxyHandler:
     def _authorize(self, headers: dict[bytes, bytes]) -> None:
         if not self.keys:
             return
-        given = headers.get(b"authorization", b"")
-        token = given[7:].strip() if given[:7].lower() == b"bearer " else b""
+        token = bearer_token(headers.get(b"authorization", b""))
         matched = False
         for key in self.keys:
             matched |= hmac.compare_digest(token, key)

@@ -19,12 +19,12 @@ import asyncpg
 
 from proxy.config import HealthSettings
 from proxy.runtime.state import RuntimeState
+from proxy.store.database import DATABASE_ERRORS
 from proxy.store.health_counts import CountsRow, add_health_counts, mean_latency_ms, merge_counts
 from proxy.store.queries import query
 from proxy.types import CircuitState, Health, OfferKey, PassiveCounts
 
 log = logging.getLogger("gatewayz.flush")
-DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 CircuitMark = tuple[str, float]  # (circuit state, cooldown until) as last written
 

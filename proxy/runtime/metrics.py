@@ -16,9 +16,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from proxy.labels import bounded_label
+
 M = TypeVar("M", bound=MetricWrapperBase)
 
-OTHER = "other"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
@@ -120,10 +121,10 @@ class Metrics:
         self._providers = frozenset(providers)
 
     def model(self, name: str) -> str:
-        return name if name in self._models else OTHER
+        return bounded_label(name, self._models)
 
     def provider(self, slug: str) -> str:
-        return slug if slug in self._providers else OTHER
+        return bounded_label(slug, self._providers)
 
     def child(self, metric: M, *labels: str) -> M:
         """`metric.labels(*labels)`, remembered: the request path asks for the same few label sets

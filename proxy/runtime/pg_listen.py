@@ -16,10 +16,10 @@ from collections.abc import Callable
 import asyncpg
 
 from proxy.runtime.backoff import Backoff
+from proxy.store.database import DATABASE_ERRORS
 from proxy.store.wire import PG_RANKINGS_CHANNEL, RankingEvent, decode_ranking_event
 
 log = logging.getLogger("gatewayz.listen")
-DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 CONNECT_TIMEOUT_S = 5.0
 LIVENESS_POLL_S = 1.0
 

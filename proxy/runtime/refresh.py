@@ -22,17 +22,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import asyncpg
-from redis.exceptions import RedisError
 
 from proxy.runtime.catalog import Catalog
 from proxy.runtime.metrics import Metrics
+from proxy.store.database import DATABASE_ERRORS
 from proxy.store.offers import load_offers
+from proxy.store.redis import REDIS_ERRORS
 from proxy.store.wire import RankingEvent
 from proxy.types import Offer
 
 log = logging.getLogger("gatewayz.refresh")
-DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
-CACHE_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 class OfferCache(Protocol):
@@ -108,7 +107,7 @@ class CatalogRefresher:
             return {}
         try:
             cached = await self.cache.read_offers(list(stale))
-        except CACHE_ERRORS:
+        except REDIS_ERRORS:
             self._count("redis", "error", len(stale))
             return {}
         found = {}
@@ -172,7 +171,7 @@ class CatalogRefresher:
             return
         try:
             cached = await self.cache.read_offers(None)
-        except CACHE_ERRORS:
+        except REDIS_ERRORS:
             self._count("redis", "error")
             return
         fresh = {m: e for m, e in cached.items() if e[1] >= self.versions.get(m, -math.inf)}

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 
 from proxy.config import HealthSettings, ProxySettings
 from proxy.runtime.circuit import CLOSED, Circuit, circuit_state, record_failure, record_success, take_trial
-from proxy.types import CircuitState, Health, Offer, OfferKey, PassiveCounts, RuntimeView, StateEvent
+from proxy.types import NO_VIEW, CircuitState, Health, Offer, OfferKey, PassiveCounts, RuntimeView, StateEvent
 
 EWMA_ALPHA = 0.2
 WINDOW_SIZE = 20
 WINDOW_SECONDS = 60.0
 MIN_SAMPLES = 4
-NO_VIEW = RuntimeView()
 
 
 @dataclass(slots=True)

@@ -19,6 +19,8 @@ from proxy.config import Config
 from proxy.errors import CatalogError
 
 _embedded: dict[Path, Any] = {}
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+"""What a database call may raise when the server is away or refuses: callers with a fallback catch these."""
 CONNECT_TIMEOUT_S = 10.0  # an unreachable host must not hold a start-up (or a refresh) for long
 
 

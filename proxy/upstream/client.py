@@ -19,6 +19,7 @@ from typing import Protocol
 import aiohttp
 
 from proxy.errors import ConnectFailed, ConnectTimeout, MalformedResponse, StreamBroken, UpstreamError
+from proxy.upstream.session import provider_session
 
 MAX_ERROR_BODY = 64 * 1024
 
@@ -94,14 +95,9 @@ class AiohttpUpstream:
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, ttl_dns_cache=300, keepalive_timeout=30)
-        return aiohttp.ClientSession(
-            connector=connector,
-            timeout=self._timeout,
-            skip_auto_headers=("User-Agent", "Content-Type"),
-            auto_decompress=True,
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
+        # the client's own headers go as they came: no User-Agent or Content-Type of ours
+        skip = ("User-Agent", "Content-Type")
+        return provider_session(self._timeout, max_connections=self._max_connections, skip_auto_headers=skip)
 
     async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> UpstreamResponse:
         if self._session is None:
