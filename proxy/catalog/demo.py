@@ -17,15 +17,20 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from importlib.util import find_spec
 from pathlib import Path
-
-import httpx
 
 from proxy.catalog.sync import sync_catalog
 from proxy.config import Config, load_config
+from proxy.errors import ConfigError
 from proxy.mock.testing import MockProvider, free_port
 from proxy.store.database import create_pool, database_url
 from proxy.store.migrate import apply_migrations
+
+if find_spec("httpx") is None or find_spec("openai") is None:  # the demo is a client: it has its own extra
+    raise ConfigError("`failover demo` needs the demo extra: pip install 'gatewayz-failover[demo]'")
+
+import httpx
 
 ADMIN_TOKEN = "demo-admin-token"  # noqa: S105 (a demo-only token for a proxy bound to loopback)
 
