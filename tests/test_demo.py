@@ -11,6 +11,9 @@ from pathlib import Path
 def test_demo_once_shows_failover(fresh_database_url: str, tmp_path: Path) -> None:
     env = {**os.environ, "DATABASE_URL": fresh_database_url, "FAILOVER_DATA_DIR": str(tmp_path)}
     env.pop("FAILOVER_CONFIG", None)
+    # Without Redis: the demo's provider slugs and key prefix are the same on every run, so a shared
+    # Redis would hand this run the cooldowns and circuits of a run less than 30 s before it.
+    env.pop("REDIS_URL", None)
     done = subprocess.run(
         [sys.executable, "-m", "proxy.cli", "demo", "--once"],
         env=env, capture_output=True, text=True, timeout=120, check=False,
