@@ -18,13 +18,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench import measure
+from bench import measure, scaling
 from bench.procs import Processes
 from bench.report import write_report
 from bench.targets import ROOT, Bench, database_for_run, drop_database
 
 BENCH = ROOT / "bench"
-MEASUREMENTS = ("throughput", "latency", "ttfb", "failover", "streams")
+MEASUREMENTS = ("throughput", "latency", "ttfb", "failover", "streams", "scaling", "longstream")
 CLIENTS = ("aiohttp", "httpx-aiohttp", "httpx")
 
 
@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--streams", type=int, default=2000)
     parser.add_argument("--stream-seconds", type=float, default=8)
     parser.add_argument("--stream-rounds", type=int, default=3, help="a plateau of peaks across rounds: bounded")
+    parser.add_argument("--scaling-seconds", type=float, default=10, help="duration of each workers-scaling run")
+    parser.add_argument("--long-events", type=int, default=1000, help="events per stream of the long-stream row")
     parser.add_argument("--clients", default=",".join(CLIENTS), help="bare forwarders to run")
     parser.add_argument("--no-litellm", action="store_true")
     parser.add_argument("--litellm-venv", type=Path, default=BENCH / ".venv-litellm")
@@ -119,6 +121,13 @@ def run(args: argparse.Namespace, bench: Bench, results: dict[str, Any]) -> None
     if "streams" in only:
         results["streams"] = measure.slow_streams([direct, *floor, proxy], streams=args.streams,
                                                   seconds=args.stream_seconds, rounds=args.stream_rounds)
+    if "longstream" in only and floor:
+        results["long_streams"] = scaling.long_streams([floor[0], proxy], events=args.long_events,
+                                                       rounds=args.rounds)
+    if "scaling" in only:
+        two = bench.start_proxy(workers=2)
+        measure.log(f"target: {two.name} (:{two.port}, pid {two.pid})")
+        results["scaling"] = scaling.scaling(proxy, two, direct, rounds=args.rounds, seconds=args.scaling_seconds)
     if args.profile:
         profile_proxy(bench, args.out, seconds=10)
 

@@ -130,7 +130,9 @@ class Bench:
         self.targets[target.name] = target
         return target
 
-    def start_proxy(self) -> Target:
+    def start_proxy(self, workers: int = 1) -> Target:
+        """`failover serve --workers N`; named `proxy` with one worker, `proxy-<N>w` with more."""
+        name = "proxy" if workers == 1 else f"proxy-{workers}w"
         port = free_port()
         config = self.out / "proxy.toml"
         config.write_text(proxy_config(self.fast_port, self.broken_port, self.refused_port))
@@ -141,10 +143,12 @@ class Bench:
         else:
             env["FAILOVER_DATA_DIR"] = str(self.out / "failover-data")
         failover = str(Path(_python()).with_name("failover"))
-        started = self.procs.start("proxy", [failover, "--config", str(config), "serve", "--port", str(port)], env)
+        argv = [failover, "--config", str(config), "serve", "--port", str(port), "--workers", str(workers)]
+        started = self.procs.start(name, argv, env)
         wait_http(started, f"http://127.0.0.1:{port}/readyz", 120)
-        self.targets["proxy"] = Target("proxy", "failover proxy", port, started)
-        return self.targets["proxy"]
+        label = "failover proxy" if workers == 1 else f"failover proxy, {workers} workers"
+        self.targets[name] = Target(name, label, port, started)
+        return self.targets[name]
 
     def start_litellm(self, venv: Path) -> Target | None:
         binary = venv / "bin" / "litellm"

@@ -28,9 +28,11 @@ class WrkRun:
 
 
 def run_wrk(
-    url: str, *, connections: int, seconds: float, model: str = "bench-model", token: str | None = None
+    url: str, *, connections: int, seconds: float, model: str = "bench-model", token: str | None = None,
+    cpus: set[int] | None = None,
 ) -> WrkRun:
-    """`wrk -t1 -c<connections> -d<seconds>s --latency` with the POST script; bounded by `seconds`."""
+    """`wrk -t1 -c<connections> -d<seconds>s --latency` with the POST script; bounded by `seconds`.
+    `cpus`: run wrk on those cores only (taskset)."""
     env = {**os.environ, "BENCH_MODEL": model}
     if token:
         env["BENCH_AUTH"] = token
@@ -40,6 +42,8 @@ def run_wrk(
         "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "--latency",
         "-s", str(SCRIPT), url,
     ]
+    if cpus:
+        argv = ["taskset", "-c", ",".join(map(str, sorted(cpus))), *argv]
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=seconds + 60, check=False)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith(MARK)), None)
     if line is None:
