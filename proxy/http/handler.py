@@ -220,7 +220,7 @@ class ProxyHandler:
         metrics.child(metrics.requests, ex.route, model, ex.outcome).inc()
         metrics.child(metrics.duration, ex.route).observe(elapsed)
         if ex.outcome == "ok":
-            metrics.overhead.observe(max(0.0, elapsed - ex.upstream_s))
+            metrics.child(metrics.overhead).observe(max(0.0, elapsed - ex.upstream_s))
         if ex.usage is not None and ex.provider:
             self._account_usage(ex, model)
         if self.write_access is not None:

@@ -9,16 +9,15 @@ providers: anything else is reported as `other`.
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 from collections.abc import Iterable
-from typing import TypeVar, cast
+from typing import Protocol, overload
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from proxy.labels import bounded_label
-
-M = TypeVar("M", bound=MetricWrapperBase)
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -39,14 +38,80 @@ PROXY_METRICS = (
 )
 
 
+class CounterLike(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class HistogramLike(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class PendingCounter:
+    """A counter child's increments added up in a float until `Metrics.flush()` hands them to
+    prometheus: an `inc()` on the request path is one addition, not a validation, a lock and a call."""
+
+    __slots__ = ("target", "value")
+
+    def __init__(self, target: Counter) -> None:
+        self.target = target
+        self.value = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        self.value += amount
+
+    def flush(self) -> None:
+        if self.value:
+            value, self.value = self.value, 0.0
+            self.target.inc(value)
+
+
+class PendingHistogram:
+    """A histogram child's observations counted per bucket (a bisection) until `Metrics.flush()`.
+    The buckets are prometheus's own: an observation goes to the first bucket whose upper bound is
+    at least the value, the last bound being +Inf."""
+
+    __slots__ = ("bounds", "counts", "target", "total")
+
+    def __init__(self, target: Histogram) -> None:
+        self.target = target
+        self.bounds: list[float] = list(target._upper_bounds)
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+
+    def observe(self, amount: float) -> None:
+        self.counts[bisect_left(self.bounds, amount)] += 1
+        self.total += amount
+
+    def flush(self) -> None:
+        counts = self.counts
+        if not any(counts):
+            return
+        buckets = self.target._buckets
+        for i, count in enumerate(counts):
+            if count:
+                buckets[i].inc(count)
+                counts[i] = 0
+        total, self.total = self.total, 0.0
+        self.target._sum.inc(total)
+
+
 class Metrics:
-    """The proxy's metrics. Call `bound(models, providers)` whenever the catalog changes."""
+    """The proxy's metrics. Call `bound(models, providers)` whenever the catalog changes.
+
+    In one process, counters and histograms asked for through `child()` are batched (`PendingCounter`,
+    `PendingHistogram`) and handed to prometheus when `/metrics` is rendered, so the figures are exact
+    at every scrape. With `PROMETHEUS_MULTIPROC_DIR` (several workers) they are written through at once:
+    the other workers read this one's values from its files, at any time."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._models: frozenset[str] = frozenset()
         self._providers: frozenset[str] = frozenset()
-        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], object] = {}
+        self._pending: list[PendingCounter | PendingHistogram] = []
+        self.batched = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self._traffic(self.registry)
         self._timings(self.registry)
         self._offers(self.registry)
@@ -126,15 +191,41 @@ class Metrics:
     def provider(self, slug: str) -> str:
         return bounded_label(slug, self._providers)
 
-    def child(self, metric: M, *labels: str) -> M:
+    @overload
+    def child(self, metric: Counter, *labels: str) -> CounterLike: ...
+    @overload
+    def child(self, metric: Histogram, *labels: str) -> HistogramLike: ...
+    @overload
+    def child(self, metric: Gauge, *labels: str) -> Gauge: ...
+
+    def child(self, metric: Counter | Histogram | Gauge, *labels: str) -> object:
         """`metric.labels(*labels)`, remembered: the request path asks for the same few label sets
         thousands of times a second, and `labels()` validates and locks on every call. Bounded like
-        the labels themselves (catalog models, configured providers, a fixed set of outcomes)."""
+        the labels themselves (catalog models, configured providers, a fixed set of outcomes).
+        Counters and histograms come batched (see the class) unless several workers share the figures."""
         key = (id(metric), labels)
         found = self._children.get(key)
         if found is None:
-            found = self._children[key] = metric.labels(*labels)
-        return cast(M, found)
+            found = self._children[key] = self._batched(metric.labels(*labels) if labels else metric)
+        return found
+
+    def _batched(self, child: MetricWrapperBase) -> object:
+        if not self.batched:
+            return child
+        pending: PendingCounter | PendingHistogram
+        if isinstance(child, Counter):
+            pending = PendingCounter(child)
+        elif isinstance(child, Histogram):
+            pending = PendingHistogram(child)
+        else:
+            return child
+        self._pending.append(pending)
+        return pending
+
+    def flush(self) -> None:
+        """Hand every batched increment and observation to prometheus."""
+        for pending in self._pending:
+            pending.flush()
 
     def exposition(self) -> bytes:
         folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
@@ -142,4 +233,5 @@ class Metrics:
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
+        self.flush()
         return generate_latest(self.registry)
