@@ -8,6 +8,7 @@ carry only catalog values (slugs, model ids) and numbers.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -65,10 +66,19 @@ def all_failed(exc: AllOffersFailed, model: str) -> tuple[int, bytes, Headers]:
 
 def forwarded_headers(upstream: Iterable[tuple[str, str]]) -> Headers:
     return [
-        (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in upstream
-        if name.lower() not in DROPPED_RESPONSE_HEADERS and not name.lower().startswith("x-gatewayz-")
+        (passed, value.encode("latin-1")) for name, value in upstream if (passed := forwarded_name(name)) is not None
     ]
+
+
+@lru_cache(maxsize=1024)
+def forwarded_name(name: str) -> bytes | None:
+    """A provider's header name as we pass it on (lower case, bytes), or None when it is dropped;
+    remembered, since providers send the same few names on every answer (bounded: odd names only
+    push the oldest out)."""
+    lower = name.lower()
+    if lower in DROPPED_RESPONSE_HEADERS or lower.startswith("x-gatewayz-"):
+        return None
+    return lower.encode("latin-1")
 
 
 def gateway_headers(offer: Offer | None, attempts: Sequence[Attempt], request_id: str) -> Headers:
