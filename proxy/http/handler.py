@@ -47,7 +47,7 @@ from proxy.http.answers import (
 from proxy.http.bearer import bearer_token
 from proxy.http.gateway import Gateway
 from proxy.http.relay import relay_stream
-from proxy.types import Attempt, Offer, Receive, Scope, Send
+from proxy.types import Attempt, Message, Offer, Receive, Scope, Send
 from proxy.upstream.usage import Usage, UsageTail, usage_of
 
 access_log = logging.getLogger("gatewayz.access")
@@ -254,27 +254,39 @@ async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, 
             raise BadRequest("Content-Length is not a number")
         if int(declared) > limit:
             raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await _receive_body(receive, limit)
-    except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
-
-
-async def _receive_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected("the client went away while sending its body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    if _body_in_hand(receive):  # the body (or its first part) has arrived: taking it cannot wait, no timer
+        size = _take(await receive(), chunks, size, limit)
+        if size < 0:
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while size >= 0:
+                size = _take(await receive(), chunks, size, limit)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
+    return b"".join(chunks)
+
+
+def _body_in_hand(receive: Receive) -> bool:
+    """Whether uvicorn already holds request body bytes for this request, so that `receive()` returns
+    without waiting (its cycle's `message_event` is set). Anything else, another server included, is
+    "not known": the caller then reads under its timeout."""
+    event = getattr(getattr(receive, "__self__", None), "message_event", None)
+    return isinstance(event, asyncio.Event) and event.is_set()
+
+
+def _take(message: Message, chunks: list[bytes], size: int, limit: int) -> int:
+    """Add one `http.request` message's bytes to `chunks`; the new size, or -1 once the body is complete."""
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnected("the client went away while sending its body")
+    chunk = message.get("body", b"")
+    size += len(chunk)
+    if size > limit:
+        raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
+    chunks.append(chunk)
+    return size if message.get("more_body", False) else -1
 
 
 class DisconnectWatch:
