@@ -72,22 +72,33 @@ def gateway() -> Gateway:
     return Gateway(config, client=MemoryUpstream())
 
 
+class Cycle:
+    """The request's messages behind a bound `receive`, with the `message_event` uvicorn's request
+    cycle has: set, as when the whole request arrived in one read (the handler then reads the body
+    without a timer, as it does under `failover serve`)."""
+
+    def __init__(self, body: bytes, never: asyncio.Future[Any]) -> None:
+        self.messages = [{"type": "http.request", "body": body, "more_body": False}]
+        self.never = never
+        self.message_event = asyncio.Event()
+        self.message_event.set()
+
+    async def receive(self) -> dict[str, Any]:
+        if self.messages:
+            return self.messages.pop()
+        return await self.never  # type: ignore[no-any-return]
+
+
 async def one(handler: ProxyHandler, body: bytes, never: asyncio.Future[Any]) -> int:
     scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
              "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
                          (b"content-length", str(len(body)).encode())]}
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
     sent = []
-
-    async def receive() -> dict[str, Any]:
-        if messages:
-            return messages.pop()
-        return await never  # type: ignore[no-any-return]
 
     async def send(message: Any) -> None:
         sent.append(message)
 
-    await handler(scope, receive, send)
+    await handler(scope, Cycle(body, never).receive, send)
     return int(sent[0]["status"])
 
 
