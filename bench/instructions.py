@@ -1,0 +1,73 @@
+"""Instructions per request of the request path, in process, counted by valgrind: a figure that a
+busy machine does not move (CPU time and requests/s do), for comparing two versions of the code.
+
+Runs `python -m bench.instructions --run N` (the in-process request path of `bench.inproc`, N
+requests) under `valgrind --tool=callgrind` twice, with `--few` and `--many` requests, and prints
+(instructions(many) - instructions(few)) / (many - few): start-up and imports cancel out.
+
+    python -m bench.instructions [--few 300] [--many 1300] [--source DIR]   # needs valgrind (Debian package)
+
+`--source DIR` counts another checkout (e.g. `git archive main | tar -x -C /tmp/main`) with this
+environment's interpreter. Bounded: two valgrind runs, about a minute each on an idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def _requests(count: int) -> None:
+    from bench import inproc
+    from proxy.http.handler import ProxyHandler
+
+    handler = ProxyHandler(inproc.gateway())
+    handler.write_access = lambda line: None  # the line is built, as under serve; not written
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    for _ in range(count):
+        await inproc.one(handler, inproc.REQUEST, never)
+
+
+def count(source: Path, requests: int) -> int:
+    """Instructions executed by one interpreter serving `requests` requests in process."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(source)}
+    argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+            sys.executable, str(Path(__file__).resolve()), "--run", str(requests)]  # by path: `source` may lack it
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=source, timeout=1800, check=False)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if found is None:
+        raise RuntimeError(f"valgrind printed no count (exit {done.returncode}):\n{done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--few", type=int, default=300)
+    parser.add_argument("--many", type=int, default=1300)
+    parser.add_argument("--source", type=Path, default=ROOT, help="the checkout to count (default: this one)")
+    parser.add_argument("--run", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run is not None:
+        import uvloop
+
+        from proxy.http.server import tune_gc
+
+        tune_gc()
+        uvloop.run(_requests(args.run))
+        return
+    if args.many <= args.few:
+        parser.error("--many must be larger than --few")
+    few, many = count(args.source, args.few), count(args.source, args.many)
+    print(f"{(many - few) / (args.many - args.few):,.0f} instructions per non-streaming request "
+          f"({args.source}, {args.many} - {args.few} requests)")
+
+
+if __name__ == "__main__":
+    main()
