@@ -77,8 +77,8 @@ def scaling_plan() -> tuple[set[int] | None, str]:
     if len(cores) < 2:
         return None, f"{len(cores)} core: nothing pinned"
     last = cores[-1]
-    shared = "its own" if len(cores) >= 3 else "a core the workers share (only 2 cores)"
-    return {last}, (f"{len(cores)} cores; upstream and wrk pinned to core {last} ({shared}); "
+    shared = "a core of their own" if len(cores) >= 3 else "which the workers share: only 2 cores"
+    return {last}, (f"{len(cores)} cores; upstream and wrk pinned to core {last}, {shared}; "
                     "proxy workers not pinned; wrk -t1 -c64, rounds interleaved")
 
 
