@@ -2,9 +2,9 @@
 
 - **Scaling**: wrk at 64 connections on the one-worker proxy and the two-worker proxy, in
   interleaved rounds; the ratio of the median requests/s. The upstream (and wrk) are pinned to the
-  machine's last core with `sched_setaffinity` for the measurement (restored after), so that they
-  do not wander onto the cores the workers use; on a machine with fewer than 3 cores the workers
-  still share that core with them, which `method` says in the results.
+  machine's last core with `sched_setaffinity` for the measurement (restored after), and with 3 cores
+  or more the proxy's workers to the others; with 2 cores the workers are not pinned and share the
+  last core with them, which `method` says in the results.
 - **Long streams**: streams of 1,000 small events, one every `interval_ms` per stream (the upstream
   writes each event on its own), `concurrency` at a time; the target's CPU time (its whole process
   tree, from /proc) divided by the events its client received, for the proxy and the bare aiohttp
@@ -71,23 +71,27 @@ def pinned(pids: Sequence[int], cpus: set[int]) -> Iterator[None]:
                 os.sched_setaffinity(task, cpus_before)
 
 
-def scaling_plan() -> tuple[set[int] | None, str]:
-    """Which core the upstream and wrk get, and the method in words for the report."""
+def scaling_plan() -> tuple[set[int] | None, set[int] | None, str]:
+    """The cores of the upstream and wrk, those of the proxy's workers, and the method in words."""
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
-        return None, f"{len(cores)} core: nothing pinned"
+        return None, None, f"{len(cores)} core: nothing pinned; wrk -t1 -c64, rounds interleaved"
     last = cores[-1]
-    shared = "a core of their own" if len(cores) >= 3 else "which the workers share: only 2 cores"
-    return {last}, (f"{len(cores)} cores; upstream and wrk pinned to core {last}, {shared}; "
-                    "proxy workers not pinned; wrk -t1 -c64, rounds interleaved")
+    if len(cores) >= 3:
+        return {last}, set(cores[:-1]), (f"{len(cores)} cores; upstream and wrk pinned to core {last}, the proxy's "
+                                         f"workers to cores {', '.join(map(str, cores[:-1]))}; wrk -t1 -c64, "
+                                         "rounds interleaved")
+    return {last}, None, (f"{len(cores)} cores; upstream and wrk pinned to core {last}, which the workers share "
+                          "(only 2 cores; workers not pinned); wrk -t1 -c64, rounds interleaved")
 
 
 def scaling(one: Target, two: Target, upstream: Target, *, rounds: int, seconds: float,
             connections: int = 64) -> dict[str, Any]:
     """Requests/s of the one-worker and the two-worker proxy, interleaved; CPU per request of each tree."""
-    cpus, method = scaling_plan()
+    cpus, proxy_cpus, method = scaling_plan()
     runs: dict[str, list[dict[str, float]]] = {one.name: [], two.name: []}
-    with pinned([upstream.pid], cpus) if cpus else contextlib.nullcontext():
+    with (pinned([upstream.pid], cpus) if cpus else contextlib.nullcontext(),
+          pinned([one.pid, two.pid], proxy_cpus) if proxy_cpus else contextlib.nullcontext()):
         for target in (one, two):  # warm-up: every worker's connection pool
             run_wrk(target.url, connections=connections, seconds=2, cpus=cpus)
         for r, order in enumerate(rotations([one, two], rounds)):
