@@ -14,7 +14,6 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import orjson
 
@@ -322,22 +321,16 @@ async def _watch_disconnect(receive: Receive, task: asyncio.Task[None], ex: Exch
 
 
 def _log_line(ex: Exchange, elapsed: float) -> str:
-    """The access line: the JSON object `orjson.dumps` would write for these fields, in this order,
-    put together from cached string literals instead of a dict and an encoder run per request
-    (tests/test_access_line.py holds it equal to orjson's output). The request id needs no escaping:
-    it is a slug or hex digits (`_request_id`)."""
-    tried = ",".join([json_string(f"{a.provider}:{a.outcome}") for a in ex.attempts])
-    provider = json_string(ex.provider) if ex.provider else "null"
-    return (
-        f'{{"request_id":"{ex.request_id}","route":{json_string(ex.route)},"model":{json_string(ex.model)},'
-        f'"provider":{provider},"attempts":{len(ex.attempts)},"tried":[{tried}],"status":{ex.status},'
-        f'"outcome":{json_string(ex.outcome)},"latency_ms":{round(elapsed * 1000, 2)!r}}}'
-    )
-
-
-@lru_cache(maxsize=4096)
-def json_string(value: str) -> str:
-    """`value` as a JSON string literal, as orjson writes it; remembered, since the same few routes,
-    models, providers and outcomes come back on every request (bounded: a client's odd model names
-    only push the oldest out)."""
-    return orjson.dumps(value).decode()
+    return orjson.dumps(
+        {
+            "request_id": ex.request_id,
+            "route": ex.route,
+            "model": ex.model,
+            "provider": ex.provider or None,
+            "attempts": len(ex.attempts),
+            "tried": [f"{a.provider}:{a.outcome}" for a in ex.attempts],
+            "status": ex.status,
+            "outcome": ex.outcome,
+            "latency_ms": round(elapsed * 1000, 2),
+        }
+    ).decode()
