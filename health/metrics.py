@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, start_http_server
 
+from proxy.errors import CannotListen
 from proxy.labels import bounded_label
+from proxy.listen import listen_error
 
 PROBE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -108,8 +110,12 @@ class WorkerMetrics:
         """Serve `/metrics` on a background thread; return the function that stops it.
 
         All interfaces by default: in a container, Prometheus scrapes from another host.
+        Raises `CannotListen` (one line, exit 1) when the port is busy.
         """
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise CannotListen(listen_error(host, port, exc, "--metrics-port")) from None
 
         def stop() -> None:
             server.shutdown()

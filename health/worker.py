@@ -218,6 +218,8 @@ def run_health(args: argparse.Namespace) -> int:
             raise ConfigError(f"--interval: must be greater than 0, got {args.interval:g}")
         config = replace(config, health=replace(config.health, interval_s=float(args.interval)))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for warning in config.key_warnings():
+        log.warning("%s", warning)
     metrics = WorkerMetrics()
     stop_serving = metrics.serve(args.metrics_port) if args.metrics_port is not None else None
     try:

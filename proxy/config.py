@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -148,6 +149,19 @@ class Config:
     @property
     def alias_map(self) -> dict[str, str]:
         return dict(self.aliases)
+
+    def providers_without_key(self) -> list[ProviderConfig]:
+        """Active providers that name a key variable which is unset or empty: every request to them
+        would go out without `Authorization`. (A provider that needs no key names no variable.)"""
+        return [p for p in self.providers if p.is_active and p.api_key_env and not p.api_key]
+
+    def key_warnings(self) -> list[str]:
+        """One line per provider without its key, naming the variable, for start-up logs."""
+        return [
+            f"provider {p.slug}: {p.api_key_env} is not set, so requests to it go out without a key "
+            f"(set it, or remove api_key_env from {self.source} if {p.slug} needs none)"
+            for p in self.providers_without_key()
+        ]
 
     def secrets(self) -> list[str]:
         """Every secret value this config holds, for tests and log scrubbing."""
@@ -307,6 +321,32 @@ def _env_secret(env: Mapping[str, str], name: str) -> Secret | None:
     return Secret(value) if value else None
 
 
+URL_SCHEMES = {
+    "DATABASE_URL": (("postgresql", "postgres"), "postgresql://user:password@host:5432/dbname"),
+    "REDIS_URL": (("redis", "rediss", "unix"), "redis://host:6379/0"),
+}
+
+
+def _env_url(env: Mapping[str, str], name: str) -> Secret | None:
+    """A connection URL from the environment, checked for shape now (scheme, port) so that a typo is
+    one `ConfigError` naming the variable at start-up, not a driver's traceback later. The value
+    itself is never shown: it may hold a password."""
+    secret = _env_secret(env, name)
+    if secret is None:
+        return None
+    schemes, example = URL_SCHEMES[name]
+    try:
+        parts = urllib.parse.urlsplit(secret.reveal())
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number from 0 to 65535)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: not a usable URL ({exc}); expected the shape {example}") from None
+    if parts.scheme not in schemes:
+        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+        expected = " or ".join(f"{s}://" for s in schemes)
+        raise ConfigError(f"{name}: expected a URL starting with {expected} ({got}), e.g. {example}")
+    return secret
+
+
 def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Config:
     reader = _Reader(source)
     allowed = {"proxy", "health", "providers", "models", "aliases"}
@@ -330,8 +370,8 @@ def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, 
         providers=providers,
         models=models,
         aliases=_aliases(reader, data.get("aliases", {})),
-        database_url=_env_secret(env, "DATABASE_URL"),
-        redis_url=_env_secret(env, "REDIS_URL"),
+        database_url=_env_url(env, "DATABASE_URL"),
+        redis_url=_env_url(env, "REDIS_URL"),
         api_keys=keys,
         admin_token=_env_secret(env, "FAILOVER_ADMIN_TOKEN"),
         data_dir=env.get("FAILOVER_DATA_DIR", ".failover"),

@@ -4,6 +4,7 @@
     ├── ConfigError                   the TOML file or the environment is wrong (exit code 2)
     ├── CatalogError                  the database catalog is missing or unusable
     ├── ListingError                  a provider's model listing is down or malformed (sync)
+    ├── CannotListen                  a server's address is busy or not this host's (serve, health, mock)
     ├── ClientError                   the client's request is wrong: answered, never retried
     │   ├── BadRequest                400 invalid_request_error
     │   ├── Unauthorized              401 invalid_api_key
@@ -49,6 +50,10 @@ class CatalogError(GatewayError):
 
 class ListingError(GatewayError):
     code = "listing_error"
+
+
+class CannotListen(GatewayError):
+    code = "cannot_listen"
 
 
 class ClientError(GatewayError):

@@ -101,7 +101,8 @@ def test_the_add_your_providers_commands_run(
     config.write_text(CONFIG.format(a=a.url, b=b.url))
     monkeypatch.setenv("FAILOVER_CONFIG", str(config))
     monkeypatch.setenv("DATABASE_URL", fresh_database_url)
-    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-readme")
+    monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-readme")  # both keys, as the README exports them
+    monkeypatch.setenv("FEATHERLESS_API_KEY", "sk-featherless-readme")
     for command in failover_commands():
         if command[0] in ("serve", "health"):
             continue

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import asyncpg
@@ -20,7 +21,7 @@ from proxy.catalog.library import get_provider_model_id, get_providers_for_model
 from proxy.config import command_config
 from proxy.errors import GatewayError
 from proxy.failover.ranking import rank_offers
-from proxy.store.database import DATABASE_ERRORS, open_pool
+from proxy.store.database import DATABASE_ERRORS, open_pool, require_database
 from proxy.store.migrate import pending_migrations
 from proxy.store.offers import load_offers
 from proxy.store.queries import query
@@ -74,13 +75,22 @@ async def check_columns(pool: asyncpg.Pool) -> Outcome:
     return True, f"all {sum(len(c) for c in SCHEMA.values())} documented columns present"
 
 
-async def check_providers(pool: asyncpg.Pool) -> Outcome:
+async def check_providers(pool: asyncpg.Pool, env: Mapping[str, str] = os.environ) -> Outcome:
+    """Active providers exist, and each that names a key variable has it set in `env` (else every
+    request to it would go out without a key)."""
     counts = await pool.fetchrow(query("provider_counts"))
     assert counts is not None
     if counts["total"] == 0:
         return False, f"no providers in the catalog; {SYNC}"
     if counts["active"] == 0:
         return False, f"none of the {counts['total']} providers is active; check the config, then {SYNC}"
+    rows = await pool.fetch(query("provider_key_variables"))
+    unset = [f"{r['slug']} ({r['api_key_env']})" for r in rows if not env.get(r["api_key_env"], "").strip()]
+    if unset:
+        return False, (
+            f"key variable not set for {', '.join(unset)}: requests would go out without a key; set it, "
+            f"or remove `api_key_env` from a provider that needs no key, then {SYNC}"
+        )
     return True, f"{counts['active']} active providers ({counts['total']} in all)"
 
 
@@ -258,6 +268,7 @@ def summary(results: list[CheckResult]) -> str:
 def run_check(args: argparse.Namespace) -> int:
     """The CLI: print each check and the summary; exit 1 on any FAIL."""
     config = command_config(args)
+    require_database(config, "check")
 
     async def main() -> list[CheckResult]:
         try:

@@ -1,10 +1,16 @@
 """`failover demo`: the whole product on one machine, with nothing to configure.
 
 It starts three mock providers on loopback (`flakyai` is preferred but fails every other request),
-the database (embedded unless `DATABASE_URL` is set), migrates and syncs the catalog, runs the real
-`failover serve` as a child process, and sends a scripted series of requests with the official
-`openai` SDK, printing which provider served each one and every failover on the way.
+an embedded PostgreSQL of its own, migrates and syncs the catalog, runs the real `failover serve` as
+a child process, and sends a scripted series of requests with the official `openai` SDK, printing
+which provider served each one and every failover on the way.
 With `--once` it exits after the script; otherwise the proxy keeps serving until Ctrl-C.
+
+It never touches the user's catalog: its config, its database (`<data folder>/demo/pgdata`, whatever
+`DATABASE_URL` says) and its proxy's environment (no `REDIS_URL`, no `FAILOVER_API_KEYS`) are its
+own. SIGINT, SIGTERM and SIGHUP (`proxy.cli`) unwind it: the proxy child is terminated, the mocks
+closed and the embedded PostgreSQL stopped; on Linux the child also ends if the demo is killed
+(`proxy.catalog.with_parent`).
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from importlib.util import find_spec
 from pathlib import Path
 
+from proxy.catalog import with_parent
 from proxy.catalog.sync import sync_catalog
 from proxy.config import Config, load_config
 from proxy.errors import ConfigError
@@ -33,6 +40,14 @@ if find_spec("httpx") is None or find_spec("openai") is None:  # the demo is a c
 import httpx
 
 ADMIN_TOKEN = "demo-admin-token"  # noqa: S105 (a demo-only token for a proxy bound to loopback)
+KEYS = {
+    "FLAKYAI_API_KEY": "demo-key-flaky",
+    "STEADYAI_API_KEY": "demo-key-steady",
+    "BACKUPAI_API_KEY": "demo-key-backup",
+}
+# What the demo's processes must not inherit from the user's shell: they would point the demo at the
+# user's database or shared cache, or make its open proxy refuse its own requests.
+NOT_INHERITED = ("DATABASE_URL", "REDIS_URL", "FAILOVER_API_KEYS", "FAILOVER_CONFIG", "PROMETHEUS_MULTIPROC_DIR")
 
 CONFIG = """\
 # Written by `failover demo`: three mock providers on loopback.
@@ -105,11 +120,18 @@ async def prepare_catalog(config: Config, url: str) -> None:
         await pool.close()
 
 
+def demo_environment(environ: Mapping[str, str], folder: Path) -> dict[str, str]:
+    """The environment of the demo and its proxy: the user's, less what would reach the user's own
+    catalog, cache or keys, plus the demo's data folder and mock keys."""
+    env = {k: v for k, v in environ.items() if k not in NOT_INHERITED}
+    return {**env, **KEYS, "FAILOVER_DATA_DIR": str(folder)}
+
+
 @contextmanager
-def proxy_process(config_path: Path, url: str, port: int) -> Iterator[str]:
-    env = {**os.environ, "FAILOVER_CONFIG": str(config_path), "DATABASE_URL": url,
-           "FAILOVER_ADMIN_TOKEN": ADMIN_TOKEN, "FLAKYAI_API_KEY": "demo-key-flaky"}
-    command = [sys.executable, "-m", "proxy.cli", "serve", "--port", str(port)]
+def proxy_process(config_path: Path, url: str, port: int, env: Mapping[str, str]) -> Iterator[str]:
+    env = {**env, "FAILOVER_CONFIG": str(config_path), "DATABASE_URL": url, "FAILOVER_ADMIN_TOKEN": ADMIN_TOKEN}
+    serve = [sys.executable, "-m", "proxy.cli", "serve", "--port", str(port)]
+    command = with_parent.command(os.getpid(), serve)  # the proxy ends with the demo, even on SIGKILL
     child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -139,20 +161,22 @@ def _wait_ready(base: str, child: subprocess.Popen[bytes]) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    folder = Path(os.environ.get("FAILOVER_DATA_DIR", ".failover")).resolve()
+    folder = Path(os.environ.get("FAILOVER_DATA_DIR", ".failover")).resolve() / "demo"
     folder.mkdir(parents=True, exist_ok=True)
+    env = demo_environment(os.environ, folder)
     say("Gatewayz failover proxy demo")
     with mock_providers() as mocks:
         config_path = folder / "demo.toml"
         config_path.write_text(
             CONFIG.format(flaky=mocks["flakyai"].url, steady=mocks["steadyai"].url, backup=mocks["backupai"].url)
         )
-        config = load_config(config_path)
-        url = database_url(config)
+        config = load_config(config_path, env)
+        url = database_url(config, announce=False)
         say(f"  config     {config_path}")
+        say(f"  database   its own embedded PostgreSQL in {folder / 'pgdata'} (your catalog is not touched)")
         say("  providers  " + ", ".join(f"{s} ({m.url})" for s, m in mocks.items()))
         asyncio.run(prepare_catalog(config, url))
-        with proxy_process(config_path, url, free_port()) as base:
+        with proxy_process(config_path, url, free_port(), env) as base:
             say(f"  proxy      {base}/v1  (admin token: {ADMIN_TOKEN})\n")
             from proxy.catalog.demo_script import run_script
 
@@ -166,7 +190,7 @@ def _serve_until_interrupted(base: str) -> None:
     say(f"\nThe proxy keeps serving at {base}/v1 — try:")
     say(f"  curl -s {base}/v1/chat/completions -H 'content-type: application/json' \\")
     say("       -d '{\"model\": \"gpt-4\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}' -i")
-    say("Ctrl-C stops everything.")
+    say("Ctrl-C stops everything. To use `failover` yourself: source .venv/bin/activate")
     try:
         while True:
             time.sleep(3600)

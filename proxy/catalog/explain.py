@@ -1,8 +1,10 @@
 """`failover explain MODEL [--json]`: the ranked failover order of one model, and why.
 
 The human form is a table (rank, provider, provider model id, health, latency, prices) with the
-reason under each row; `--json` prints `explain_failover_for_model`'s shape, the guide's. A model
-with no active offer is an error: a message (with close matches) on stderr and exit code 1.
+reason under each row; `--json` prints `explain_failover_for_model`'s shape, the guide's. The model
+is found the way the proxy finds it: the id as given, else its canonical id (`GPT-4`, `openai/gpt-4`
+-> `gpt-4`, or the config's `[aliases]`). A model with no active offer is an error: a message (with
+close matches) on stderr and exit code 1.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import json
 import sys
 from typing import Any
 
+from proxy.canonical import canonical_model_id
 from proxy.catalog.library import explain_failover_for_model
 from proxy.config import command_config
 from proxy.failover.reasons import usd
-from proxy.store.database import open_pool
+from proxy.store.database import open_pool, require_database
 from proxy.store.offers import list_models
 
 COLUMNS = ("#", "provider", "provider model", "health", "latency", "prompt $/token", "completion $/token")
@@ -70,10 +73,15 @@ def unknown_model_message(model: str, known: list[str]) -> str:
 def run_explain(args: argparse.Namespace) -> int:
     """The CLI: print the order (table or JSON); exit 1 for an unknown model."""
     config = command_config(args)
+    require_database(config, "explain")
 
     async def main() -> tuple[dict[str, Any], list[str]]:
         async with open_pool(config) as pool:
-            result = await explain_failover_for_model(pool, args.model, strategy=config.proxy.strategy)
+            strategy = config.proxy.strategy
+            result = await explain_failover_for_model(pool, args.model, strategy=strategy)
+            canonical = canonical_model_id(args.model, config.alias_map)
+            if not result["providers_available"] and canonical != args.model:  # as `Catalog.lookup` does
+                result = await explain_failover_for_model(pool, canonical, strategy=strategy)
             known = await list_models(pool) if not result["providers_available"] else []
             return result, known
 

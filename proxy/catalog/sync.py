@@ -7,7 +7,9 @@ upsert the offers with prices in USD per token, and mark the provider's active o
 longer wanted inactive. Nothing is ever deleted, so health history stays. Each provider is written
 in its own transaction; one whose listing is down or malformed is reported and left untouched
 while the others still sync. A full sync (no `--providers`) also deactivates providers that are
-no longer in the config. `--dry-run` prints the mapping it would write and touches no database.
+no longer in the config. `--dry-run` prints the mapping it would write and, when there is a catalog
+to read, the offers and providers a sync would deactivate; it writes nothing (and creates no
+embedded database).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import asyncpg
 from proxy.canonical import canonical_model_id, default_canonical_id
 from proxy.catalog.listing import ListedModel, fetch_listing
 from proxy.config import Config, ProviderConfig, StaticOffer, command_config
-from proxy.errors import ConfigError, ListingError
+from proxy.errors import CatalogError, ConfigError, ListingError
+from proxy.store import embedded
 from proxy.store.database import open_pool
 from proxy.store.queries import query
 
@@ -56,6 +59,7 @@ class ProviderReport:
     deactivated: int = 0
     error: str | None = None
     note: str | None = None
+    retiring: list[str] = field(default_factory=list)  # dry run: active offers a sync would deactivate
 
     def line(self) -> str:
         if self.error:
@@ -185,11 +189,29 @@ async def sync_catalog(
             report.error = str(listed)
             continue
         report.offers = desired_offers(provider.slug, listed, config)
-        if pool is not None and not dry_run:
+        if pool is not None and dry_run:
+            await _foresee_provider(pool, provider, report)
+        elif pool is not None:
             await _write_provider(pool, provider, report)
-    if pool is not None and not dry_run and only is None:
-        reports += await _retire_unconfigured(pool, config)
+    if pool is not None and only is None:
+        reports += await (_foresee_unconfigured if dry_run else _retire_unconfigured)(pool, config)
     return reports
+
+
+async def _foresee_provider(pool: asyncpg.Pool, provider: ProviderConfig, report: ProviderReport) -> None:
+    """What `_write_provider` would deactivate, read without writing."""
+    if not provider.is_active:
+        report.note = "inactive in the config: provider would be marked inactive, its offers left as they are"
+        return
+    kept = {o.provider_model_id for o in report.offers}
+    active = await pool.fetch(query("active_offers_of_provider"), provider.slug)
+    report.retiring = [r["provider_model_id"] for r in active if r["provider_model_id"] not in kept]
+
+
+async def _foresee_unconfigured(pool: asyncpg.Pool, config: Config) -> list[ProviderReport]:
+    rows = await pool.fetch(query("unconfigured_active_providers"), [p.slug for p in config.providers])
+    note = "no longer in the config: provider would be deactivated"
+    return [ProviderReport(row["slug"], row["name"], note=note) for row in rows]
 
 
 async def _retire_unconfigured(pool: asyncpg.Pool, config: Config) -> list[ProviderReport]:
@@ -199,14 +221,29 @@ async def _retire_unconfigured(pool: asyncpg.Pool, config: Config) -> list[Provi
 
 
 def dry_run_lines(report: ProviderReport) -> list[str]:
-    """The mapping provider model id -> canonical id that sync would write for one provider."""
-    if report.error:
+    """The mapping provider model id -> canonical id that sync would write for one provider, and the
+    offers it would deactivate."""
+    if report.error or report.note:
         return [report.line()]
     lines = [f"{report.name} ({report.slug}): {len(report.offers)} models would be synced"]
     for offer in sorted(report.offers, key=lambda o: (o.model_id, o.provider_model_id)):
         mark = "" if offer.source == "listing" else f"  ({offer.source})"
         lines.append(f"  {offer.provider_model_id} -> {offer.model_id}{mark}")
+    lines += [f"  {model} would be deactivated (no longer listed or configured)" for model in report.retiring]
     return lines
+
+
+async def _dry_run(config: Config, only: Sequence[str] | None) -> tuple[list[ProviderReport], str]:
+    """The reports of a dry run, reading the catalog (if there is one) for what would be deactivated;
+    the second value says why deactivations could not be shown, or ""."""
+    if config.database_url is None and not embedded.exists(config.data_dir):
+        return await sync_catalog(None, config, only=only, dry_run=True), "no catalog yet: nothing to deactivate"
+    try:
+        async with open_pool(config) as pool:
+            return await sync_catalog(pool, config, only=only, dry_run=True), ""
+    except CatalogError as exc:
+        reports = await sync_catalog(None, config, only=only, dry_run=True)
+        return reports, f"cannot read the catalog, so deactivations are not shown ({exc})"
 
 
 def run_sync(args: argparse.Namespace) -> int:
@@ -214,15 +251,15 @@ def run_sync(args: argparse.Namespace) -> int:
     config = command_config(args, require_file=True)
     only = args.providers
 
-    async def main() -> list[ProviderReport]:
+    async def main() -> tuple[list[ProviderReport], str]:
         if args.dry_run:
-            return await sync_catalog(None, config, only=only, dry_run=True)
+            return await _dry_run(config, only)
         async with open_pool(config) as pool:
-            return await sync_catalog(pool, config, only=only)
+            return await sync_catalog(pool, config, only=only), ""
 
-    reports = asyncio.run(main())
+    reports, unseen = asyncio.run(main())
     for report in reports:
         print("\n".join(dry_run_lines(report)) if args.dry_run else report.line())
     if args.dry_run:
-        print("dry run: nothing was written")
+        print(f"dry run: nothing was written{'; ' + unseen if unseen else ''}")
     return 1 if any(r.error for r in reports) else 0

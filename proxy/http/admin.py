@@ -45,6 +45,11 @@ def _ranked(gateway: Gateway, offers: tuple[Offer, ...]) -> tuple[list[Offer], d
     return [*ranking.offers, *ranking.cooling], views
 
 
+def _ms(value: float | None) -> float | None:
+    """A latency for people: a tenth of a millisecond is precision enough (an EWMA has no more)."""
+    return None if value is None else round(value, 1)
+
+
 def _order_entry(position: int, offer: Offer, view: RuntimeView) -> dict[str, Any]:
     return {
         "priority": position,
@@ -54,7 +59,7 @@ def _order_entry(position: int, offer: Offer, view: RuntimeView) -> dict[str, An
         "catalog_health": offer.effective_health.value,
         "circuit": view.circuit.value,
         "cooling_down_s": round(max(0.0, view.cooldown_until - time.time()), 1),
-        "response_time_ms": view.latency_ms if view.latency_ms is not None else offer.response_time_ms,
+        "response_time_ms": _ms(view.latency_ms if view.latency_ms is not None else offer.response_time_ms),
         "pricing_prompt": offer.pricing_prompt,
         "pricing_completion": offer.pricing_completion,
     }

@@ -53,6 +53,12 @@ def client_error(exc: ClientError) -> tuple[int, bytes]:
 
 
 def all_failed(exc: AllOffersFailed, model: str) -> tuple[int, bytes, Headers]:
+    """The 503 when no offer served, with the truth about retrying for OpenAI-style clients (whose
+    SDKs retry a 503 `max_retries` times, 2 by default, honouring `Retry-After` up to 60 s and
+    obeying `x-should-retry`, as the official openai-python and openai-node clients do):
+    `Retry-After` when every offer is cooling down (a retry then can succeed); otherwise
+    `x-should-retry: false`, because the proxy has just tried every offer it may and an immediate
+    retry would only repeat that."""
     if exc.attempts:
         message = f"every provider for {model} failed ({len(exc.attempts)} attempt(s)); see attempts"
     else:
@@ -61,6 +67,8 @@ def all_failed(exc: AllOffersFailed, model: str) -> tuple[int, bytes, Headers]:
     headers: Headers = []
     if exc.retry_after_s is not None:
         headers.append((b"retry-after", str(max(1, round(exc.retry_after_s + 0.499))).encode()))
+    else:
+        headers.append((b"x-should-retry", b"false"))
     return 503, body, headers
 
 

@@ -18,8 +18,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from proxy.config import Config
+from proxy.errors import Unauthorized
 from proxy.http import admin
-from proxy.http.answers import error_body
+from proxy.http.answers import client_error, error_body
 from proxy.http.gateway import Gateway
 from proxy.http.handler import ROUTES, ProxyHandler
 from proxy.types import Receive, Scope, Send
@@ -27,7 +28,14 @@ from proxy.upstream.client import UpstreamClient
 
 
 async def list_models(request: Request) -> Response:
+    """The canonical models, OpenAI's list shape; behind `FAILOVER_API_KEYS` like the proxied routes."""
     gateway: Gateway = request.app.state.gateway
+    handler: ProxyHandler = request.app.state.handler
+    try:
+        handler.authorize(dict(request.scope["headers"]))
+    except Unauthorized as exc:
+        status, body = client_error(exc)
+        return Response(body, status_code=status, media_type="application/json")
     created = int(gateway.started_at)
     data = [{"id": m, "object": "model", "created": created, "owned_by": "gatewayz"} for m in gateway.catalog.models()]
     return JSONResponse({"object": "list", "data": data})
@@ -46,7 +54,8 @@ async def readyz(request: Request) -> Response:
     """Ready when the catalog has models; says what is degraded (database, redis) without failing.
 
     `database` and `redis` are `ok`, `not_configured` or `unreachable`, as the background work last
-    found them: answering this issues no query and no command.
+    found them: answering this issues no query and no command. `providers_without_key` lists the
+    active providers whose `api_key_env` variable is unset (`{"provider", "api_key_env"}` each).
     """
     gateway: Gateway = request.app.state.gateway
     models = len(gateway.catalog.models())
@@ -61,6 +70,9 @@ async def readyz(request: Request) -> Response:
         },
         "database": database,
         "redis": redis,
+        "providers_without_key": [
+            {"provider": p.slug, "api_key_env": p.api_key_env} for p in gateway.config.providers_without_key()
+        ],
     }
     return JSONResponse(body, status_code=200 if models else 503)
 
@@ -99,6 +111,7 @@ class GatewayApp:
             lifespan=self._lifespan,
         )
         self.routes.state.gateway = self.gateway
+        self.routes.state.handler = self.handler
 
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:

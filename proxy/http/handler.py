@@ -31,7 +31,7 @@ from proxy.errors import (
     UpstreamStatus,
 )
 from proxy.failover.attempts import Served, run_attempts
-from proxy.failover.client_request import SLUG, ClientRequest, parse_request
+from proxy.failover.client_request import MAX_MODEL_LENGTH, SLUG, ClientRequest, parse_request
 from proxy.failover.ranking import rank_offers
 from proxy.http.answers import (
     JSON,
@@ -98,14 +98,16 @@ class ProxyHandler:
         ex = Exchange(route=path, request_id=request_id, started=time.perf_counter())
         task = asyncio.current_task()
         watcher: DisconnectWatch | None = None
+        body = b""
         try:
-            self._authorize(headers)
+            self.authorize(headers)
             settings = self.gateway.settings
             body = await _read_body(receive, headers, settings.max_body_bytes, settings.deadline_s)
             assert task is not None
             watcher = DisconnectWatch(receive, task, ex)
             await self._serve(ex, body, headers, send)
         except ClientError as exc:
+            ex.model = ex.model or _asked_model(body)
             await self._reply_error(ex, send, *client_error(exc), [])
             ex.outcome = exc.code
         except ClientDisconnected:
@@ -120,7 +122,8 @@ class ProxyHandler:
                 watcher.cancel()
             self._account(ex)
 
-    def _authorize(self, headers: dict[bytes, bytes]) -> None:
+    def authorize(self, headers: dict[bytes, bytes]) -> None:
+        """`Unauthorized` unless `FAILOVER_API_KEYS` is unset or the bearer token is one of them."""
         if not self.keys:
             return
         token = bearer_token(headers.get(b"authorization", b""))
@@ -136,6 +139,7 @@ class ProxyHandler:
         gateway = self.gateway
         offers = gateway.catalog.lookup(request.model)
         if offers is None:
+            ex.model = request.model  # the access line says what was asked for
             raise ModelNotFound(f"The model '{request.model[:256]}' does not exist on this proxy", param="model")
         ex.model = offers[0].model_id if offers else request.model
         now = time.time()
@@ -236,6 +240,17 @@ class ProxyHandler:
         metrics.child(metrics.tokens, provider, model, "completion").inc(ex.usage.completion_tokens)
         if ex.offer is not None:
             metrics.child(metrics.cost, provider, model).inc(ex.usage.cost(ex.offer))
+
+
+def _asked_model(body: bytes) -> str:
+    """The `model` a refused request named, for its access line: "" when the body has none (or is not
+    JSON). Only on the error path: a body that parsed has its model taken from the parse."""
+    try:
+        parsed = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return ""
+    model = parsed.get("model") if isinstance(parsed, dict) else None
+    return model[:MAX_MODEL_LENGTH] if isinstance(model, str) else ""
 
 
 def _request_id(given: bytes | None) -> str:

@@ -21,6 +21,7 @@ import uvicorn
 from proxy.config import load_config
 from proxy.http.app import GatewayApp, create_app
 from proxy.http.head_guard import GuardedHttpToolsProtocol
+from proxy.listen import ensure_can_listen
 from proxy.store.database import database_url
 
 # A young-generation collection every 10,000 net allocations instead of 700 (the default).
@@ -129,7 +130,10 @@ def run_serve(args: argparse.Namespace) -> int:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gatewayz-metrics-")
     host = args.host or config.proxy.host
     port = args.port if args.port is not None else config.proxy.port
+    ensure_can_listen(host, port)  # before saying "listening": a busy port is one line, not a traceback
     configure_logging()
+    for warning in config.key_warnings():
+        print(f"failover serve: warning: {warning}", file=sys.stderr)
     print(f"failover proxy listening on http://{host}:{port}/v1 ({args.workers} worker(s))", file=sys.stderr)
     uvicorn.run(
         "proxy.http.server:app_from_environment",

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from proxy.errors import ConfigError
+from proxy.listen import ensure_can_listen
 from proxy.mock.app import MockApp
 from proxy.mock.settings import config_from_args, faults_from_args
 
@@ -17,6 +18,7 @@ def run_mock_provider(args: argparse.Namespace) -> int:
         config, faults = config_from_args(args), faults_from_args(args)
     except ValueError as exc:
         raise ConfigError(f"mock-provider: {exc}") from exc
+    ensure_can_listen(args.host, args.port)
     print(
         f"mock provider {config.name!r} on http://{args.host}:{args.port}/v1 (fault: {faults.fault})",
         file=sys.stderr,

@@ -13,7 +13,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-FAULTS = ("none", "down", "status", "rate_limit", "slow_first_byte", "stall", "cut", "garbage")
+# Every fault and what it does on the wire (shown by `failover mock-provider --help`; see `proxy.mock.faults`).
+FAULT_MEANINGS = {
+    "none": "answer normally",
+    "down": "close the connection without answering (as a crashed or unreachable server)",
+    "status": "answer --status (default 500) with an OpenAI-shaped error; a 429 or 503 also carries Retry-After",
+    "rate_limit": "answer 429 with Retry-After (--retry-after, default 1 s; also an HTTP date or '1500ms')",
+    "slow_first_byte": "wait --first-byte-ms before the status line, then answer normally",
+    "stall": "stream: send 2 events, then nothing, forever; otherwise never answer",
+    "cut": "stream: send 2 events, then close without [DONE]; otherwise send half the body and close",
+    "garbage": "answer 200 with a body that is not JSON, or a stream of malformed server-sent events",
+}
+FAULTS = tuple(FAULT_MEANINGS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,3 +160,20 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
 def config_from_args(args: argparse.Namespace) -> MockConfig:
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     return MockConfig(name=args.name, models=models, listing=args.listing)
+
+
+CONTROL_HELP = """\
+Change faults while it runs (the runtime control endpoint; settings use the flag names):
+  curl -X POST http://HOST:PORT/_mock/faults -d '{"fault": "rate_limit", "retry_after": "30"}'
+  GET /_mock/faults      the current faults
+  POST /_mock/faults     set faults: named settings take the given values, the rest their start-up ones
+  DELETE /_mock/faults   back to the start-up faults
+  GET /_mock/stats       requests per path, faults injected, disconnects, the last requests
+  DELETE /_mock/stats    forget all that"""
+
+
+def help_epilog() -> str:
+    """What `--help` shows after the options: each fault's meaning, then the control endpoint."""
+    width = max(len(name) for name in FAULT_MEANINGS)
+    faults = "\n".join(f"  {name:<{width}}  {meaning}" for name, meaning in FAULT_MEANINGS.items())
+    return f"Faults (--fault; --fail-rate says which share of requests it hits):\n{faults}\n\n{CONTROL_HELP}"

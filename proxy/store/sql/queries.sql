@@ -84,6 +84,17 @@ SET is_active = FALSE, updated_at = now()
 WHERE provider_id = $1 AND is_active AND NOT (provider_model_id = ANY($2::text[]))
 RETURNING provider_model_id;
 
+-- name: active_offers_of_provider
+-- Sync --dry-run: a provider's ($1 slug) active offers, to say which a sync would deactivate.
+SELECT m.provider_model_id
+FROM models m JOIN providers p ON p.id = m.provider_id
+WHERE p.slug = $1 AND m.is_active
+ORDER BY m.provider_model_id;
+
+-- name: unconfigured_active_providers
+-- Sync --dry-run: providers still active in the catalog but gone from the config ($1 text[] = configured slugs).
+SELECT slug, name FROM providers WHERE is_active AND NOT (slug = ANY($1::text[])) ORDER BY slug;
+
 -- name: ensure_tracking_rows
 -- Sync: every offer of a provider ($1) gets its model_health_tracking row.
 INSERT INTO model_health_tracking (offer_id, provider, model)
@@ -117,6 +128,10 @@ ORDER BY table_name, ordinal_position;
 -- name: provider_counts
 SELECT count(*) AS total, count(*) FILTER (WHERE is_active) AS active
 FROM providers;
+
+-- name: provider_key_variables
+-- Check: the active providers that name the variable holding their key.
+SELECT slug, api_key_env FROM providers WHERE is_active AND coalesce(api_key_env, '') <> '' ORDER BY slug;
 
 -- name: offer_counts_by_provider
 SELECT p.slug, count(m.id) AS total, count(m.id) FILTER (WHERE m.is_active) AS active
