@@ -95,3 +95,13 @@ def test_an_unmigrated_database_says_to_migrate(
     err = capsys.readouterr().err
     assert "the database is not migrated; run `failover migrate`" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("asked", ["GPT-4", "openai/gpt-4"])
+def test_ids_the_proxy_accepts_resolve_to_the_canonical_model(
+    seeded_url: str, asked: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["explain", asked, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model"] == "gpt-4"
+    assert result["providers_available"] == 3

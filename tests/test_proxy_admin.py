@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -21,6 +22,7 @@ SECRETS = {
 }
 ADMIN = {"authorization": f"Bearer {SECRETS['FAILOVER_ADMIN_TOKEN']}"}
 CLIENT = {"authorization": f"Bearer {SECRETS['FAILOVER_API_KEYS']}"}
+MESSAGES: Any = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture
@@ -168,3 +170,38 @@ def test_admin_providers_shows_a_provider_circuit_half_open_once_its_cooldown_ha
     assert seen["circuit"] == "half_open" and seen["circuit_open"] is False
     status = httpx.get(f"{proxy.base}/admin/failover/model/gpt-4", headers=ADMIN).json()
     assert status["failover_order"][0]["circuit"] == "half_open"  # the offer view gives the same answer
+
+
+def test_admin_view_resolves_ids_as_the_proxy_does_and_rounds_latencies(operated: Any) -> None:
+    _, proxy = operated
+    sdk = openai.OpenAI(base_url=proxy.url, api_key=SECRETS["FAILOVER_API_KEYS"], max_retries=0)
+    for asked in ("GPT-4", "openai/gpt-4"):  # the proxy serves both as gpt-4
+        assert sdk.chat.completions.with_raw_response.create(model=asked, messages=MESSAGES).http_response.is_success
+        view = httpx.get(f"{proxy.base}/admin/failover/model/{asked}", headers=ADMIN)
+        assert view.status_code == 200 and view.json()["model"] == "gpt-4"
+    b = next(o for o in view.json()["failover_order"] if o["provider"] == "b")
+    assert isinstance(b["response_time_ms"], float)
+    assert b["response_time_ms"] == round(b["response_time_ms"], 1)  # 52.9, never 52.99999999999727
+
+
+def test_models_list_obeys_the_client_keys(operated: Any) -> None:
+    _, proxy = operated
+    wrong = openai.OpenAI(base_url=proxy.url, api_key="not-a-client-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as caught:
+        wrong.models.list()
+    assert caught.value.status_code == 401
+    assert caught.value.response.json()["error"]["code"] == "invalid_api_key"
+    assert httpx.get(f"{proxy.url}/models").status_code == 401
+    right = openai.OpenAI(base_url=proxy.url, api_key=SECRETS["FAILOVER_API_KEYS"], max_retries=0)
+    assert sorted(m.id for m in right.models.list()) == ["gpt-3.5-turbo", "gpt-4"]
+
+
+def test_access_lines_of_client_errors_carry_the_asked_model(operated: Any) -> None:
+    _, proxy = operated
+    with CapturedLogs().installed() as logs:
+        unknown = httpx.post(f"{proxy.url}/chat/completions", headers=CLIENT, json={"model": "gpt-5", "messages": []})
+        bad = httpx.post(f"{proxy.url}/chat/completions", headers=CLIENT, json={"model": "gpt-4", "stream": "yes"})
+        no_json = httpx.post(f"{proxy.url}/chat/completions", headers=CLIENT, content=b"{not json")
+    assert (unknown.status_code, bad.status_code, no_json.status_code) == (404, 400, 400)
+    lines = [json.loads(line) for line in logs.lines if line.startswith('{"request_id"')]
+    assert [(line["status"], line["model"]) for line in lines] == [(404, "gpt-5"), (400, "gpt-4"), (400, "")]

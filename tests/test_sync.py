@@ -63,6 +63,14 @@ pricing_completion = 0.00004
 "meta-llama/Meta-Llama-3-70B-Instruct" = "llama-3-70b-instruct"
 """
 
+PLAIN_TABLE = """
+[[providers]]
+slug = "plain"
+name = "Plain"
+base_url = "{plain}"
+listing = "openai"
+priority = 1
+"""
 OPENROUTER = openrouter_listing(
     ("openai/gpt-4", "0.00003", "0.00006", 8191),
     ("meta-llama/llama-3-70b-instruct", "0.00000059", "0.00000079", 8192),
@@ -295,3 +303,44 @@ def test_cli_unknown_provider_is_a_usage_error(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert "unknown provider(s) nope (known: openrouter, plain, featherless)" in err
     assert "Traceback" not in err
+
+
+def test_cli_dry_run_prints_what_sync_would_deactivate_and_sync_then_does(
+    fresh_database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", fresh_database_url)
+    monkeypatch.setenv("OR_KEY", "sk-or-secret")
+    with threaded_listing_server() as server:
+        urls = serve_both(server)
+        config = write_config(tmp_path, urls)
+        assert main(["--config", config, "migrate"]) == 0
+        assert main(["--config", config, "sync"]) == 0
+        capsys.readouterr()
+        # the listing drops a model, and the config drops the provider `plain`
+        server.add("openrouter", openrouter_listing(("openai/gpt-4", "0.00003", "0.00006", 8191)))
+        text = Path(config).read_text()
+        Path(config).write_text(text.replace(PLAIN_TABLE.format(plain=urls["plain"]), ""))
+        assert main(["sync", "--dry-run", "--config", config]) == 0
+        dry = capsys.readouterr().out
+        assert main(["sync", "--config", config]) == 0
+        done = capsys.readouterr().out
+    assert "  meta-llama/llama-3-70b-instruct would be deactivated (no longer listed or configured)" in dry
+    assert "Plain: no longer in the config: provider would be deactivated" in dry
+    assert dry.rstrip().endswith("dry run: nothing was written")
+    assert "OpenRouter: 1 models synced (0 added, 0 updated, 1 deactivated)" in done
+    assert "Plain: no longer in the config: provider deactivated" in done
+
+
+def test_cli_dry_run_without_a_catalog_creates_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("FAILOVER_DATA_DIR", str(tmp_path / "data"))
+    with threaded_listing_server() as server:
+        config = write_config(tmp_path, serve_both(server))
+        assert main(["sync", "--dry-run", "--config", config]) == 0
+    assert "dry run: nothing was written; no catalog yet: nothing to deactivate" in capsys.readouterr().out
+    assert not (tmp_path / "data").exists()
