@@ -126,6 +126,7 @@ def test_demo_runs_next_to_a_user_catalog_without_touching_it(fresh_database_url
     assert "served by backupai" in out and "served by steadyai" in out
     assert 'gatewayz_failovers_total{from_provider="flakyai",model="gpt-4",reason="503"}' in out
     assert "streamed 7 chunks, in order" in out
+    assert f"`source {Path(sys.prefix)}/bin/activate` puts the `failover` command on your PATH" in out
     assert f"its own embedded PostgreSQL in {tmp_path / '.failover' / 'demo' / 'pgdata'}" in out
     assert "Traceback" not in out + demo.stderr
     assert "demo-key-flaky" not in out + demo.stderr

@@ -181,16 +181,29 @@ def run_demo(args: argparse.Namespace) -> int:
             from proxy.catalog.demo_script import run_script
 
             run_script(base, mocks, ADMIN_TOKEN)
+            say(path_hint())
             if not args.once:
                 _serve_until_interrupted(base)
     return 0
+
+
+def path_hint() -> str:
+    """How to get the `failover` command this demo runs from onto the user's PATH."""
+    if sys.prefix == sys.base_prefix:  # not in a virtual environment: installed where the shell finds it
+        return "\nNext, with your own providers: see the README's \"Add your providers\"."
+    venv = Path(sys.prefix)
+    shown = venv.relative_to(Path.cwd()) if venv.is_relative_to(Path.cwd()) else venv
+    return (
+        f"\nNext, with your own providers (README, \"Add your providers\"): `source {shown}/bin/activate` "
+        "puts the `failover` command on your PATH."
+    )
 
 
 def _serve_until_interrupted(base: str) -> None:
     say(f"\nThe proxy keeps serving at {base}/v1 — try:")
     say(f"  curl -s {base}/v1/chat/completions -H 'content-type: application/json' \\")
     say("       -d '{\"model\": \"gpt-4\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}' -i")
-    say("Ctrl-C stops everything. To use `failover` yourself: source .venv/bin/activate")
+    say("Ctrl-C stops everything.")
     try:
         while True:
             time.sleep(3600)
