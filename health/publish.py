@@ -14,11 +14,10 @@ from collections.abc import Mapping, Sequence
 
 import asyncpg
 
-from health.store import notify_rankings
 from proxy.config import Config
+from proxy.store.notify import notify_rankings
 from proxy.store.redis import REDIS_ERRORS, redis_client
 from proxy.store.wire import (
-    NOTIFY_LIMIT_BYTES,
     RankingEvent,
     encode_cached_offers,
     encode_ranking_event,
@@ -51,7 +50,7 @@ class RankingPublisher:
                 log.warning("redis unreachable, announcing through Postgres NOTIFY: %s", exc)
         if event is None:
             return ""
-        await notify_rankings(pool, encode_ranking_event(event, limit=NOTIFY_LIMIT_BYTES))
+        await notify_rankings(pool, event)
         return "postgres"
 
     async def _to_redis(

@@ -14,7 +14,6 @@ from health.derive import OfferInput, RoundDecision
 from health.probe import ProbeResult
 from health.queries import query
 from proxy.store.health_counts import Connection, CountsRow, add_health_counts
-from proxy.store.wire import PG_RANKINGS_CHANNEL
 from proxy.types import Health, PassiveCounts
 
 
@@ -105,6 +104,3 @@ async def prune_history(pool: asyncpg.Pool, retention_days: float) -> int:
     status = await pool.execute(query("prune_history"), retention_days * 86_400.0)
     return int(status.rsplit(" ", 1)[-1]) if status.startswith("DELETE") else 0
 
-
-async def notify_rankings(pool: asyncpg.Pool, payload: bytes) -> None:
-    await pool.execute(query("notify_rankings"), PG_RANKINGS_CHANNEL, payload.decode())

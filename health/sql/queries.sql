@@ -52,7 +52,3 @@ FROM unnest($1::bigint[], $2::text[], $3::float8[], $4::int[], $5::text[])
 -- name: prune_history
 -- Retention: history rows older than $1 seconds (by model_health_history_checked_at_idx).
 DELETE FROM model_health_history WHERE checked_at < now() - make_interval(secs => $1::float8);
-
--- name: notify_rankings
--- The ranking-change event for proxies without Redis ($1 channel, $2 JSON payload), sent at commit.
-SELECT pg_notify($1, $2);

@@ -7,8 +7,9 @@ upsert the offers with prices in USD per token, and mark the provider's active o
 longer wanted inactive. Nothing is ever deleted, so health history stays. Each provider is written
 in its own transaction; one whose listing is down or malformed is reported and left untouched
 while the others still sync. A full sync (no `--providers`) also deactivates providers that are
-no longer in the config. `--dry-run` prints the mapping it would write and, when there is a catalog
-to read, the offers and providers a sync would deactivate; it writes nothing (and creates no
+no longer in the config. The CLI then announces the change to every running proxy
+(`proxy.catalog.announce`). `--dry-run` prints the mapping it would write and, when there is a
+catalog to read, the offers and providers a sync would deactivate; it writes nothing (and creates no
 embedded database).
 """
 
@@ -23,6 +24,7 @@ from decimal import Decimal
 import asyncpg
 
 from proxy.canonical import canonical_model_id, default_canonical_id
+from proxy.catalog.announce import announce_catalog_change
 from proxy.catalog.listing import ListedModel, fetch_listing
 from proxy.config import Config, ProviderConfig, StaticOffer, command_config
 from proxy.errors import CatalogError, ConfigError, ListingError
@@ -255,11 +257,14 @@ def run_sync(args: argparse.Namespace) -> int:
         if args.dry_run:
             return await _dry_run(config, only)
         async with open_pool(config) as pool:
-            return await sync_catalog(pool, config, only=only), ""
+            reports = await sync_catalog(pool, config, only=only)
+            return reports, await announce_catalog_change(pool, config)
 
-    reports, unseen = asyncio.run(main())
+    reports, note = asyncio.run(main())  # note: what a dry run could not see, or where sync announced
     for report in reports:
         print("\n".join(dry_run_lines(report)) if args.dry_run else report.line())
     if args.dry_run:
-        print(f"dry run: nothing was written{'; ' + unseen if unseen else ''}")
+        print(f"dry run: nothing was written{'; ' + note if note else ''}")
+    else:
+        print(note)
     return 1 if any(r.error for r in reports) else 0

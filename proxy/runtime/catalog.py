@@ -1,12 +1,18 @@
 """The in-process catalog: canonical model -> offers, read on the request path with no I/O.
 
-It starts from the config's static `[[models]]` offers (so a proxy whose database is down still
-serves them) and is replaced wholesale by what the database (or the shared Redis cache) holds,
-whenever a refresh succeeds. A failed refresh keeps the last known offers: stale beats failing.
+The catalog in Postgres is the one source of truth for routing: what it says about a provider's
+`priority` and activity, the pinned (`[[models]]`) offers and the aliases (as the canonical ids sync
+wrote) is what this instance ranks by, exactly what `failover explain` shows. `failover sync`
+writes them from the config and announces the change, so every instance follows within a second.
 
-The config is the authority on providers: an offer of a provider the config does not declare (or
-declares inactive) is dropped, and an offer's URL and key variable always come from the config, so
-neither the database nor a request can point the proxy at another host.
+The config's own `[[models]]` offers (with the config's priorities) are the start-up and fallback
+snapshot: they serve until a refresh finds offers in the database (or the shared Redis cache), and
+again whenever the database holds no active offer at all (never synced). A failed refresh keeps the
+last known offers: stale beats failing.
+
+The config stays the authority on hosts and keys: an offer of a provider the config does not
+declare is dropped, and an offer's URL and key variable always come from the config, so neither
+the database nor a request can point the proxy at another host.
 """
 
 from __future__ import annotations
@@ -16,16 +22,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from proxy.canonical import canonical_model_id
-from proxy.config import Config
+from proxy.config import Config, ProviderConfig
 from proxy.types import Offer
+
+CONFIG_SOURCE = "config"
 
 
 def static_offers(config: Config) -> dict[str, list[Offer]]:
+    """The config's `[[models]]` offers of its active providers, with the config's priorities."""
     out: dict[str, list[Offer]] = {}
     for model in config.models:
         for item in model.offers:
             provider = config.provider(item.provider)
-            if provider is None:
+            if provider is None or not provider.is_active:
                 continue
             out.setdefault(model.model_id, []).append(
                 Offer(
@@ -46,38 +55,43 @@ def static_offers(config: Config) -> dict[str, list[Offer]]:
 class Catalog:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._providers = {p.slug: p for p in config.providers if p.is_active}
-        self._aliases = config.alias_map
-        self.source = "config"
+        self.source = CONFIG_SOURCE
         self.loaded_at = time.time()
+        self._snapshot: dict[str, list[Offer]] = {}
         self._offers: dict[str, tuple[Offer, ...]] = {}
-        self.replace(static_offers(config), source="config")
+        self._by_provider_id: dict[str, str] = {}
+        self.replace({}, source=CONFIG_SOURCE)
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply a reloaded config (hosts, keys, static offers, aliases) to the current snapshot."""
+        self.config = config
+        self.replace(self._snapshot, source=self.source)
 
     def replace(self, by_model: Mapping[str, Sequence[Offer]], *, source: str) -> None:
-        """Install a new snapshot: the given offers, plus static offers they do not already cover."""
-        merged: dict[str, dict[tuple[str, str], Offer]] = {}
-        for model_id, statics in static_offers(self.config).items():
-            merged[model_id] = {o.key: o for o in statics}
-        for model_id, offers in by_model.items():
-            for offer in offers:
-                usable = self._configured(offer)
-                if usable is not None:
-                    merged.setdefault(model_id, {})[offer.key] = usable
-        self._offers = {m: tuple(found.values()) for m, found in merged.items() if found}
-        self.source = source
+        """Install a new snapshot: the catalog's offers as they are, or (none given, or the source is
+        the config) the config's static offers."""
+        snapshot = {m: list(o) for m, o in by_model.items() if o}
+        if source == CONFIG_SOURCE or not snapshot:
+            snapshot, source = static_offers(self.config), CONFIG_SOURCE
+        declared = {p.slug: p for p in self.config.providers}
+        offers: dict[str, tuple[Offer, ...]] = {}
+        for model_id, listed in snapshot.items():
+            usable = tuple(_hosted(o, declared[o.provider_slug]) for o in listed if o.provider_slug in declared)
+            if usable:
+                offers[model_id] = usable
+        self._snapshot, self._offers, self.source = snapshot, offers, source
+        self._by_provider_id = {o.provider_model_id.lower(): m for m, found in offers.items() for o in found}
         self.loaded_at = time.time()
 
-    def _configured(self, offer: Offer) -> Offer | None:
-        provider = self._providers.get(offer.provider_slug)
-        if provider is None:
-            return None
-        return replace(offer, base_url=provider.base_url, api_key_env=provider.api_key_env, priority=provider.priority)
-
     def lookup(self, model: str) -> tuple[Offer, ...] | None:
-        """The offers of a canonical model; a provider-style id (`openai/gpt-4`) finds its canonical one."""
+        """The offers of a canonical model. A provider-style id (`openai/gpt-4`) finds the canonical
+        model the catalog files that offer under (aliases as synced), else the canonical-id rule's."""
         found = self._offers.get(model)
         if found is None and model not in self._offers:
-            found = self._offers.get(canonical_model_id(model, self._aliases))
+            canonical = self._by_provider_id.get(model.lower())
+            if canonical is None:
+                canonical = canonical_model_id(model, self.config.alias_map)
+            found = self._offers.get(canonical)
         return found
 
     def models(self) -> list[str]:
@@ -85,3 +99,8 @@ class Catalog:
 
     def offers(self) -> dict[str, tuple[Offer, ...]]:
         return dict(self._offers)
+
+
+def _hosted(offer: Offer, provider: ProviderConfig) -> Offer:
+    """The offer with the configured provider's URL and key variable (never the database's)."""
+    return replace(offer, base_url=provider.base_url, api_key_env=provider.api_key_env)
