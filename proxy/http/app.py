@@ -7,6 +7,9 @@ lifespan that starts and stops the gateway's background work.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,14 +20,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from proxy.config import Config
-from proxy.errors import Unauthorized
+from proxy.config import Config, load_config
+from proxy.errors import ConfigError, Unauthorized
 from proxy.http import admin
-from proxy.http.answers import client_error, error_body
+from proxy.http.answers import client_error, error_body, provider_secrets
 from proxy.http.gateway import Gateway
 from proxy.http.handler import ROUTES, ProxyHandler
 from proxy.types import Receive, Scope, Send
 from proxy.upstream.client import UpstreamClient
+
+log = logging.getLogger("gatewayz.reload")
 
 
 async def list_models(request: Request) -> Response:
@@ -95,6 +100,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 class GatewayApp:
+    # `failover serve` turns this on: SIGHUP belongs to the process, not to an app a test runs in a thread.
+    reload_on_sighup = False
+
     def __init__(self, config: Config, *, client: UpstreamClient | None = None) -> None:
         self.gateway = Gateway(config, client=client)
         self.handler = ProxyHandler(self.gateway)
@@ -116,10 +124,24 @@ class GatewayApp:
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.gateway.start()
+        if self.reload_on_sighup:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reload)
         try:
             yield
         finally:
+            if self.reload_on_sighup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await self.gateway.stop()
+
+    def reload(self) -> None:
+        """Re-read `$FAILOVER_CONFIG` and apply it (`proxy.http.reload`); a bad file keeps the running config."""
+        try:
+            reread = load_config()
+        except ConfigError as exc:
+            log.warning("config reload failed, keeping the running config: %s", exc)
+            return
+        log.info(self.gateway.reload(reread))
+        self.handler.provider_keys = provider_secrets(self.gateway.config)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in ROUTES:

@@ -11,6 +11,10 @@ Background work, none of it on the request path:
 - shared state (`proxy.runtime.peers`): cooldowns and opened circuits published to, and applied from,
   the other instances;
 - the passive-health flusher (`proxy.runtime.flush`), every `health_flush_s`, and once more at shutdown.
+
+`reload(config)` applies a re-read config to the running parts (`proxy.http.reload` says what
+can change live); the request path reads `gateway.settings` per request, so a reload never
+interrupts a request in flight.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from prometheus_client import Gauge
 from proxy.config import Config
 from proxy.errors import CatalogError
 from proxy.failover.attempts import AttemptContext
+from proxy.http.reload import live_config, reload_summary, restart_only_changes
 from proxy.runtime.catalog import Catalog
 from proxy.runtime.flush import HealthFlusher
 from proxy.runtime.metrics import Metrics
@@ -100,11 +105,11 @@ class Gateway:
 
     async def start(self) -> None:
         await self.refresh_catalog()
-        self.spawn(self._every(self.settings.catalog_ttl_s, self.refresh_catalog), "catalog refresh")
-        self.spawn(self._every(GAUGE_INTERVAL_S, self._update_gauges), "state gauges")
+        self.spawn(self._every(lambda: self.settings.catalog_ttl_s, self.refresh_catalog), "catalog refresh")
+        self.spawn(self._every(lambda: GAUGE_INTERVAL_S, self._update_gauges), "state gauges")
         self.spawn(self.refresher.run(), "ranking events")
         if self.config.database_url:
-            self.spawn(self._every(self.settings.health_flush_s, self.flush_health), "health flush")
+            self.spawn(self._every(lambda: self.settings.health_flush_s, self.flush_health), "health flush")
         if self.shared is not None:
             self.spawn(self.shared.run(), "redis shared state")
         if self.listener is not None:
@@ -183,10 +188,27 @@ class Gateway:
             self._gauge_values[key] = value
             self.metrics.child(gauge, *labels).set(value)
 
+    def reload(self, reread: Config) -> str:
+        """Apply a re-read config to the running gateway; return the log line that says what happened."""
+        restart = restart_only_changes(self.config, reread)
+        config = live_config(self.config, reread)
+        summary = reload_summary(self.config, config, restart)
+        self.config, self.settings = config, config.proxy
+        self.keys = {p.slug: p.api_key for p in config.providers}
+        self.state.settings = config.proxy
+        self.flusher.circuit_cooldown_s = config.proxy.circuit_cooldown_s
+        self.flusher.history_interval_s = config.health.traffic_history_interval_s
+        if self.shared is not None:
+            self.shared.circuit_cooldown_s = config.proxy.circuit_cooldown_s
+        self.context.settings, self.context.keys = config.proxy, self.keys
+        self.catalog.reconfigure(config)
+        self._bind_labels()
+        return summary
+
     @staticmethod
-    async def _every(seconds: float, work: Callable[[], Awaitable[None]]) -> None:
+    async def _every(seconds: Callable[[], float], work: Callable[[], Awaitable[None]]) -> None:
         while True:
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(seconds())
             try:
                 await work()
             except Exception:  # a background loop must survive; the failure is logged with its context

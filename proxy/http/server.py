@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import os
+import signal
 import sys
 import tempfile
 from typing import TextIO
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from proxy.config import load_config
 from proxy.http.app import GatewayApp, create_app
@@ -36,6 +40,7 @@ def app_from_environment() -> GatewayApp:
         configure_logging()
         batched = [h for h in logging.getLogger("gatewayz.access").handlers if isinstance(h, BatchedStreamHandler)]
     app.handler.write_access = batched[0].write_line
+    app.reload_on_sighup = True
     tune_gc()
     return app
 
@@ -118,6 +123,7 @@ def configure_logging() -> None:
     access.setLevel(logging.INFO)
     access.propagate = False
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("gatewayz.reload").setLevel(logging.INFO)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -135,7 +141,7 @@ def run_serve(args: argparse.Namespace) -> int:
     for warning in config.key_warnings():
         print(f"failover serve: warning: {warning}", file=sys.stderr)
     print(f"failover proxy listening on http://{host}:{port}/v1 ({args.workers} worker(s))", file=sys.stderr)
-    uvicorn.run(
+    settings = uvicorn.Config(
         "proxy.http.server:app_from_environment",
         factory=True,
         host=host,
@@ -149,4 +155,21 @@ def run_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(config.proxy.shutdown_grace_s),
         lifespan="on",
     )
-    return 0
+    if args.workers > 1:
+        ReloadingMultiprocess(settings, sockets=[settings.bind_socket()]).run()
+        return 0
+    server = uvicorn.Server(settings)
+    server.run()
+    return 0 if server.started else STARTUP_FAILURE
+
+
+class ReloadingMultiprocess(Multiprocess):
+    """uvicorn's worker supervisor, except that SIGHUP is passed on to every worker, which reloads the
+    config in place (`GatewayApp.reload`): no worker is replaced, so none loses its cooldowns, circuits
+    or requests in flight, and each logs what it applied and what needs a restart."""
+
+    def handle_hup(self) -> None:
+        for process in self.processes:
+            if process.pid is not None:
+                with contextlib.suppress(ProcessLookupError):  # a worker that just died is replaced anyway
+                    os.kill(process.pid, signal.SIGHUP)
