@@ -84,6 +84,7 @@ async def readyz(request: Request) -> Response:
 
 async def metrics(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
+    await gateway.update_gauges()
     return Response(gateway.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 

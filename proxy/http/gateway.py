@@ -106,7 +106,7 @@ class Gateway:
     async def start(self) -> None:
         await self.refresh_catalog()
         self.spawn(self._every(lambda: self.settings.catalog_ttl_s, self.refresh_catalog), "catalog refresh")
-        self.spawn(self._every(lambda: GAUGE_INTERVAL_S, self._update_gauges), "state gauges")
+        self.spawn(self._every(lambda: GAUGE_INTERVAL_S, self.update_gauges), "state gauges")
         self.spawn(self.refresher.run(), "ranking events")
         if self.config.database_url:
             self.spawn(self._every(lambda: self.settings.health_flush_s, self.flush_health), "health flush")
@@ -164,8 +164,9 @@ class Gateway:
         with contextlib.suppress(*DATABASE_ERRORS):
             await self.flusher.flush()
 
-    async def _update_gauges(self) -> None:
-        """The offer-state and circuit gauges of every offer. A gauge is set only when its value
+    async def update_gauges(self) -> None:
+        """The offer-state and circuit gauges of every offer, from what this instance knows now (every
+        `GAUGE_INTERVAL_S`, and before each scrape). A gauge is set only when its value
         changed since the last pass, and the pass yields to the event loop every `GAUGE_SLICE`
         offers: setting hundreds of labelled gauges at once held the loop for 7-14 ms every 5 s
         (`python -m bench.tail`), a request's worth of delay on whichever request was in flight."""
@@ -196,7 +197,6 @@ class Gateway:
         self.config, self.settings = config, config.proxy
         self.keys = {p.slug: p.api_key for p in config.providers}
         self.state.settings = config.proxy
-        self.flusher.circuit_cooldown_s = config.proxy.circuit_cooldown_s
         self.flusher.history_interval_s = config.health.traffic_history_interval_s
         if self.shared is not None:
             self.shared.circuit_cooldown_s = config.proxy.circuit_cooldown_s

@@ -26,6 +26,7 @@ from proxy.config import load_config
 from proxy.http.app import GatewayApp, create_app
 from proxy.http.head_guard import GuardedHttpToolsProtocol
 from proxy.listen import ensure_can_listen
+from proxy.runtime import multiproc
 from proxy.store.database import database_url
 
 # A young-generation collection every 10,000 net allocations instead of 700 (the default).
@@ -132,8 +133,11 @@ def run_serve(args: argparse.Namespace) -> int:
         os.environ["FAILOVER_CONFIG"] = str(args.config)
     if config.database_url is None:
         os.environ["DATABASE_URL"] = database_url(config)
-    if args.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gatewayz-metrics-")
+    if os.environ.get(multiproc.ENV):
+        os.makedirs(os.environ[multiproc.ENV], exist_ok=True)
+        multiproc.empty_folder(os.environ[multiproc.ENV])  # an operator's folder: nothing of an earlier run
+    elif args.workers > 1:
+        os.environ[multiproc.ENV] = tempfile.mkdtemp(prefix="gatewayz-metrics-")
     host = args.host or config.proxy.host
     port = args.port if args.port is not None else config.proxy.port
     ensure_can_listen(host, port)  # before saying "listening": a busy port is one line, not a traceback

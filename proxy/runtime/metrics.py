@@ -2,8 +2,8 @@
 
 Each app owns a `Metrics` with its own registry (so tests can build many apps in one process). With
 `PROMETHEUS_MULTIPROC_DIR` set (several uvicorn workers), values go to that folder and `/metrics`
-aggregates every worker's files. Label values are limited to catalog models and configured
-providers: anything else is reported as `other`.
+aggregates every worker's files (`proxy.runtime.multiproc`: the gauges count only live workers).
+Label values are limited to catalog models and configured providers: anything else is `other`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from proxy.labels import bounded_label
+from proxy.runtime.multiproc import ENV, forget_dead_workers
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -170,14 +171,14 @@ class Metrics:
             "gatewayz_offer_state",
             "Offer health: 0 healthy, 1 degraded, 2 unhealthy, 3 unknown",
             ["provider", "model"],
-            multiprocess_mode="mostrecent",
+            multiprocess_mode="livemostrecent",
             registry=r,
         )
         self.circuit_open = Gauge(
             "gatewayz_circuit_open",
             "1 while the offer's circuit is open",
             ["provider", "model"],
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
             registry=r,
         )
 
@@ -228,8 +229,9 @@ class Metrics:
             pending.flush()
 
     def exposition(self) -> bytes:
-        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        folder = os.environ.get(ENV)
         if folder:
+            forget_dead_workers(folder)
             registry = CollectorRegistry()
             MultiProcessCollector(registry, path=folder)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
