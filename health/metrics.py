@@ -65,6 +65,8 @@ class WorkerMetrics:
             ["outcome"],
             registry=r,
         )
+        for outcome in ROUND_OUTCOMES:  # at 0 from the start, so the first failed round shows in increase()
+            self.rounds.labels(outcome=outcome)
         self.changes = Counter(
             "gatewayz_health_changes",
             "Offer status changes the worker derived, by provider and new status",

@@ -317,8 +317,14 @@ def test_dashboard_queries_only_exported_metrics() -> None:
         "gatewayz_cost_usd_total",
         "gatewayz_cache_lookups_total",
         "gatewayz_probes_total",
+        "gatewayz_worker_rounds_total",
     }
     assert wanted <= queried, f"panels missing for {sorted(wanted - queried)}"
+
+
+def test_dashboard_shows_scrape_targets_down() -> None:
+    exprs = dashboard_exprs(json.loads(DASHBOARD.read_text(encoding="utf-8")))
+    assert any(re.search(r"\bup\s*==\s*0", expr) for expr in exprs), "no panel for targets Prometheus cannot scrape"
 
 
 def test_dashboard_panels_use_the_provisioned_datasource() -> None:
