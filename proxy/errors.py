@@ -23,7 +23,8 @@
     │   ├── StreamIdle                after commit: no chunk within stream_idle_timeout_s
     │   └── StreamBroken              after commit: the connection dropped mid-stream
     ├── AllOffersFailed               503 all_providers_failed, carrying every Attempt
-    └── ClientDisconnected            the client went away before its answer was complete (logged as 499)
+    ├── ClientDisconnected            the client went away before its answer was complete (logged as 499)
+    └── ShuttingDown                  the answer was still under way shutdown_grace_s after SIGTERM
 
 Each class has a short `code`: the metric label and the `status` in an answer's `attempts` list.
 """
@@ -179,3 +180,7 @@ class AllOffersFailed(GatewayError):
 
 class ClientDisconnected(GatewayError):
     code = "client_disconnected"
+
+
+class ShuttingDown(GatewayError):
+    code = "proxy_shutdown"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -107,3 +108,55 @@ def test_several_workers_share_one_metrics_view(mock_provider: Any, fresh_databa
             child.wait(timeout=15)
         log = child.stderr.read().decode() if child.stderr else ""
     assert log.count('"route":"/v1/chat/completions"') == 20  # every worker writes its access lines
+
+
+STREAM_CONFIG = """
+[proxy]
+shutdown_grace_s = 1
+[[providers]]
+slug = "slow"
+name = "Slow"
+base_url = "{url}"
+listing = "none"
+[[models]]
+model_id = "gpt-4"
+offers = [{{ provider = "slow", provider_model_id = "gpt-4" }}]
+"""
+
+
+def test_a_stream_longer_than_the_grace_period_ends_with_the_error_event(
+    mock_provider: Any, fresh_database_url: str, tmp_path: Path
+) -> None:
+    slow = mock_provider("slow", chunk_interval_ms=300, chunks=60)  # about 18 s of stream
+    config = tmp_path / "failover.toml"
+    config.write_text(STREAM_CONFIG.format(url=slow.url))
+    port = free_port()
+    env = {**os.environ, "FAILOVER_CONFIG": str(config), "DATABASE_URL": fresh_database_url}
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log_file:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "proxy.cli", "serve", "--port", str(port)],
+            env=env, stdout=subprocess.DEVNULL, stderr=log_file,
+        )  # fmt: skip
+        try:
+            wait_ready(port, child)
+            lines = []
+            body = {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            with httpx.stream("POST", url, json=body, timeout=30) as response:
+                for line in response.iter_lines():  # an incomplete chunked read would raise here
+                    lines.append(line)
+                    if len(lines) == 1:
+                        child.send_signal(signal.SIGTERM)
+            assert child.wait(timeout=20) in (0, -signal.SIGTERM)
+        finally:
+            if child.poll() is None:
+                child.kill()
+    events = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+    assert "[DONE]" not in events and len(events) < 50
+    assert json.loads(events[-1])["error"]["code"] == "proxy_shutdown"
+    log = log_path.read_text()
+    assert "Traceback" not in log, log
+    (access,) = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert (access["status"], access["outcome"], access["provider"]) == (200, "proxy_shutdown", "slow")
+    assert len([line for line in log.splitlines() if not line.startswith("{") and "listening on" not in line]) == 1, log

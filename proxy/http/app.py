@@ -11,7 +11,7 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
@@ -103,6 +103,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 class GatewayApp:
     # `failover serve` turns this on: SIGHUP belongs to the process, not to an app a test runs in a thread.
     reload_on_sighup = False
+    flush_access: Callable[[], None] | None = None  # writes access lines still waiting in a batch
 
     def __init__(self, config: Config, *, client: UpstreamClient | None = None) -> None:
         self.gateway = Gateway(config, client=client)
@@ -133,6 +134,8 @@ class GatewayApp:
             if self.reload_on_sighup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await self.gateway.stop()
+            if self.flush_access is not None:  # uvicorn may end the process by its signal: no atexit
+                self.flush_access()
 
     def reload(self) -> None:
         """Re-read `$FAILOVER_CONFIG` and apply it (`proxy.http.reload`); a bad file keeps the running config."""

@@ -26,6 +26,7 @@ from proxy.errors import (
     ModelNotFound,
     NoOfferAllowed,
     RequestTimeout,
+    ShuttingDown,
     Unauthorized,
     UpstreamError,
     UpstreamStatus,
@@ -38,6 +39,7 @@ from proxy.http.answers import (
     Headers,
     all_failed,
     client_error,
+    error_body,
     forwarded_headers,
     gateway_headers,
     provider_secrets,
@@ -80,6 +82,7 @@ class Exchange:
     usage: Usage | None = None
     finished: bool = False  # the answer is complete: a disconnect now changes nothing
     disconnected: bool = False
+    streaming: bool = False  # a stream's 200 went out and its end has not yet
 
 
 class ProxyHandler:
@@ -113,10 +116,13 @@ class ProxyHandler:
         except ClientDisconnected:
             ex.status, ex.outcome = 499, ClientDisconnected.code
         except asyncio.CancelledError:
-            if not ex.disconnected or task is None:
+            if task is None:
                 raise
             task.uncancel()
-            ex.status, ex.outcome = 499, ClientDisconnected.code
+            if ex.disconnected:
+                ex.status, ex.outcome = 499, ClientDisconnected.code
+            else:  # only the server cancels otherwise: uvicorn, shutdown_grace_s after SIGTERM
+                await self._end_at_shutdown(ex, send)
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -191,11 +197,13 @@ class ProxyHandler:
             ex.usage, ex.outcome = usage_of(served.parsed), "ok"
             return
         await send({"type": "http.response.start", "status": ex.status, "headers": headers})
+        ex.streaming = True
         tail = UsageTail()
         error: UpstreamError | None = None
         try:
             idle = self.gateway.settings.stream_idle_timeout_s
             error = await relay_stream(send, served.response, served.first, idle, tail)
+            ex.streaming = False
         finally:
             ex.finished = True
         ex.usage, ex.outcome = tail.usage(), ("ok" if error is None else error.code)
@@ -216,6 +224,19 @@ class ProxyHandler:
         ex.status, ex.finished = status, True
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _end_at_shutdown(self, ex: Exchange, send: Send) -> None:
+        """End an answer the server stopped waiting for: a committed stream gets the error event (and
+        no `[DONE]`), an answer not yet begun a 503; either way it is counted and logged as such."""
+        error = ShuttingDown("the proxy shut down before this answer was complete")
+        if ex.streaming:
+            ex.streaming = False
+            body = error_body(str(error), "server_error", error.code)
+            await send({"type": "http.response.body", "body": b"data: " + body + b"\n\n", "more_body": False})
+        elif not ex.finished:
+            body = error_body(str(error), "server_error", error.code)
+            await self._reply_error(ex, send, 503, body, [])
+        ex.outcome = error.code
 
     def _account(self, ex: Exchange) -> None:
         metrics = self.gateway.metrics
