@@ -41,6 +41,8 @@ class Leadership:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
             self.held = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key))
+            if self.held:
+                log.info("took the probing leadership: this worker probes from now on")
         except DATABASE_ERRORS as exc:
             if self.held:
                 log.warning("lost the probing leadership (lock connection gone): %s", exc)

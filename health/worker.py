@@ -42,7 +42,7 @@ from health.store import (
     write_decision,
 )
 from proxy.config import Config, command_config
-from proxy.errors import ConfigError
+from proxy.errors import CatalogError, ConfigError
 from proxy.failover.ranking import rank_offers
 from proxy.store.database import DATABASE_ERRORS, create_pool, database_url
 from proxy.store.migrate import apply_migrations
@@ -50,6 +50,7 @@ from proxy.store.offers import load_offers
 from proxy.upstream.session import provider_session
 
 log = logging.getLogger("gatewayz.health")
+DATABASE_RETRY_S, DATABASE_RETRY_MAX_S = 0.2, 5.0  # waiting for the database at start
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +93,7 @@ class HealthWorker:
         self._counts: dict[int, Counts] = {}
 
     async def __aenter__(self) -> HealthWorker:
-        self.pool = await create_pool(self.url, min_size=1, max_size=4)
+        self.pool = await wait_for_database(self.url)
         try:
             await apply_migrations(self.pool)
         except BaseException:
@@ -208,6 +209,25 @@ class HealthWorker:
         except Exception:  # the worker must survive any one round; logged with its traceback and counted
             log.exception("health round failed")
             self.metrics.observe_round("failed")
+
+
+async def wait_for_database(url: str) -> asyncpg.Pool:
+    """A pool on `url`, trying again (0.2 s apart, doubling up to 5 s) while the server is unreachable
+    or the database does not exist yet, as `serve` does; says so once, and once more when it is there."""
+    delay_s, waited = DATABASE_RETRY_S, False
+    while True:
+        try:
+            pool = await create_pool(url, min_size=1, max_size=4)
+        except CatalogError as exc:
+            if not waited:
+                log.warning("database unavailable, waiting for it: %s", exc)
+                waited = True
+            await asyncio.sleep(delay_s)
+            delay_s = min(DATABASE_RETRY_MAX_S, delay_s * 2)
+            continue
+        if waited:
+            log.info("database reachable: starting")
+        return pool
 
 
 def run_health(args: argparse.Namespace) -> int:

@@ -4,17 +4,25 @@ history and tracking rows, leadership between two workers, pruning, and the CLI.
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import subprocess
+import sys
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from health.worker import HealthWorker, RoundReport
 from proxy.cli import main
+from proxy.config import load_config
 from proxy.store.health_counts import CountsRow, add_health_counts
 from proxy.types import PassiveCounts
+from tests.conftest import _swap_database
 from tests.health_helpers import FAST, KEYS, eventually, health_config, offer_health, rows, sync, tracking
 
 
@@ -198,8 +206,9 @@ async def _is(url: str, slug: str, status: str) -> bool:
 
 
 async def test_two_workers_never_probe_an_offer_twice_in_a_round_and_one_takes_over(
-    fresh_database_url: str, mock_provider: Any
+    fresh_database_url: str, mock_provider: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="gatewayz.health")
     a, b = mock_provider("a"), mock_provider("b")
     config = health_config([("a", a.url), ("b", b.url)], {"gpt-4": ["a", "b"], "llama": ["a", "b"]})
     await sync(fresh_database_url, config)
@@ -223,6 +232,8 @@ async def test_two_workers_never_probe_an_offer_twice_in_a_round_and_one_takes_o
         await tasks[1 - leader_index]
         taken_over = sample(standby, "gatewayz_worker_rounds_total", outcome="probed")
         assert sample(standby, "gatewayz_worker_rounds_total", outcome="standby") >= 3
+    taking = [r for r in caplog.records if r.getMessage().startswith("took the probing leadership")]
+    assert len(taking) == 2  # the first leader, then the standby that took over
     assert probed >= 3
     total_rounds = probed + taken_over
     for mock in (a, b):
@@ -271,3 +282,61 @@ offers = [{{ provider = "a", provider_model_id = "a/gpt-4" }}]
     assert "probed 1 offers (0 failed)" in capsys.readouterr().err
     assert main(["--config", str(config_file), "health", "--once", "--interval", "0"]) == 2
     assert a.stats()["requests"] == 1
+
+
+CLI_CONFIG = """
+[[providers]]
+slug = "a"
+name = "A"
+base_url = "{url}"
+api_key_env = "A_API_KEY"
+listing = "none"
+
+[[models]]
+model_id = "gpt-4"
+offers = [{{ provider = "a", provider_model_id = "a/gpt-4" }}]
+"""
+
+
+async def test_health_started_before_its_database_exists_waits_then_probes(
+    pg_server_url: str, mock_provider: Any, tmp_path: Path
+) -> None:
+    config_file = tmp_path / "failover.toml"
+    config_file.write_text(CLI_CONFIG.format(url=mock_provider("a").url), encoding="utf-8")
+    name = f"failover_test_{uuid.uuid4().hex[:12]}"
+    url = _swap_database(pg_server_url, name)
+    env = {**os.environ, "DATABASE_URL": url, "A_API_KEY": KEYS["A_API_KEY"], "FAILOVER_CONFIG": str(config_file)}
+    env.pop("REDIS_URL", None)
+    logs = [(tmp_path / f"{kind}.log").open("wb") for kind in ("once", "forever")]
+    commands = [["health", "--once"], ["health", "--interval", "0.2"]]
+    children = [
+        subprocess.Popen([sys.executable, "-m", "proxy.cli", *command], env=env, stdout=log, stderr=log)
+        for command, log in zip(commands, logs, strict=True)
+    ]
+    try:
+        await asyncio.sleep(2.0)
+        assert [child.poll() for child in children] == [None, None]  # both wait for the database
+        admin = await asyncpg.connect(pg_server_url)
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        config = load_config(config_file, {"A_API_KEY": KEYS["A_API_KEY"]})
+        await sync(url, config)
+        assert await asyncio.to_thread(children[0].wait, 60) == 0
+        await eventually(lambda: rows(url, "SELECT 1 FROM model_health_history WHERE source = 'probe'"), timeout=30)
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+                child.wait(timeout=15)
+        for log in logs:
+            log.close()
+        admin = await asyncpg.connect(pg_server_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+    once, forever = ((tmp_path / f"{kind}.log").read_text() for kind in ("once", "forever"))
+    assert "database unavailable, waiting for it" in once and "probed" in once, once
+    assert "database unavailable, waiting for it" in forever and "took the probing leadership" in forever, forever
