@@ -160,3 +160,50 @@ def test_a_stream_longer_than_the_grace_period_ends_with_the_error_event(
     (access,) = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert (access["status"], access["outcome"], access["provider"]) == (200, "proxy_shutdown", "slow")
     assert len([line for line in log.splitlines() if not line.startswith("{") and "listening on" not in line]) == 1, log
+
+
+SHARED_CONFIG = """
+[[providers]]
+slug = "limited"
+name = "Limited"
+base_url = "{limited}"
+listing = "none"
+[[providers]]
+slug = "other"
+name = "Other"
+base_url = "{other}"
+listing = "none"
+priority = 1
+[[models]]
+model_id = "gpt-4"
+offers = [{{ provider = "limited", provider_model_id = "gpt-4" }}, {{ provider = "other", provider_model_id = "gpt-4" }}]
+"""
+
+
+def test_workers_without_redis_share_a_cooldown(mock_provider: Any, fresh_database_url: str, tmp_path: Path) -> None:
+    limited, other = mock_provider("limited", fault="rate_limit", retry_after="30"), mock_provider("other")
+    config = tmp_path / "failover.toml"
+    config.write_text(SHARED_CONFIG.format(limited=limited.url, other=other.url))
+    port = free_port()
+    env = {**os.environ, "FAILOVER_CONFIG": str(config), "DATABASE_URL": fresh_database_url}
+    env.pop("REDIS_URL", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "proxy.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    with child:
+        try:
+            wait_ready(port, child)
+            time.sleep(1.0)  # both workers listening
+            body = {"model": "gpt-4", "messages": [{"role": "user", "content": "hi"}]}
+            providers = []
+            for _ in range(12):  # new connections, spread over both workers by the kernel
+                response = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=10)
+                providers.append(response.headers["x-gatewayz-provider"])
+                time.sleep(0.1)
+        finally:
+            child.terminate()
+            child.wait(timeout=15)
+    assert providers == ["other"] * 12
+    assert limited.stats()["requests"] == 1  # one 429 with Retry-After: 30 cooled the offer for every worker

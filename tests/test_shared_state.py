@@ -58,8 +58,8 @@ def test_the_outbox_sends_only_what_is_still_in_force() -> None:
     ]
     for event in events:
         shared.publish(event)  # no I/O: Redis is never reached here
-    assert shared._fresh_events(now) == [events[1], events[2]]
-    assert shared._fresh_events(now) == []
+    assert shared.fresh_events(now) == [events[1], events[2]]
+    assert shared.fresh_events(now) == []
 
 
 def chat(proxy: Any) -> httpx.Response:
@@ -142,3 +142,18 @@ def test_with_redis_down_each_instance_serves_alone_then_reconnects(mock_provide
             # the cooldown set while Redis was down reached the other instance once it was back
             wait_until(lambda: cooling(second, ("a", "a/gpt-4")))
             assert served(chat(second)) == ("b", "1")
+
+
+def test_without_redis_a_cooldown_reaches_the_other_instance_through_postgres(
+    mock_provider: Any, proxy_server: Any, fresh_database_url: str
+) -> None:
+    a, b = mock_provider("a", fault="rate_limit", retry_after="30"), mock_provider("b")
+    config = health_config([("a", a.url), ("b", b.url)], env={"DATABASE_URL": fresh_database_url})
+    first, second = proxy_server(config), proxy_server(config)
+    for instance in (first, second):
+        wait_until(lambda i=instance: i.gateway.listener.listening and i.gateway.database_status == "ok")
+    assert served(chat(first)) == ("b", "2")  # a answered 429 with Retry-After: 30
+    wait_until(lambda: cooling(second, ("a", "a/gpt-4")))
+    assert served(chat(second)) == ("b", "1")
+    assert a.stats()["requests"] == 1
+    assert second.gateway.pg_peers.received == 1 and first.gateway.pg_peers.received == 0

@@ -8,8 +8,9 @@ Background work, none of it on the request path:
 - ranking events (`proxy.runtime.refresh`): from Redis pub/sub (`proxy.runtime.peers`) when `REDIS_URL` is set,
   else from Postgres `LISTEN` (`proxy.runtime.pg_listen`); the TTL refresh is the safety net, and also
   reconnects a database that was down at start-up;
-- shared state (`proxy.runtime.peers`): cooldowns and opened circuits published to, and applied from,
-  the other instances;
+- shared state: cooldowns and opened circuits published to, and applied from, the other instances
+  (and the other workers of `serve --workers N`), through Redis (`proxy.runtime.peers`) or else
+  Postgres NOTIFY (`proxy.runtime.pg_peers`);
 - the passive-health flusher (`proxy.runtime.flush`), every `health_flush_s`, and once more at shutdown.
 
 `reload(config)` applies a re-read config to the running parts (`proxy.http.reload` says what
@@ -37,6 +38,7 @@ from proxy.runtime.flush import HealthFlusher
 from proxy.runtime.metrics import Metrics
 from proxy.runtime.peers import SharedState
 from proxy.runtime.pg_listen import PostgresListener
+from proxy.runtime.pg_peers import PostgresPeers
 from proxy.runtime.refresh import CatalogRefresher
 from proxy.runtime.state import RuntimeState
 from proxy.store.database import DATABASE_ERRORS, create_pool, redact_url
@@ -78,8 +80,15 @@ class Gateway:
             self.state.publish = self.shared.publish
             self.refresher.cache = self.shared
         self.listener: PostgresListener | None = None
+        self.pg_peers: PostgresPeers | None = None
         if config.database_url and self.shared is None:
-            self.listener = PostgresListener(config.database_url.reveal(), self.refresher.request)
+            self.pg_peers = PostgresPeers(
+                self.state, lambda: self.pool, circuit_cooldown_s=config.proxy.circuit_cooldown_s
+            )
+            self.state.publish = self.pg_peers.publish
+            self.listener = PostgresListener(
+                config.database_url.reveal(), self.refresher.request, on_state=self.pg_peers.receive
+            )
         self.flusher = HealthFlusher(self.state, config.health, lambda: self.pool)
         self.context = AttemptContext(self.settings, self.client, self.state, self.keys, self.metrics)
         self._bind_labels()
@@ -114,6 +123,8 @@ class Gateway:
             self.spawn(self.shared.run(), "redis shared state")
         if self.listener is not None:
             self.spawn(self.listener.run(), "postgres listen")
+        if self.pg_peers is not None:
+            self.spawn(self.pg_peers.run(), "postgres shared state")
 
     def spawn(self, work: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(work))
@@ -198,8 +209,9 @@ class Gateway:
         self.keys = {p.slug: p.api_key for p in config.providers}
         self.state.settings = config.proxy
         self.flusher.history_interval_s = config.health.traffic_history_interval_s
-        if self.shared is not None:
-            self.shared.circuit_cooldown_s = config.proxy.circuit_cooldown_s
+        for peers in (self.shared, self.pg_peers):
+            if peers is not None:
+                peers.circuit_cooldown_s = config.proxy.circuit_cooldown_s
         self.context.settings, self.context.keys = config.proxy, self.keys
         self.catalog.reconfigure(config)
         self._bind_labels()

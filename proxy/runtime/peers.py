@@ -22,8 +22,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -32,6 +30,7 @@ from redis.exceptions import RedisError
 
 from proxy.config import Secret
 from proxy.runtime.backoff import Backoff
+from proxy.runtime.exchange import StateExchange
 from proxy.runtime.state import RuntimeState
 from proxy.store.redis import REDIS_ERRORS, redis_client
 from proxy.store.wire import (
@@ -46,17 +45,16 @@ from proxy.store.wire import (
     state_field,
     state_key,
 )
-from proxy.types import Offer, StateEvent
+from proxy.types import Offer
 
 log = logging.getLogger("gatewayz.shared")
-OUTBOX_LIMIT = 1000
 READ_TIMEOUT_S = 1.0
 STATE_TTL_S = 3600  # the state hash outlives its last write by this long; readers skip stale entries
 
 CachedOffers = dict[str, tuple[list[Offer], float]]
 
 
-class SharedState:
+class SharedState(StateExchange):
     def __init__(
         self,
         url: Secret,
@@ -67,11 +65,9 @@ class SharedState:
         circuit_cooldown_s: float,
         backoff: Backoff | None = None,
     ) -> None:
+        super().__init__(state, circuit_cooldown_s=circuit_cooldown_s)
         self.url = url
-        self.state = state
         self.on_rankings = on_rankings
-        self.circuit_cooldown_s = circuit_cooldown_s
-        self.instance_id = uuid.uuid4().hex
         self.state_channel = state_channel(prefix)
         self.rankings_channel = rankings_channel(prefix)
         self.offers_key = offers_key(prefix)
@@ -79,14 +75,6 @@ class SharedState:
         self.backoff = backoff or Backoff()
         self.status = "unreachable"  # ok | unreachable
         self.client: aioredis.Redis | None = None
-        self.received = 0  # events from other instances applied here
-        self._outbox: deque[StateEvent] = deque(maxlen=OUTBOX_LIMIT)
-        self._wake = asyncio.Event()
-
-    def publish(self, event: StateEvent) -> None:
-        """Queue an event for the other instances; called on the request path, so no I/O here."""
-        self._outbox.append(event)
-        self._wake.set()
 
     async def run(self) -> None:
         """Stay subscribed; on any Redis failure, back off and reconnect. Runs until cancelled."""
@@ -142,7 +130,7 @@ class SharedState:
             if name == self.rankings_channel:
                 self.on_rankings(decode_ranking_event(data))
             elif name == self.state_channel:
-                self._apply(*decode_state_event(data))
+                self.apply(*decode_state_event(data))
         except ValueError as exc:
             log.warning("ignoring a malformed event on %s: %s", name, exc)
 
@@ -156,28 +144,13 @@ class SharedState:
             except ValueError as exc:
                 log.warning("ignoring a malformed entry of %s: %s", self.state_key, exc)
                 continue
-            if self._horizon(event) > now:
-                self._apply(event, origin)
-
-    def _horizon(self, event: StateEvent) -> float:
-        """Until when an event matters: a cooldown's end, or an open circuit's first trial."""
-        return event.until if event.kind == "cooldown" else event.until + self.circuit_cooldown_s
-
-    def _apply(self, event: StateEvent, origin: str) -> None:
-        if origin == self.instance_id:
-            return
-        if event.kind == "cooldown":
-            self.state.set_cooldown((event.provider, event.provider_model_id), event.until)
-        else:
-            self.state.open_circuit(event.provider, event.provider_model_id, event.until)
-        self.received += 1
+            if self.horizon(event) > now:
+                self.apply(event, origin)
 
     async def _send(self, client: aioredis.Redis) -> None:
         while True:
-            if not self._outbox:  # events left by a failed session go out first
-                await self._wake.wait()
-            self._wake.clear()
-            events = self._fresh_events(time.time())
+            await self.wait_for_events()
+            events = self.fresh_events(time.time())
             if not events:
                 continue
             try:
@@ -189,17 +162,8 @@ class SharedState:
                     pipe.expire(self.state_key, STATE_TTL_S)
                     await pipe.execute()
             except REDIS_ERRORS:
-                self._outbox.extendleft(reversed(events))
+                self.requeue(events)
                 raise
-
-    def _fresh_events(self, now: float) -> list[StateEvent]:
-        """Take the outbox, leaving out cooldowns already over and circuits that opened too long ago."""
-        events = []
-        while self._outbox:
-            event = self._outbox.popleft()
-            if self._horizon(event) > now:
-                events.append(event)
-        return events
 
     async def read_offers(self, models: Sequence[str] | None) -> CachedOffers:
         """The shared cache's entries for `models` (all when None); raises `RedisError` when unreachable."""

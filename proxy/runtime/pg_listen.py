@@ -1,4 +1,5 @@
-"""Ranking events through Postgres, for deployments without Redis: `LISTEN gatewayz_rankings`.
+"""Events through Postgres, for deployments without Redis: `LISTEN gatewayz_rankings` (and
+`gatewayz_state`, the other instances' cooldowns and circuits, when `on_state` is given).
 
 One dedicated connection (not from the pool) listens; the health worker `NOTIFY`s in the same
 transaction that changes a status, so an event is never seen before its data. When the connection
@@ -17,7 +18,7 @@ import asyncpg
 
 from proxy.runtime.backoff import Backoff
 from proxy.store.database import DATABASE_ERRORS
-from proxy.store.wire import PG_RANKINGS_CHANNEL, RankingEvent, decode_ranking_event
+from proxy.store.wire import PG_RANKINGS_CHANNEL, PG_STATE_CHANNEL, RankingEvent, decode_ranking_event
 
 log = logging.getLogger("gatewayz.listen")
 CONNECT_TIMEOUT_S = 5.0
@@ -26,10 +27,16 @@ LIVENESS_POLL_S = 1.0
 
 class PostgresListener:
     def __init__(
-        self, url: str, on_rankings: Callable[[RankingEvent], None], *, backoff: Backoff | None = None
+        self,
+        url: str,
+        on_rankings: Callable[[RankingEvent], None],
+        *,
+        on_state: Callable[[str], None] | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.url = url
         self.on_rankings = on_rankings
+        self.on_state = on_state
         self.backoff = backoff or Backoff()
         self.listening = False
 
@@ -55,6 +62,8 @@ class PostgresListener:
             lost = asyncio.Event()
             conn.add_termination_listener(lambda _conn: lost.set())
             await conn.add_listener(PG_RANKINGS_CHANNEL, self._notified)
+            if self.on_state is not None:
+                await conn.add_listener(PG_STATE_CHANNEL, self._state_notified)
             self.listening = True
             self.backoff.reset()
             if refresh:
@@ -73,3 +82,7 @@ class PostgresListener:
             self.on_rankings(decode_ranking_event(str(payload)))
         except ValueError as exc:
             log.warning("ignoring a malformed ranking event: %s", exc)
+
+    def _state_notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        if self.on_state is not None:
+            self.on_state(str(payload))

@@ -5,6 +5,7 @@
     Redis hash     {prefix}:offers            model -> {"version", "offers": [ranked offers]}
     Redis hash     {prefix}:state             "kind|provider|model" -> the latest StateEvent (catch-up on connect)
     Postgres       NOTIFY gatewayz_rankings   RankingEvent   the same, for deployments without Redis
+    Postgres       NOTIFY gatewayz_state      StateEvent     the same, for deployments without Redis
 
 Payloads are JSON. A `RankingEvent` with `models = None` means "every model" (a NOTIFY payload is
 limited to 8000 bytes). Every decoder raises `ValueError` on a payload it cannot use, so a listener
@@ -22,6 +23,7 @@ import orjson
 from proxy.types import Health, Offer, StateEvent
 
 PG_RANKINGS_CHANNEL = "gatewayz_rankings"
+PG_STATE_CHANNEL = "gatewayz_state"
 NOTIFY_LIMIT_BYTES = 7900
 STATE_KINDS = ("cooldown", "circuit_open")
 

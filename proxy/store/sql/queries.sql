@@ -240,6 +240,6 @@ FROM offer_catalog c
 LEFT JOIN model_health_tracking t ON t.offer_id = c.offer_id
 WHERE c.offer_is_active AND c.provider_is_active;
 
--- name: notify_rankings
--- A ranking event for proxies without Redis ($1 channel, $2 JSON payload), sent at commit.
+-- name: notify
+-- An event for proxies without Redis ($1 channel, $2 JSON payload), sent at commit.
 SELECT pg_notify($1, $2);
