@@ -2,7 +2,9 @@
 
 With `DATABASE_URL` unset the embedded PostgreSQL is started first and its URL handed to the
 workers through the environment. SIGTERM stops accepting connections, lets in-flight requests
-finish for up to `shutdown_grace_s`, then the lifespan stops every background task.
+finish for up to `shutdown_grace_s` (what is still open then ends with the `proxy_shutdown` error),
+then the lifespan stops every background task. SIGHUP reloads the config in every worker
+(`proxy.http.reload`). The Prometheus multiprocess folder is emptied at start (`proxy.runtime.multiproc`).
 """
 
 from __future__ import annotations
