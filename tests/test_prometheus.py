@@ -111,6 +111,11 @@ def test_the_first_failover_and_the_first_all_failed_answer_show_on_the_dashboar
     server.eventually(panel_query("Errors by model"), {"solo,all_providers_failed": 1.0})
     # what the panels were before: a series born at 1 never shows in increase()
     assert server.query(f"sum(increase(gatewayz_failovers_total[{RATE_INTERVAL}]))") in ({}, {"": 0.0})
+    exposition = httpx.get(f"{proxy.base}/metrics", timeout=10).content
+    promtool = shutil.which("promtool")
+    if promtool is not None:  # installed with prometheus
+        checked = subprocess.run([promtool, "check", "metrics"], input=exposition, capture_output=True, check=False)
+        assert checked.returncode == 0 and not checked.stdout.strip(), checked.stdout + checked.stderr
     down = panel_query("Scrape targets down")
     server.eventually(down, {"proxy": 0.0})
     proxy.stop()
