@@ -118,7 +118,9 @@ def catalog(tmp_path: Path) -> Catalog:
     return Catalog(load_config(path, KEYS))
 
 
-def test_the_catalog_decides_priority_and_pinned_offers_the_config_hosts_and_keys(catalog: Catalog) -> None:
+def test_the_catalog_decides_priority_and_pinned_offers_the_config_hosts_and_keys(
+    catalog: Catalog, tmp_path: Path
+) -> None:
     assert catalog.source == "config" and [o.priority for o in catalog.lookup("gpt-4") or ()] == [0, 1]
     from_db = Offer("llama-3-70b-instruct", "b", "meta-llama/Meta-Llama-3-70B-Instruct", "http://evil/v1", "EVIL", priority=7)
     unknown = Offer("llama-3-70b-instruct", "z", "z/llama", "http://127.0.0.1:9/v1", "Z_KEY")
@@ -128,5 +130,10 @@ def test_the_catalog_decides_priority_and_pinned_offers_the_config_hosts_and_key
     assert (offer.priority, offer.base_url, offer.api_key_env) == (7, "http://127.0.0.1:9/v1", "B_API_KEY")
     # a provider-style id finds the canonical model the catalog files it under (an alias sync applied)
     assert catalog.lookup("meta-llama/meta-llama-3-70b-instruct") == (offer,)
+    moved = tmp_path / "moved.toml"  # a reload moves provider b: the database's offers follow, priority kept
+    write_config(moved, {"a": "http://127.0.0.1:9/v1", "b": "http://127.0.0.1:10/v1"}, a_priority=0)
+    catalog.reconfigure(load_config(moved, KEYS))
+    (offer,) = catalog.lookup("llama-3-70b-instruct") or ()
+    assert (offer.priority, offer.base_url, catalog.source) == (7, "http://127.0.0.1:10/v1", "postgres")
     catalog.replace({}, source="postgres")  # a database that holds no active offer: the config serves
     assert catalog.source == "config" and catalog.lookup("gpt-4") is not None
