@@ -21,11 +21,11 @@ import asyncpg
 from proxy.runtime.backoff import Backoff
 from proxy.runtime.exchange import StateExchange
 from proxy.runtime.state import RuntimeState
+from proxy.store.database import DATABASE_ERRORS
 from proxy.store.notify import notify
 from proxy.store.wire import PG_STATE_CHANNEL, decode_state_event, encode_state_event
 
 log = logging.getLogger("gatewayz.shared")
-DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 class PostgresPeers(StateExchange):
