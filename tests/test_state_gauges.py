@@ -18,17 +18,17 @@ def _value(text: str, name: str, provider: str, model: str) -> float:
 
 async def test_gauges_follow_a_circuit_that_opens_and_closes() -> None:
     gateway = Gateway(gateway_config([("a", "http://127.0.0.1:9/v1"), ("b", "http://127.0.0.1:9/v1")]))
-    await gateway._update_gauges()
+    await gateway.update_gauges()
     text = gateway.metrics.exposition().decode()
     assert _value(text, "gatewayz_circuit_open", "a", "gpt-4") == 0.0
     assert _value(text, "gatewayz_offer_state", "b", "gpt-4") == 3.0  # unknown until checked
     gateway.state.open_circuit("a", "a/gpt-4", time.time())
-    await gateway._update_gauges()
+    await gateway.update_gauges()
     text = gateway.metrics.exposition().decode()
     assert _value(text, "gatewayz_circuit_open", "a", "gpt-4") == 1.0
     assert _value(text, "gatewayz_circuit_open", "b", "gpt-4") == 0.0
     gateway.state.open_circuit("a", "a/gpt-4", time.time() - 3600)  # long ago: half-open, not open
-    await gateway._update_gauges()
+    await gateway.update_gauges()
     assert _value(gateway.metrics.exposition().decode(), "gatewayz_circuit_open", "a", "gpt-4") == 0.0
 
 
@@ -46,7 +46,7 @@ async def test_a_large_catalog_yields_to_the_loop_while_its_gauges_are_set() -> 
     other = asyncio.ensure_future(other_work())
     await asyncio.sleep(0)
     before = turns
-    await gateway._update_gauges()
+    await gateway.update_gauges()
     other.cancel()
     assert turns - before >= 2  # the loop ran other work in between the slices
     text = gateway.metrics.exposition().decode()
