@@ -284,7 +284,7 @@ def test_slow_stream_readers_do_not_slow_a_fast_client(mock_provider: Any, proxy
     streamed.check(1)
     assert len(readers.heads) == 100 and all(h.startswith(b"HTTP/1.1 200") for h in readers.heads)
     median = statistics.median(loaded)
-    assert median < max(5 * baseline, baseline + 0.05), f"fast client: {baseline * 1e3:.1f} ms -> {median * 1e3:.1f} ms"
+    assert median < max(5 * baseline, baseline + 0.15), f"fast client: {baseline * 1e3:.1f} ms -> {median * 1e3:.1f} ms"
     assert max(loaded) < 1.0
     # the slow clients left: every one of their requests ends (upstream cancelled), none is left hanging
     deadline = time.monotonic() + 5
