@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from proxy.errors import ConfigError
-from proxy.types import Health, Strategy
+from proxy.types import ENDPOINTS, Health, Strategy
 
 DEFAULT_CONFIG_PATH = "failover.toml"
 LISTING_FORMATS = ("openai", "openrouter", "none")
@@ -67,6 +67,7 @@ class ProxySettings:
     catalog_ttl_s: float = 30.0  # safety-net refresh of the in-process catalog
     health_flush_s: float = 5.0  # how often passive counts are flushed to Postgres
     shutdown_grace_s: float = 30.0  # in-flight requests get this long on SIGTERM
+    response_pin_ttl_s: float = 2_592_000.0  # how long a Responses API response id stays pinned to its offer
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,7 @@ class ProviderConfig:
     priority: int = 0
     is_active: bool = True
     probe: str = "chat"
+    endpoints: tuple[str, ...] = ENDPOINTS  # the endpoint kinds its offers serve (an offer may narrow them)
     api_key: Secret = field(default_factory=lambda: Secret(""), compare=False)
 
 
@@ -117,6 +119,7 @@ class StaticOffer:
     pricing_request: float | None = None
     context_length: int | None = None
     supports_streaming: bool = True
+    endpoints: tuple[str, ...] | None = None  # narrows the provider's `endpoints` for this offer
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +213,8 @@ class _Reader:
             return self.strategy(name, value)
         if value is None and "None" in kind:
             return None
+        if kind.startswith("tuple[str"):
+            return self.endpoints(name, value)
         base = kind.split(" ", 1)[0]
         if base not in _TYPES:
             raise self.fail(name, "this key cannot be set here")
@@ -217,6 +222,12 @@ class _Reader:
         if isinstance(value, bool) != (base == "bool") or not isinstance(value, accepted):
             raise self.fail(name, f"expected {label}, got {type(value).__name__}")
         return float(cast(float, value)) if base == "float" else value
+
+    def endpoints(self, name: str, value: Any) -> tuple[str, ...]:
+        """A list of endpoint kinds (`proxy.types.ENDPOINTS`), each named once."""
+        if not isinstance(value, list) or not value or any(v not in ENDPOINTS for v in value):
+            raise self.fail(name, f"expected a non-empty list of {' | '.join(ENDPOINTS)}, got {value!r}")
+        return tuple(dict.fromkeys(value))
 
     def strategy(self, name: str, value: Any) -> Strategy:
         try:

@@ -33,8 +33,10 @@ from proxy.runtime.metrics import Metrics
 from proxy.runtime.peers import SharedState
 from proxy.runtime.pg_listen import PostgresListener
 from proxy.runtime.refresh import CatalogRefresher
+from proxy.runtime.response_pins import ResponsePins
 from proxy.runtime.state import RuntimeState
 from proxy.store.database import DATABASE_ERRORS, create_pool, redact_url
+from proxy.store.redis import redis_client
 from proxy.types import CircuitState
 from proxy.upstream.client import AiohttpUpstream, UpstreamClient
 
@@ -75,6 +77,8 @@ class Gateway:
         self.listener: PostgresListener | None = None
         if config.database_url and self.shared is None:
             self.listener = PostgresListener(config.database_url.reveal(), self.refresher.request)
+        pin_redis = redis_client(config.redis_url) if config.redis_url else None
+        self.pins = ResponsePins(config.proxy.response_pin_ttl_s, pin_redis, config.redis_prefix)
         self.flusher = HealthFlusher(self.state, config.health, lambda: self.pool)
         self.context = AttemptContext(self.settings, self.client, self.state, self.keys, self.metrics)
         self._bind_labels()
@@ -122,6 +126,7 @@ class Gateway:
                 await task
         self._tasks.clear()
         await self.client.aclose()
+        await self.pins.aclose()
         if self.pool is not None:
             with contextlib.suppress(*DATABASE_ERRORS):
                 async with asyncio.timeout(FINAL_FLUSH_TIMEOUT_S):

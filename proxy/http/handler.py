@@ -30,8 +30,10 @@ from proxy.errors import (
     UpstreamError,
     UpstreamStatus,
 )
-from proxy.failover.attempts import Served, run_attempts
+from proxy.failover.attempts import ForwardRequest, Served, run_attempts
 from proxy.failover.client_request import MAX_MODEL_LENGTH, SLUG, ClientRequest, parse_request
+from proxy.failover.endpoints import PROXIED, Endpoint
+from proxy.failover.form_request import parse_form
 from proxy.failover.ranking import rank_offers
 from proxy.http.answers import (
     JSON,
@@ -44,18 +46,16 @@ from proxy.http.answers import (
     redact,
 )
 from proxy.http.bearer import bearer_token
+from proxy.http.chain import PinnedUnavailable, pinned_ranking, pinned_unavailable
 from proxy.http.gateway import Gateway
-from proxy.http.relay import relay_stream
-from proxy.types import Attempt, Message, Offer, Receive, Scope, Send
+from proxy.http.relay import relay_bytes, relay_stream
+from proxy.types import Attempt, Message, Offer, Ranking, Receive, Scope, Send
+from proxy.upstream.responses_events import ResponsesTail
 from proxy.upstream.usage import Usage, UsageTail, usage_of
 
 access_log = logging.getLogger("gatewayz.access")
 
-ROUTES = {
-    "/v1/chat/completions": "/chat/completions",
-    "/v1/completions": "/completions",
-    "/v1/embeddings": "/embeddings",
-}
+ROUTES = PROXIED
 FORWARDED = frozenset({b"accept", b"user-agent", b"http-referer", b"x-title", b"openai-beta"})
 # Listening for a disconnect takes a task of its own; it starts once a request has run this long,
 # so most answers from a fast provider never pay for it, and a client that leaves sooner is
@@ -105,13 +105,15 @@ class ProxyHandler:
             body = await _read_body(receive, headers, settings.max_body_bytes, settings.deadline_s)
             assert task is not None
             watcher = DisconnectWatch(receive, task, ex)
-            await self._serve(ex, body, headers, send)
+            await self._serve(ex, PROXIED[path], body, headers, send)
         except ClientError as exc:
             ex.model = ex.model or _asked_model(body)
             await self._reply_error(ex, send, *client_error(exc), [])
             ex.outcome = exc.code
         except ClientDisconnected:
             ex.status, ex.outcome = 499, ClientDisconnected.code
+        except _AbortAnswer:
+            pass  # returning with the answer incomplete: the server drops the connection
         except asyncio.CancelledError:
             if not ex.disconnected or task is None:
                 raise
@@ -133,27 +135,28 @@ class ProxyHandler:
         if not matched:
             raise Unauthorized("invalid or missing API key for this proxy (Authorization: Bearer <key>)")
 
-    async def _serve(self, ex: Exchange, body: bytes, headers: dict[bytes, bytes], send: Send) -> None:
-        preferred = headers.get(b"x-gatewayz-provider")
-        request = parse_request(body, preferred.decode("latin-1") if preferred is not None else None)
+    async def _serve(
+        self, ex: Exchange, endpoint: Endpoint, body: bytes, headers: dict[bytes, bytes], send: Send
+    ) -> None:
+        request = _parse(endpoint, body, headers)
         gateway = self.gateway
-        offers = gateway.catalog.lookup(request.model)
-        if offers is None:
+        offers = gateway.catalog.lookup(request.model, endpoint.kind)
+        if not offers:
             ex.model = request.model  # the access line says what was asked for
-            raise ModelNotFound(f"The model '{request.model[:256]}' does not exist on this proxy", param="model")
-        ex.model = offers[0].model_id if offers else request.model
-        now = time.time()
-        ranking = rank_offers(
-            offers,
-            strategy=gateway.settings.strategy,
-            prefs=request.prefs,
-            runtime=gateway.state.views(offers, now),
-            now=now,
-        )
-        if not ranking.offers and ranking.retry_after_s is None:
+            raise _not_offered(request.model, ex.route, offers)
+        ex.model = offers[0].model_id
+        pinned: PinnedUnavailable | None = None
+        chained = None
+        if endpoint.kind == "responses" and isinstance(request, ClientRequest):
+            chained = await pinned_ranking(gateway, request, offers)
+        if chained is not None:
+            ranking, pinned = chained
+        else:
+            ranking = self._rank(offers, request)
+        if pinned is None and not ranking.offers and ranking.retry_after_s is None:
             raise NoOfferAllowed("no provider of this model is left after the request's provider preferences")
         forward = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items() if k in FORWARDED}
-        forward["content-type"] = "application/json"
+        forward["content-type"] = "application/json" if endpoint.form == "json" else _content_type(headers)
         forward["x-request-id"] = ex.request_id
         loop = asyncio.get_running_loop()
         try:
@@ -161,28 +164,47 @@ class ProxyHandler:
                 gateway.context,
                 request,
                 ranking,
-                path=ROUTES[ex.route],
+                path=endpoint.upstream,
                 headers=forward,
                 deadline=loop.time() + gateway.settings.deadline_s,
+                endpoint=endpoint,
             )
         except AllOffersFailed as exc:
             ex.attempts = list(exc.attempts)
-            status, payload, extra = all_failed(exc, ex.model)
+            status, payload, extra = all_failed(exc, ex.model) if pinned is None else pinned_unavailable(pinned, exc)
             await self._reply_error(ex, send, status, payload, extra)
-            ex.outcome = exc.code
+            ex.outcome = exc.code if pinned is None else pinned.code
             return
         except UpstreamStatus as exc:  # not retryable: the client's own mistake, passed through unchanged
             ex.attempts = list(exc.attempts)
             await self._pass_through(ex, send, exc)
             return
-        await self._answer(ex, request, served, send)
+        await self._answer(ex, endpoint, request, served, send)
 
-    async def _answer(self, ex: Exchange, request: ClientRequest, served: Served, send: Send) -> None:
+    def _rank(self, offers: tuple[Offer, ...], request: ForwardRequest) -> Ranking:
+        gateway = self.gateway
+        now = time.time()
+        return rank_offers(
+            offers,
+            strategy=gateway.settings.strategy,
+            prefs=request.prefs,
+            runtime=gateway.state.views(offers, now),
+            now=now,
+        )
+
+    async def _answer(
+        self, ex: Exchange, endpoint: Endpoint, request: ForwardRequest, served: Served, send: Send
+    ) -> None:
         ex.attempts, ex.offer, ex.upstream_s = served.attempts, served.offer, served.upstream_s
         ex.provider = served.offer.provider_slug
         headers = forwarded_headers(served.response.headers)
         headers += gateway_headers(served.offer, served.attempts, ex.request_id)
         ex.status = served.response.status
+        if endpoint.kind == "responses":
+            await self._pin(served)
+        if endpoint.answer == "binary":
+            await self._relay_binary(ex, served, headers, send)
+            return
         if not request.stream:
             headers.append((b"content-length", str(len(served.first)).encode()))
             ex.finished = True
@@ -191,14 +213,37 @@ class ProxyHandler:
             ex.usage, ex.outcome = usage_of(served.parsed), "ok"
             return
         await send({"type": "http.response.start", "status": ex.status, "headers": headers})
-        tail = UsageTail()
+        tail = UsageTail() if endpoint.events == "chat" else ResponsesTail()
         error: UpstreamError | None = None
         try:
             idle = self.gateway.settings.stream_idle_timeout_s
             error = await relay_stream(send, served.response, served.first, idle, tail)
         finally:
             ex.finished = True
-        ex.usage, ex.outcome = tail.usage(), ("ok" if error is None else error.code)
+        failed = isinstance(tail, ResponsesTail) and tail.failed
+        ex.usage = tail.usage()
+        ex.outcome = "ok" if error is None and not failed else ("response_failed" if error is None else error.code)
+
+    async def _pin(self, served: Served) -> None:
+        """A created response is pinned to its offer before the client can name it in a follow-up."""
+        ident = served.response_id
+        if ident is None and served.parsed is not None:
+            found = served.parsed.get("id")
+            ident = found if isinstance(found, str) else None
+        if ident is not None:
+            await self.gateway.pins.record(ident, served.offer)
+
+    async def _relay_binary(self, ex: Exchange, served: Served, headers: Headers, send: Send) -> None:
+        await send({"type": "http.response.start", "status": ex.status, "headers": headers})
+        try:
+            idle = self.gateway.settings.stream_idle_timeout_s
+            await relay_bytes(send, served.response, served.first, idle)
+            ex.outcome = "ok"
+        except UpstreamError as exc:
+            ex.outcome = exc.code
+            raise _AbortAnswer from exc  # the server drops the connection: the client sees a cut body
+        finally:
+            ex.finished = True
 
     async def _pass_through(self, ex: Exchange, send: Send, exc: UpstreamStatus) -> None:
         # a provider that echoes the key we sent it (in a 400 body or a header) must not hand it to the client
@@ -251,6 +296,31 @@ def _asked_model(body: bytes) -> str:
         return ""
     model = parsed.get("model") if isinstance(parsed, dict) else None
     return model[:MAX_MODEL_LENGTH] if isinstance(model, str) else ""
+
+
+class _AbortAnswer(Exception):
+    """Raised out of the ASGI app after a binary answer broke mid-way, so the server drops the
+    connection instead of ending the body cleanly (which would pass a truncated file as whole)."""
+
+
+def _parse(endpoint: Endpoint, body: bytes, headers: dict[bytes, bytes]) -> ForwardRequest:
+    preferred = headers.get(b"x-gatewayz-provider")
+    provider = preferred.decode("latin-1") if preferred is not None else None
+    if endpoint.form == "json":
+        return parse_request(body, provider)
+    return parse_form(body, headers.get(b"content-type", b""), provider)
+
+
+def _content_type(headers: dict[bytes, bytes]) -> str:
+    return headers.get(b"content-type", b"").decode("latin-1")
+
+
+def _not_offered(model: str, route: str, offers: tuple[Offer, ...] | None) -> ModelNotFound:
+    if offers is None:
+        return ModelNotFound(f"The model '{model[:256]}' does not exist on this proxy", param="model")
+    return ModelNotFound(
+        f"The model '{model[:256]}' is not served on {route} by any provider of this proxy", param="model"
+    )
 
 
 def _request_id(given: bytes | None) -> str:

@@ -1,12 +1,12 @@
 """How each fault misbehaves on the wire.
 
-    down             close the connection without answering
-    status           answer `status` with an OpenAI-shaped error (429/503 also carry the retry headers)
-    rate_limit       429 with `Retry-After` (default 1 s) and/or `retry-after-ms`
-    slow_first_byte  sleep `first_byte_ms` before the status line, then answer normally
-    stall            stream: send `after_chunks` SSE events, then nothing, forever; otherwise never answer
-    cut              stream: send `after_chunks` SSE events, then close (no [DONE]); otherwise half a body
-    garbage          200 with a body that is not JSON, or a stream of malformed SSE
+down             close the connection without answering
+status           answer `status` with an OpenAI-shaped error (429/503 also carry the retry headers)
+rate_limit       429 with `Retry-After` (default 1 s) and/or `retry-after-ms`
+slow_first_byte  sleep `first_byte_ms` before the status line, then answer normally
+stall            stream: send `after_chunks` SSE events, then nothing, forever; otherwise never answer
+cut              stream: send `after_chunks` SSE events, then close (no [DONE]); otherwise half a body
+garbage          200 with a body that is not JSON, or a stream of malformed SSE
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ async def send_answer(exchange: Exchange, answer: Answer, fault: str, faults: Fa
         await exchange.start(answer.status, JSON, length)
         await exchange.write(answer.body[: len(answer.body) // 2])
         await exchange.drop_connection()
-    await exchange.respond(answer.status, answer.body)
+    await exchange.respond(answer.status, answer.body, answer.content_type)
 
 
 async def _send_stream(exchange: Exchange, events: tuple[bytes, ...], fault: str, faults: Faults) -> None:

@@ -6,7 +6,7 @@ Faults are applied around these by `proxy.mock.app`; nothing here sleeps or touc
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from proxy.mock import payloads
@@ -15,11 +15,12 @@ from proxy.mock.settings import MockConfig
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A JSON `body` with `status`, or (when `events` is set) a 200 stream of those SSE events."""
+    """A `body` of `content_type` with `status`, or (when `events` is set) a 200 stream of those SSE events."""
 
     status: int = 200
     body: bytes = b""
     events: tuple[bytes, ...] | None = None
+    content_type: bytes = b"application/json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,9 @@ class Call:
     payload: Any  # the parsed JSON body (None for a GET)
     seq: int  # this mock's request number, part of the answer's id
     chunks: int  # content pieces in the answer
+    body: bytes = b""  # the raw request body (a multipart form is read from it)
+    content_type: bytes = b""
+    store: dict[str, dict[str, Any]] = field(default_factory=dict)  # this mock's stored responses
 
 
 Handler = Callable[[Call], Answer]

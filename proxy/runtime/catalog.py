@@ -12,12 +12,22 @@ neither the database nor a request can point the proxy at another host.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from proxy.canonical import canonical_model_id
-from proxy.config import Config
-from proxy.types import Offer
+from proxy.config import Config, ProviderConfig, StaticOffer
+from proxy.types import ALL_ENDPOINTS, ENDPOINTS, Offer
+
+
+def served_endpoints(provider: ProviderConfig, narrowed: Iterable[str] | None) -> frozenset[str]:
+    """What an offer serves: its provider's `endpoints`, narrowed by the offer's own (config or listing)."""
+    endpoints = frozenset(provider.endpoints)
+    return endpoints if narrowed is None else endpoints & frozenset(narrowed)
+
+
+def _static_endpoints(provider: ProviderConfig, item: StaticOffer) -> frozenset[str]:
+    return served_endpoints(provider, item.endpoints)
 
 
 def static_offers(config: Config) -> dict[str, list[Offer]]:
@@ -38,6 +48,7 @@ def static_offers(config: Config) -> dict[str, list[Offer]]:
                     pricing_prompt=item.pricing_prompt,
                     pricing_completion=item.pricing_completion,
                     supports_streaming=item.supports_streaming,
+                    endpoints=_static_endpoints(provider, item),
                 )
             )
     return out
@@ -51,6 +62,9 @@ class Catalog:
         self.source = "config"
         self.loaded_at = time.time()
         self._offers: dict[str, tuple[Offer, ...]] = {}
+        # (canonical model, endpoint kind) -> its offers, only where some offer of the model does not
+        # serve every kind: when nothing is narrowed (the common case) a lookup costs no extra step
+        self._narrowed: dict[tuple[str, str], tuple[Offer, ...]] = {}
         self.replace(static_offers(config), source="config")
 
     def replace(self, by_model: Mapping[str, Sequence[Offer]], *, source: str) -> None:
@@ -64,6 +78,7 @@ class Catalog:
                 if usable is not None:
                     merged.setdefault(model_id, {})[offer.key] = usable
         self._offers = {m: tuple(found.values()) for m, found in merged.items() if found}
+        self._narrowed = _narrowed(self._offers)
         self.source = source
         self.loaded_at = time.time()
 
@@ -71,17 +86,44 @@ class Catalog:
         provider = self._providers.get(offer.provider_slug)
         if provider is None:
             return None
-        return replace(offer, base_url=provider.base_url, api_key_env=provider.api_key_env, priority=provider.priority)
+        return replace(
+            offer,
+            base_url=provider.base_url,
+            api_key_env=provider.api_key_env,
+            priority=provider.priority,
+            endpoints=offer.endpoints & frozenset(provider.endpoints),
+        )
 
-    def lookup(self, model: str) -> tuple[Offer, ...] | None:
-        """The offers of a canonical model; a provider-style id (`openai/gpt-4`) finds its canonical one."""
+    def resolve(self, model: str) -> str | None:
+        """The canonical id a client's model id names (itself, or a provider-style id's), if offered."""
+        if model in self._offers:
+            return model
+        canonical = canonical_model_id(model, self._aliases)
+        return canonical if canonical in self._offers else None
+
+    def lookup(self, model: str, endpoint: str | None = None) -> tuple[Offer, ...] | None:
+        """The offers of a canonical model (a provider-style id like `openai/gpt-4` finds its canonical
+        one), only those serving `endpoint` when given (possibly none); None for an unknown model."""
         found = self._offers.get(model)
-        if found is None and model not in self._offers:
-            found = self._offers.get(canonical_model_id(model, self._aliases))
-        return found
+        if found is None:
+            model = canonical_model_id(model, self._aliases)
+            found = self._offers.get(model)
+        if found is None or endpoint is None or not self._narrowed:
+            return found
+        return self._narrowed.get((model, endpoint), found)
 
     def models(self) -> list[str]:
         return sorted(self._offers)
 
     def offers(self) -> dict[str, tuple[Offer, ...]]:
         return dict(self._offers)
+
+
+def _narrowed(offers: Mapping[str, tuple[Offer, ...]]) -> dict[tuple[str, str], tuple[Offer, ...]]:
+    out: dict[tuple[str, str], tuple[Offer, ...]] = {}
+    for model, found in offers.items():
+        if all(o.endpoints == ALL_ENDPOINTS for o in found):
+            continue
+        for kind in ENDPOINTS:
+            out[(model, kind)] = tuple(o for o in found if kind in o.endpoints)
+    return out

@@ -1,0 +1,130 @@
+"""The OpenAI surface beyond chat: models.retrieve, moderations, images, speech, transcriptions, and
+the 404/405 hints, driven by the official SDK (sync and async) through the proxy against mock
+providers over real sockets, each with a failover (the preferred offer answers 500 or 429 first)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from proxy.mock.media import speech_bytes
+from tests.harness import gateway_config
+
+FIRST = {"x-gatewayz-provider": "flaky"}
+
+
+@pytest.fixture
+def pair(mock_provider: Callable[..., Any], proxy_server: Callable[..., Any]) -> tuple[Any, Any, Any]:
+    """A proxy over `flaky` (tried first, answers 500) and `steady`."""
+    flaky = mock_provider("flaky", fault="status", status=500)
+    steady = mock_provider("steady")
+    config = gateway_config(
+        [("flaky", flaky.url), ("steady", steady.url)],
+        {"gpt-4": ["flaky", "steady"], "whisper-1": ["flaky", "steady"], "omni-moderation-latest": ["flaky", "steady"]},
+    )
+    return proxy_server(config), flaky, steady
+
+
+def client(proxy: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=proxy.url, api_key="unused", default_headers=FIRST, max_retries=0)
+
+
+def aclient(proxy: Any) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=proxy.url, api_key="unused", default_headers=FIRST, max_retries=0)
+
+
+def test_models_retrieve_canonical_provider_style_and_unknown(pair: tuple[Any, Any, Any]) -> None:
+    proxy, _, _ = pair
+    sdk = client(proxy)
+    assert sdk.models.retrieve("gpt-4").id == "gpt-4"
+    assert sdk.models.retrieve("openai/gpt-4").id == "gpt-4"  # the SDK sends the slash as %2F
+    raw = httpx.get(f"{proxy.url}/models/openai/gpt-4")  # the slash raw
+    assert raw.status_code == 200 and raw.json()["id"] == "gpt-4"
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk.models.retrieve("no-such-model")
+    assert caught.value.code == "model_not_found"
+    listed = {m.id for m in sdk.models.list()}
+    assert all(sdk.models.retrieve(m).id == m for m in listed)
+
+
+def test_unknown_route_lists_the_routes_and_wrong_method_names_the_right_one(pair: tuple[Any, Any, Any]) -> None:
+    proxy, _, _ = pair
+    missing = httpx.post(f"{proxy.url}/assistants", json={})
+    assert missing.status_code == 404
+    message = missing.json()["error"]["message"]
+    assert "/v1/responses" in message and "/v1/audio/transcriptions" in message and "live under /v1" not in message
+    wrong = httpx.get(f"{proxy.url}/chat/completions")
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "POST" and "use POST" in wrong.json()["error"]["message"]
+
+
+def test_moderations_fail_over(pair: tuple[Any, Any, Any]) -> None:
+    proxy, flaky, steady = pair
+    answer = client(proxy).moderations.with_raw_response.create(
+        model="omni-moderation-latest", input=["I will kill the process", "hello"]
+    )
+    result = answer.parse()
+    assert [r.flagged for r in result.results] == [True, False]
+    assert answer.headers["x-gatewayz-provider"] == "steady" and answer.headers["x-gatewayz-attempts"] == "2"
+    assert flaky.stats()["paths"]["/v1/moderations"] == 1
+
+
+async def test_images_generate_fail_over_async_with_n_and_response_format(pair: tuple[Any, Any, Any]) -> None:
+    proxy, _, steady = pair
+    async with aclient(proxy) as sdk:
+        answer = await sdk.images.with_raw_response.generate(model="gpt-4", prompt="a cat", n=3, response_format="url")
+    images = answer.parse()
+    assert len(images.data) == 3 and all(i.url and "/steady/" in i.url for i in images.data)
+    assert answer.headers["x-gatewayz-provider"] == "steady"
+    assert steady.stats()["recent"][-1]["body"]["model"] == "steady/gpt-4"
+
+
+def test_speech_bytes_arrive_intact_after_a_failover(pair: tuple[Any, Any, Any]) -> None:
+    proxy, _, _ = pair
+    with client(proxy).audio.speech.with_streaming_response.create(
+        model="gpt-4", voice="alloy", input="hello there", response_format="wav"
+    ) as answer:
+        assert answer.headers["content-type"] == "audio/wav"
+        assert answer.headers["x-gatewayz-provider"] == "steady"
+        audio = answer.read()
+    assert audio == speech_bytes("steady", "hello there")
+
+
+async def test_transcription_of_a_few_megabytes_fails_over_with_the_model_rewritten(
+    pair: tuple[Any, Any, Any],
+) -> None:
+    proxy, flaky, steady = pair
+    audio = bytes(range(256)) * (3 * 1024 * 1024 // 256) + b"tail"
+    async with aclient(proxy) as sdk:
+        answer = await sdk.audio.transcriptions.with_raw_response.create(
+            model="whisper-1", file=("speech.wav", audio, "audio/wav")
+        )
+    text = answer.parse().text
+    assert f"heard {len(audio)} bytes sha256={hashlib.sha256(audio).hexdigest()} as steady/whisper-1" in text
+    assert answer.headers["x-gatewayz-attempts"] == "2"
+    assert flaky.stats()["paths"]["/v1/audio/transcriptions"] == 1
+    as_text = client(proxy).audio.transcriptions.create(
+        model="whisper-1", file=("speech.wav", b"RIFF" * 10, "audio/wav"), response_format="text"
+    )
+    assert "heard 40 bytes" in str(as_text)
+    # the SDK marks translations deprecated (so this suite's warnings-as-errors refuses it): sent by hand
+    form = {"model": (None, "whisper-1"), "file": ("speech.wav", b"RIFF" * 10, "audio/wav")}
+    translated = httpx.post(f"{proxy.url}/audio/translations", files=form, headers=FIRST)
+    assert translated.status_code == 200 and "heard 40 bytes" in translated.json()["text"]
+    assert translated.headers["x-gatewayz-provider"] == "steady"
+
+
+def test_a_form_over_max_body_bytes_is_refused(
+    mock_provider: Callable[..., Any], proxy_server: Callable[..., Any]
+) -> None:
+    steady = mock_provider("steady")
+    proxy = proxy_server(gateway_config([("steady", steady.url)], proxy={"max_body_bytes": 1_000_000}))
+    with pytest.raises(openai.APIStatusError) as caught:
+        client(proxy).audio.transcriptions.create(model="gpt-4", file=("a.wav", b"x" * 2_000_000, "audio/wav"))
+    assert caught.value.status_code == 413
+    assert steady.stats()["requests"] == 0
