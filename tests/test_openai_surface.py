@@ -5,7 +5,7 @@ providers over real sockets, each with a failover (the preferred offer answers 5
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -30,8 +30,20 @@ def pair(mock_provider: Callable[..., Any], proxy_server: Callable[..., Any]) ->
     return proxy_server(config), flaky, steady
 
 
+OPENED: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def close_clients() -> Iterator[None]:
+    yield
+    while OPENED:
+        OPENED.pop().close()
+
+
 def client(proxy: Any) -> openai.OpenAI:
-    return openai.OpenAI(base_url=proxy.url, api_key="unused", default_headers=FIRST, max_retries=0)
+    sdk = openai.OpenAI(base_url=proxy.url, api_key="unused", default_headers=FIRST, max_retries=0)
+    OPENED.append(sdk)
+    return sdk
 
 
 def aclient(proxy: Any) -> openai.AsyncOpenAI:
