@@ -158,7 +158,9 @@ def test_a_failure_after_output_is_relayed_and_counted(
     delta = ("response.output_text.delta", {"sequence_number": 1, "item_id": "m", "output_index": 0,
                                             "content_index": 0, "delta": "Hel"})  # fmt: skip
     steady = mock_provider("steady")
-    proxy = proxy_server(gateway_config([("flaky", upstream(scripted([CREATED, delta, FAILED]))), ("steady", steady.url)]))
+    proxy = proxy_server(
+        gateway_config([("flaky", upstream(scripted([CREATED, delta, FAILED]))), ("steady", steady.url)])
+    )
     events = list(client(proxy).responses.create(model="gpt-4", input="hi", stream=True))
     assert [e.type for e in events] == ["response.created", "response.output_text.delta", "response.failed"]
     assert steady.stats()["requests"] == 0
