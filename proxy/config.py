@@ -11,7 +11,7 @@ import argparse
 import os
 import tomllib
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -108,6 +108,12 @@ class ProviderConfig:
     probe: str = "chat"
     endpoints: tuple[str, ...] = ENDPOINTS  # the endpoint kinds its offers serve (an offer may narrow them)
     api_key: Secret = field(default_factory=lambda: Secret(""), compare=False)
+
+    def served_endpoints(self, narrowed: Iterable[str] | None) -> frozenset[str]:
+        """What one of its offers serves: this provider's `endpoints`, narrowed by the offer's own
+        (from the config or a listing; None: not narrowed)."""
+        endpoints = frozenset(self.endpoints)
+        return endpoints if narrowed is None else endpoints & frozenset(narrowed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ neither the database nor a request can point the proxy at another host.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from proxy.canonical import canonical_model_id
@@ -20,14 +20,8 @@ from proxy.config import Config, ProviderConfig, StaticOffer
 from proxy.types import ALL_ENDPOINTS, ENDPOINTS, Offer
 
 
-def served_endpoints(provider: ProviderConfig, narrowed: Iterable[str] | None) -> frozenset[str]:
-    """What an offer serves: its provider's `endpoints`, narrowed by the offer's own (config or listing)."""
-    endpoints = frozenset(provider.endpoints)
-    return endpoints if narrowed is None else endpoints & frozenset(narrowed)
-
-
 def _static_endpoints(provider: ProviderConfig, item: StaticOffer) -> frozenset[str]:
-    return served_endpoints(provider, item.endpoints)
+    return provider.served_endpoints(item.endpoints)
 
 
 def static_offers(config: Config) -> dict[str, list[Offer]]:
