@@ -140,3 +140,25 @@ def test_a_form_over_max_body_bytes_is_refused(
         client(proxy).audio.transcriptions.create(model="gpt-4", file=("a.wav", b"x" * 2_000_000, "audio/wav"))
     assert caught.value.status_code == 413
     assert steady.stats()["requests"] == 0
+
+
+def test_the_mock_honours_tools_n_and_response_format_through_the_proxy(pair: tuple[Any, Any, Any]) -> None:
+    proxy, _, _ = pair
+    sdk = client(proxy)
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    messages = [{"role": "user", "content": "weather?"}]
+    called = sdk.chat.completions.create(model="gpt-4", messages=messages, tools=[tool])  # type: ignore[list-item,arg-type]
+    assert called.choices[0].finish_reason == "tool_calls"
+    assert called.choices[0].message.tool_calls[0].function.name == "get_weather"  # type: ignore[index,union-attr]
+    several = sdk.chat.completions.create(model="gpt-4", messages=messages, n=3)  # type: ignore[arg-type]
+    assert [c.index for c in several.choices] == [0, 1, 2]
+    shaped = sdk.chat.completions.create(
+        model="gpt-4",
+        messages=messages,
+        response_format={"type": "json_object"},  # type: ignore[arg-type]
+    )
+    assert shaped.choices[0].message.content == '{"mock":"steady","choice":0}'
+    streamed = sdk.chat.completions.create(model="gpt-4", messages=messages, tools=[tool], stream=True)  # type: ignore[list-item,arg-type]
+    deltas = [c.choices[0].delta for c in streamed if c.choices]
+    arguments = "".join(t.function.arguments or "" for d in deltas for t in d.tool_calls or [] if t.function)
+    assert arguments == '{"mock":"steady"}'

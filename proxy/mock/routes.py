@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.mock import payloads
+from proxy.mock import payloads, shaped
 from proxy.mock.settings import MockConfig
 
 
@@ -75,10 +75,26 @@ def _generated(call: Call, kind: Generated) -> Answer:
     ident, model = f"{kind.prefix}-{name}-{call.seq}", payload["model"]
     pieces = payloads.reply_pieces(name, call.chunks)
     tokens = payloads.usage(_words(payload[kind.field]), len(pieces))
+    if kind is CHAT and shaped.wants_shape(payload):
+        return _shaped(call, ident, "".join(pieces), tokens)
     if payload.get("stream"):
         tokens_or_none = tokens if _include_usage(payload) else None
         return Answer(events=tuple(kind.chunks(ident, model, name, pieces, tokens_or_none)))
     return Answer(body=kind.whole(ident, model, name, "".join(pieces), tokens))
+
+
+def _shaped(call: Call, ident: str, text: str, tokens: dict[str, int]) -> Answer:
+    """A chat answer that honours `tools`, `n` or `response_format` (`proxy.mock.shaped`)."""
+    payload, name = call.payload, call.config.name
+    problem = shaped.check_shape(payload)
+    if problem is not None:
+        return error(400, problem)
+    if payload.get("stream"):
+        usage = tokens if _include_usage(payload) else None
+        return Answer(
+            events=tuple(shaped.shaped_chunks(payload, ident, name=name, seq=call.seq, text=text, usage=usage))
+        )
+    return Answer(body=shaped.shaped_completion(payload, ident, name=name, seq=call.seq, text=text, usage=tokens))
 
 
 def embeddings(call: Call) -> Answer:
