@@ -49,7 +49,7 @@ from proxy.http.bearer import bearer_token
 from proxy.http.chain import PinnedUnavailable, pinned_ranking, pinned_unavailable
 from proxy.http.gateway import Gateway
 from proxy.http.relay import relay_bytes, relay_stream
-from proxy.types import Attempt, Message, Offer, Ranking, Receive, Scope, Send
+from proxy.types import Attempt, Message, Offer, Receive, Scope, Send
 from proxy.upstream.responses_events import ResponsesTail
 from proxy.upstream.usage import Usage, UsageTail, usage_of
 
@@ -138,7 +138,13 @@ class ProxyHandler:
     async def _serve(
         self, ex: Exchange, endpoint: Endpoint, body: bytes, headers: dict[bytes, bytes], send: Send
     ) -> None:
-        request = _parse(endpoint, body, headers)
+        preferred = headers.get(b"x-gatewayz-provider")
+        provider = preferred.decode("latin-1") if preferred is not None else None
+        request: ForwardRequest = (
+            parse_request(body, provider)
+            if endpoint.form == "json"
+            else parse_form(body, headers.get(b"content-type", b""), provider)
+        )
         gateway = self.gateway
         offers = gateway.catalog.lookup(request.model, endpoint.kind)
         if not offers:
@@ -152,7 +158,11 @@ class ProxyHandler:
         if chained is not None:
             ranking, pinned = chained
         else:
-            ranking = self._rank(offers, request)
+            now = time.time()
+            runtime = gateway.state.views(offers, now)
+            ranking = rank_offers(
+                offers, strategy=gateway.settings.strategy, prefs=request.prefs, runtime=runtime, now=now
+            )
         if pinned is None and not ranking.offers and ranking.retry_after_s is None:
             raise NoOfferAllowed("no provider of this model is left after the request's provider preferences")
         forward = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items() if k in FORWARDED}
@@ -180,17 +190,6 @@ class ProxyHandler:
             await self._pass_through(ex, send, exc)
             return
         await self._answer(ex, endpoint, request, served, send)
-
-    def _rank(self, offers: tuple[Offer, ...], request: ForwardRequest) -> Ranking:
-        gateway = self.gateway
-        now = time.time()
-        return rank_offers(
-            offers,
-            strategy=gateway.settings.strategy,
-            prefs=request.prefs,
-            runtime=gateway.state.views(offers, now),
-            now=now,
-        )
 
     async def _answer(
         self, ex: Exchange, endpoint: Endpoint, request: ForwardRequest, served: Served, send: Send
@@ -301,14 +300,6 @@ def _asked_model(body: bytes) -> str:
 class _AbortAnswer(Exception):
     """Raised out of the ASGI app after a binary answer broke mid-way, so the server drops the
     connection instead of ending the body cleanly (which would pass a truncated file as whole)."""
-
-
-def _parse(endpoint: Endpoint, body: bytes, headers: dict[bytes, bytes]) -> ForwardRequest:
-    preferred = headers.get(b"x-gatewayz-provider")
-    provider = preferred.decode("latin-1") if preferred is not None else None
-    if endpoint.form == "json":
-        return parse_request(body, provider)
-    return parse_form(body, headers.get(b"content-type", b""), provider)
 
 
 def _content_type(headers: dict[bytes, bytes]) -> str:
