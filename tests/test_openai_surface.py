@@ -4,6 +4,7 @@ providers over real sockets, each with a failover (the preferred offer answers 5
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,7 +13,9 @@ import httpx
 import openai
 import pytest
 
+from proxy.mock.background import BackgroundServer
 from proxy.mock.media import speech_bytes
+from proxy.mock.wire import Exchange
 from tests.harness import gateway_config
 
 FIRST = {"x-gatewayz-provider": "flaky"}
@@ -162,3 +165,27 @@ def test_the_mock_honours_tools_n_and_response_format_through_the_proxy(pair: tu
     deltas = [c.choices[0].delta for c in streamed if c.choices]
     arguments = "".join(t.function.arguments or "" for d in deltas for t in d.tool_calls or [] if t.function)
     assert arguments == '{"mock":"steady"}'
+
+
+async def cut_audio(scope: Any, receive: Any, send: Any) -> None:
+    """An upstream whose audio stops after its first 1,000 of a promised 100,000 bytes."""
+    if scope["type"] != "http":
+        return
+    exchange = Exchange(scope["path"], b"", receive, send, [])
+    await exchange.start(200, b"audio/mpeg", [(b"content-length", b"100000")])
+    await exchange.write(b"ID3" + b"a" * 997)
+    await asyncio.sleep(0.2)
+    await exchange.drop_connection()
+
+
+def test_speech_cut_after_its_first_bytes_is_a_cut_download_not_a_short_file(proxy_server: Callable[..., Any]) -> None:
+    upstream = BackgroundServer(cut_audio)
+    upstream.start()
+    try:
+        proxy = proxy_server(gateway_config([("cut", f"http://127.0.0.1:{upstream.port}/v1")]))
+        with pytest.raises((openai.APIConnectionError, httpx.HTTPError)):
+            client(proxy).audio.speech.create(model="gpt-4", voice="alloy", input="hello there").read()
+    finally:
+        upstream.stop()
+    exposition = proxy.gateway.metrics.exposition().decode()
+    assert 'gatewayz_requests_total{model="gpt-4",outcome="stream_broken",route="/v1/audio/speech"} 1.0' in exposition

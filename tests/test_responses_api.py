@@ -213,6 +213,8 @@ async def test_retrieve_cancel_input_items_and_delete_go_to_the_creating_provide
     assert "not found" in gone.value.message.lower()
     assert flaky.stats()["requests"] == 0
     assert [r["method"] for r in steady.stats()["recent"][-4:]] == ["GET", "GET", "POST", "DELETE"]
+    route = "/v1/responses/{response_id}"
+    assert metric(second, "gatewayz_requests_total", route=route, model="gpt-4", outcome="ok") == 4
 
 
 def test_the_pinned_provider_down_is_a_503_that_names_it(shared: tuple[Any, Any, Any, Any]) -> None:

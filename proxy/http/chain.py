@@ -11,7 +11,6 @@ names it: moving the chain elsewhere would silently lose the conversation.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -103,26 +102,35 @@ def _pinned_offer(gateway: Gateway, pin: ResponsePin, offers: tuple[Offer, ...])
 
 async def forward_to_pinned(request: Request) -> Response:
     """GET/DELETE a response, cancel it, or list its input items, at the provider that created it.
-    The provider's answer is passed through (its key redacted); a failure is a 503 naming it."""
+    The provider's answer is passed through (its key redacted); a failure is a 503 naming it.
+    Counted in `gatewayz_requests_total` under the route `/v1/responses/{response_id}`."""
+    from proxy.http.handler import _request_id
+
     gateway: Gateway = request.app.state.gateway
-    handler = request.app.state.handler
-    response_id = request.path_params["response_id"]
-    request_id = request.headers.get("x-request-id", "") or f"{time.time_ns():x}"
+    request_id = _request_id(request.headers.get("x-request-id", "").encode("latin-1"))
+    model = ""
     try:
-        handler.authorize(dict(request.scope["headers"]))  # the same client keys as every proxied route
-        pin = await _pin_of(gateway, response_id)
+        request.app.state.handler.authorize(dict(request.scope["headers"]))  # the proxy's client keys
+        pin = await _pin_of(gateway, request.path_params["response_id"])
+        model = pin.model_id
+        response, outcome = await _forward(request, gateway, pin, request_id)
     except ClientError as exc:
         status, body = client_error(exc)
-        return Response(body, status, headers={"x-request-id": request_id}, media_type="application/json")
+        response = Response(body, status, headers={"x-request-id": request_id}, media_type="application/json")
+        outcome = exc.code
+    metrics = gateway.metrics
+    metrics.child(metrics.requests, CHAIN_ROUTE, metrics.model(model), outcome).inc()
+    return response
+
+
+async def _forward(request: Request, gateway: Gateway, pin: ResponsePin, request_id: str) -> tuple[Response, str]:
+    response_id = request.path_params["response_id"]
     provider = gateway.config.provider(pin.provider)
     offer = _pinned_offer(gateway, pin, ())
     if provider is None or offer is None:
-        return _unavailable(response_id, pin, "not configured or not active on this proxy", request_id)
-    url = (
-        provider.base_url
-        + request.url.path.removeprefix("/v1")
-        + (f"?{request.url.query}" if request.url.query else "")
-    )
+        return _unavailable(response_id, pin, "not configured or not active on this proxy", request_id), PINNED_CODE
+    query = f"?{request.url.query}" if request.url.query else ""
+    url = provider.base_url + request.url.path.removeprefix("/v1") + query
     headers = {"accept": "application/json", "x-request-id": request_id}
     if provider.api_key:
         headers["authorization"] = f"Bearer {provider.api_key.reveal()}"
@@ -135,12 +143,13 @@ async def forward_to_pinned(request: Request) -> Response:
                 upstream.close()
     except (UpstreamError, TimeoutError) as exc:
         reason = exc.code if isinstance(exc, UpstreamError) else "first_byte_timeout"
-        return _unavailable(response_id, pin, reason, request_id)
+        return _unavailable(response_id, pin, reason, request_id), PINNED_CODE
     if is_retryable_status(upstream.status) and upstream.status != 404:
-        return _unavailable(response_id, pin, str(upstream.status), request_id)
+        return _unavailable(response_id, pin, str(upstream.status), request_id), PINNED_CODE
     if request.method == "DELETE" and upstream.status < 300:
         await gateway.pins.forget(response_id)
-    return _passed_through(handler.provider_keys, upstream, body, offer, request_id)
+    outcome = "ok" if upstream.status < 300 else f"upstream_{upstream.status}"
+    return _passed_through(request.app.state.handler.provider_keys, upstream, body, offer, request_id), outcome
 
 
 def _unavailable(response_id: str, pin: ResponsePin, reason: str, request_id: str) -> Response:
