@@ -241,3 +241,18 @@ def test_an_unknown_previous_response_is_a_404(pair: tuple[Any, Any, Any]) -> No
     assert caught.value.code == "response_not_found"
     assert httpx.delete(f"{proxy.url}/responses/resp_never_made").status_code == 404
     assert flaky.stats()["requests"] == steady.stats()["requests"] == 0
+
+
+def test_a_pinned_provider_that_rate_limits_is_left_alone_until_its_retry_after(
+    shared: tuple[Any, Any, Any, Any],
+) -> None:
+    first, _, flaky, steady = shared
+    created = client(first).responses.create(model="gpt-4", input="remember 7")
+    steady.set_faults(fault="rate_limit", retry_after="30")
+    steady.reset_stats()
+    for reason in ("429", "cooling down"):
+        with pytest.raises(openai.APIStatusError) as caught:
+            client(first).responses.create(model="gpt-4", input="again", previous_response_id=created.id)
+        assert caught.value.status_code == 503 and int(caught.value.response.headers["retry-after"]) >= 29
+        assert f"'steady', which cannot serve this follow-up now ({reason})" in caught.value.message
+    assert steady.stats()["requests"] == 1

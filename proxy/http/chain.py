@@ -11,6 +11,7 @@ names it: moving the chain elsewhere would silently lose the conversation.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 from starlette.requests import Request
@@ -35,6 +36,7 @@ class PinnedUnavailable:
 
     response_id: str
     provider: str
+    reason: str = ""  # why it was not even tried (cooling down, gone from the config)
     code: str = PINNED_CODE
 
 
@@ -56,12 +58,19 @@ async def pinned_ranking(
         raise BadRequest("previous_response_id must be a response id", param="previous_response_id")
     pin = await _pin_of(gateway, previous)
     offer = _pinned_offer(gateway, pin, offers)
-    return Ranking(offers=(offer,) if offer is not None else ()), PinnedUnavailable(previous, pin.provider)
+    if offer is None:
+        return Ranking(offers=()), PinnedUnavailable(
+            previous, pin.provider, "not configured or not active on this proxy"
+        )
+    now = time.time()
+    if gateway.state.view(offer, now).cooldown_until > now:  # it asked to be left alone until then
+        return Ranking(offers=(), cooling=(offer,)), PinnedUnavailable(previous, pin.provider, "cooling down")
+    return Ranking(offers=(offer,)), PinnedUnavailable(previous, pin.provider)
 
 
 def pinned_unavailable(pinned: PinnedUnavailable, exc: AllOffersFailed, seen: str = "") -> tuple[int, bytes, Headers]:
     """503 naming the provider a chain is pinned to, with what it answered (`seen`, else the attempts)."""
-    seen = seen or ", ".join(a.outcome for a in exc.attempts) or "not configured or not active on this proxy"
+    seen = seen or pinned.reason or ", ".join(a.outcome for a in exc.attempts)
     message = (
         f"response '{pinned.response_id[:128]}' was created by provider '{pinned.provider}', which cannot serve "
         f"this follow-up now ({seen}); a Responses API chain stays on the provider that holds its state: "
