@@ -189,3 +189,17 @@ def test_speech_cut_after_its_first_bytes_is_a_cut_download_not_a_short_file(pro
         upstream.stop()
     exposition = proxy.gateway.metrics.exposition().decode()
     assert 'gatewayz_requests_total{model="gpt-4",outcome="stream_broken",route="/v1/audio/speech"} 1.0' in exposition
+
+
+def test_bad_input_on_the_new_routes_is_a_clear_400_or_404(pair: tuple[Any, Any, Any]) -> None:
+    proxy, flaky, steady = pair
+    as_json = httpx.post(f"{proxy.url}/audio/transcriptions", json={"model": "whisper-1"})
+    assert as_json.status_code == 400 and "multipart/form-data" in as_json.json()["error"]["message"]
+    no_model = httpx.post(f"{proxy.url}/audio/transcriptions", files={"file": ("a.wav", b"RIFF")})
+    assert no_model.status_code == 400 and no_model.json()["error"]["param"] == "model"
+    broken = httpx.post(f"{proxy.url}/responses", content=b"{not json", headers={"content-type": "application/json"})
+    assert broken.status_code == 400 and broken.json()["error"]["type"] == "invalid_request_error"
+    chained = httpx.post(f"{proxy.url}/responses", json={"model": "gpt-4", "input": "x", "previous_response_id": 7})
+    assert chained.status_code == 400 and chained.json()["error"]["param"] == "previous_response_id"
+    assert httpx.get(f"{proxy.url}/responses/{'r' * 5000}").json()["error"]["code"] == "response_not_found"
+    assert flaky.stats()["requests"] == steady.stats()["requests"] == 0

@@ -28,6 +28,7 @@ from proxy.upstream.client import UpstreamResponse
 
 CHAIN_ROUTE = "/v1/responses/{response_id}"
 PINNED_CODE = "pinned_provider_unavailable"
+MAX_RESPONSE_ID = 256  # longer ids are never looked up (nor sent to Redis as a key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ def pinned_unavailable(pinned: PinnedUnavailable, exc: AllOffersFailed, seen: st
 
 
 async def _pin_of(gateway: Gateway, response_id: str) -> ResponsePin:
-    pin = await gateway.pins.lookup(response_id)
+    pin = await gateway.pins.lookup(response_id) if len(response_id) <= MAX_RESPONSE_ID else None
     if pin is None:
         raise ResponseNotFound(
             f"Previous response with id '{response_id[:128]}' not found: this proxy did not create it, or its "
