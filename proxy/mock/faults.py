@@ -1,12 +1,12 @@
 """How each fault misbehaves on the wire.
 
-down             close the connection without answering
-status           answer `status` with an OpenAI-shaped error (429/503 also carry the retry headers)
-rate_limit       429 with `Retry-After` (default 1 s) and/or `retry-after-ms`
-slow_first_byte  sleep `first_byte_ms` before the status line, then answer normally
-stall            stream: send `after_chunks` SSE events, then nothing, forever; otherwise never answer
-cut              stream: send `after_chunks` SSE events, then close (no [DONE]); otherwise half a body
-garbage          200 with a body that is not JSON, or a stream of malformed SSE
+    down             close the connection without answering
+    status           answer `status` with an OpenAI-shaped error (429/503 also carry the retry headers)
+    rate_limit       429 with `Retry-After` (default 1 s) and/or `retry-after-ms`
+    slow_first_byte  sleep `first_byte_ms` before the status line, then answer normally
+    stall            stream: send `after_chunks` SSE events, then nothing, forever; otherwise never answer
+    cut              stream: send `after_chunks` SSE events, then close (no [DONE]); otherwise half a body
+    garbage          200 with a body that is not JSON, or a stream of malformed SSE
 """
 
 from __future__ import annotations

@@ -81,7 +81,9 @@ class Exchange:
 OnDisconnect = Callable[[Exchange], None]
 
 
-async def answer_unless_gone(exchange: Exchange, work: Coroutine[Any, Any, None], on_disconnect: OnDisconnect) -> None:
+async def answer_unless_gone(
+    exchange: Exchange, work: Coroutine[Any, Any, None], on_disconnect: OnDisconnect
+) -> None:
     """Run `work`; if the client leaves first, cancel it and call `on_disconnect` (unless we dropped it)."""
     answering = asyncio.ensure_future(work)
     watching = asyncio.ensure_future(wait_disconnect(exchange.receive))
