@@ -123,6 +123,8 @@ async def test_transcription_of_a_few_megabytes_fails_over_with_the_model_rewrit
     assert f"heard {len(audio)} bytes sha256={hashlib.sha256(audio).hexdigest()} as steady/whisper-1" in text
     assert answer.headers["x-gatewayz-attempts"] == "2"
     assert flaky.stats()["paths"]["/v1/audio/transcriptions"] == 1
+    sent = steady.stats()["recent"][-1]["headers"]  # the rewritten form goes out with its exact length
+    assert int(sent["content-length"]) > len(audio) and "transfer-encoding" not in sent
     as_text = client(proxy).audio.transcriptions.create(
         model="whisper-1", file=("speech.wav", b"RIFF" * 10, "audio/wav"), response_format="text"
     )
