@@ -67,3 +67,27 @@ def test_a_form_is_rewritten_without_touching_the_file() -> None:
     no_model = httpx.Request("POST", "http://x/", files={"file": ("a.wav", audio)})
     with pytest.raises(BadRequest, match="model"):
         parse_form(no_model.read(), no_model.headers["content-type"].encode())
+
+
+async def test_an_upload_is_read_into_one_buffer_never_held_twice() -> None:
+    import tracemalloc
+
+    from proxy.http.handler import _read_body
+
+    size, piece = 8 * 1024 * 1024, 64 * 1024
+    sent = 0
+
+    async def receive() -> dict[str, object]:  # each piece a new object, as a server hands them over
+        nonlocal sent
+        sent += piece
+        return {"type": "http.request", "body": bytes([sent // piece % 256]) * piece, "more_body": sent < size}
+
+    headers = {b"content-length": str(size).encode()}
+    tracemalloc.start()
+    try:
+        body = await _read_body(receive, headers, 10 * size, 30.0, upload=True)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(body) == size and body[:piece] == b"\x01" * piece and body[-piece:] == b"\x80" * piece
+    assert peak < 1.2 * size, f"peak {peak} bytes for a {size}-byte upload"

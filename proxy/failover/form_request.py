@@ -24,7 +24,7 @@ Span = tuple[int, int]
 @dataclass(frozen=True, slots=True)
 class FormRequest:
     model: str
-    raw: bytes = field(repr=False)
+    raw: bytes | bytearray = field(repr=False)  # the body as read, never changed
     model_span: Span
     prefs: Preferences = NO_PREFERENCES
     stream: bool = False  # the answer is read whole (JSON, or text for `response_format: "text"`)
@@ -38,7 +38,7 @@ class FormRequest:
 class _Fields:
     """python-multipart callbacks that note each part's name and where its value lies in the body."""
 
-    def __init__(self, raw: bytes) -> None:
+    def __init__(self, raw: bytes | bytearray) -> None:
         self.raw = raw
         self.spans: dict[str, Span] = {}
         self.header_name = b""
@@ -88,7 +88,7 @@ class _Fields:
             self.spans.setdefault(self.name, self.span or (0, 0))
 
 
-def form_fields(raw: bytes, content_type: bytes) -> dict[str, Span]:
+def form_fields(raw: bytes | bytearray, content_type: bytes) -> dict[str, Span]:
     """Each field's name -> (start, end) of its value in `raw`; (-1, -1) when not one piece."""
     kind, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
@@ -97,14 +97,14 @@ def form_fields(raw: bytes, content_type: bytes) -> dict[str, Span]:
     fields = _Fields(raw)
     parser = MultipartParser(boundary, fields.callbacks())  # type: ignore[arg-type]
     try:
-        parser.write(raw)
+        parser.write(raw)  # type: ignore[arg-type]  # typed bytes; it only indexes, slices and finds in it
         parser.finalize()
     except MultipartParseError as exc:
         raise BadRequest(f"the request body is not a valid multipart form: {exc}") from None
     return fields.spans
 
 
-def parse_form(raw: bytes, content_type: bytes, provider_header: str | None = None) -> FormRequest:
+def parse_form(raw: bytes | bytearray, content_type: bytes, provider_header: str | None = None) -> FormRequest:
     spans = form_fields(raw, content_type)
     span = spans.get("model")
     if span is None:

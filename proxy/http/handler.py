@@ -102,10 +102,12 @@ class ProxyHandler:
         try:
             self.authorize(headers)
             settings = self.gateway.settings
-            body = await _read_body(receive, headers, settings.max_body_bytes, settings.deadline_s)
+            endpoint = PROXIED[path]
+            upload = endpoint.form != "json"
+            body = await _read_body(receive, headers, settings.max_body_bytes, settings.deadline_s, upload)
             assert task is not None
             watcher = DisconnectWatch(receive, task, ex)
-            await self._serve(ex, PROXIED[path], body, headers, send)
+            await self._serve(ex, endpoint, body, headers, send)
         except ClientError as exc:
             ex.model = ex.model or _asked_model(body)
             await self._reply_error(ex, send, *client_error(exc), [])
@@ -136,7 +138,7 @@ class ProxyHandler:
             raise Unauthorized("invalid or missing API key for this proxy (Authorization: Bearer <key>)")
 
     async def _serve(
-        self, ex: Exchange, endpoint: Endpoint, body: bytes, headers: dict[bytes, bytes], send: Send
+        self, ex: Exchange, endpoint: Endpoint, body: bytes | bytearray, headers: dict[bytes, bytes], send: Send
     ) -> None:
         preferred = headers.get(b"x-gatewayz-provider")
         provider = preferred.decode("latin-1") if preferred is not None else None
@@ -320,15 +322,25 @@ def _request_id(given: bytes | None) -> str:
     return f"{random.getrandbits(128):032x}"  # as unique as uuid4().hex, without a system call
 
 
-async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, timeout_s: float) -> bytes:
+async def _read_body(
+    receive: Receive, headers: dict[bytes, bytes], limit: int, timeout_s: float, upload: bool = False
+) -> bytes | bytearray:
     """The whole body, refusing (413) as soon as it is known to be over `limit`, never holding more, and
-    (408) when it has not all arrived within `timeout_s`: a client trickling its body holds nothing for long."""
+    (408) when it has not all arrived within `timeout_s`: a client trickling its body holds nothing for long.
+    An `upload` (a form with a file) of declared length is written into one buffer of that size as it
+    arrives, so the file is never held twice (the pieces and their join)."""
     declared = headers.get(b"content-length")
     if declared is not None:
         if not declared.isdigit():
             raise BadRequest("Content-Length is not a number")
         if int(declared) > limit:
             raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
+    if upload and declared is not None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await _receive_into(receive, int(declared))
+        except TimeoutError:
+            raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
     chunks: list[bytes] = []
     size = 0
     if _body_in_hand(receive):  # the body (or its first part) has arrived: taking it cannot wait, no timer
@@ -362,6 +374,27 @@ def _take(message: Message, chunks: list[bytes], size: int, limit: int) -> int:
         raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
     chunks.append(chunk)
     return size if message.get("more_body", False) else -1
+
+
+async def _receive_into(receive: Receive, size: int) -> bytearray:
+    """A body of declared `size` (already checked against the limit), filled in place."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    filled = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected("the client went away while sending its body")
+        chunk = message.get("body", b"")
+        if filled + len(chunk) > size:
+            raise BadRequest("the request body is longer than its Content-Length")
+        view[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+        if not message.get("more_body", False):
+            if filled != size:
+                raise BadRequest("the request body is shorter than its Content-Length")
+            view.release()
+            return buffer
 
 
 class DisconnectWatch:
