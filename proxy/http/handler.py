@@ -300,8 +300,8 @@ def _asked_model(body: bytes) -> str:
 
 
 class _AbortAnswer(Exception):
-    """Raised out of the ASGI app after a binary answer broke mid-way, so the server drops the
-    connection instead of ending the body cleanly (which would pass a truncated file as whole)."""
+    """A binary answer broke mid-way: the handler returns with the answer incomplete, so the server
+    drops the connection instead of ending the body cleanly (which would pass a truncated file as whole)."""
 
 
 def _content_type(headers: dict[bytes, bytes]) -> str:
