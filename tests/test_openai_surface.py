@@ -205,3 +205,17 @@ def test_bad_input_on_the_new_routes_is_a_clear_400_or_404(pair: tuple[Any, Any,
     assert chained.status_code == 400 and chained.json()["error"]["param"] == "previous_response_id"
     assert httpx.get(f"{proxy.url}/responses/{'r' * 5000}").json()["error"]["code"] == "response_not_found"
     assert flaky.stats()["requests"] == steady.stats()["requests"] == 0
+
+
+def test_a_streamed_transcription_is_relayed_as_its_events_after_a_failover(pair: tuple[Any, Any, Any]) -> None:
+    proxy, flaky, _ = pair
+    stream = client(proxy).audio.transcriptions.create(
+        model="whisper-1", file=("a.wav", b"RIFF" * 1000, "audio/wav"), stream=True
+    )
+    events = list(stream)
+    assert [e.type for e in events][-1] == "transcript.text.done" and len(events) > 3
+    text = "".join(e.delta for e in events if e.type == "transcript.text.delta")
+    assert text.startswith("mock steady heard 4000 bytes") and text == events[-1].text  # type: ignore[union-attr]
+    assert flaky.stats()["paths"]["/v1/audio/transcriptions"] == 1
+    exposition = proxy.gateway.metrics.exposition().decode()
+    assert 'gatewayz_tokens_total{kind="completion",model="whisper-1",provider="steady"}' in exposition

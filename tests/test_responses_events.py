@@ -91,3 +91,19 @@ async def test_an_upload_is_read_into_one_buffer_never_held_twice() -> None:
         tracemalloc.stop()
     assert len(body) == size and body[:piece] == b"\x01" * piece and body[-piece:] == b"\x80" * piece
     assert peak < 1.2 * size, f"peak {peak} bytes for a {size}-byte upload"
+
+
+def test_a_transcript_stream_ends_with_its_done_event_or_done_marker() -> None:
+    from proxy.upstream.responses_events import TranscriptTail
+
+    delta = b'data: {"type":"transcript.text.delta","delta":"hi"}\n\n'
+    usage = {"type": "tokens", "input_tokens": 3, "output_tokens": 1, "total_tokens": 4}
+    done = b"data: " + orjson.dumps({"type": "transcript.text.done", "text": "hi", "usage": usage}) + b"\n\n"
+    tail = TranscriptTail()
+    tail.feed(delta)
+    assert not tail.done
+    tail.feed(done)
+    assert tail.done and not tail.failed and tail.usage() == Usage(3, 1)
+    marked = TranscriptTail()
+    marked.feed(delta + b"data: [DONE]\n\n")
+    assert marked.done and marked.usage() is None

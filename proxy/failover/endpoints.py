@@ -8,8 +8,9 @@ this table, so they cannot disagree.
 - `answer`: `json` (a JSON object, or server-sent events when `stream` is true), `document` (JSON, or
   the plain text some formats ask for, such as a transcript with `response_format: "text"`), or
   `binary` (audio bytes: judged by status and content type, streamed through as they come).
-- `events`: how a stream's events are judged before commit: `chat` (data-only chunks, `[DONE]`) or
-  `responses` (the Responses API's typed events, `proxy.upstream.responses_events`).
+- `events`: how a stream's events are judged: `chat` (data-only chunks, `[DONE]`), `responses` (the
+  Responses API's typed events, `proxy.upstream.responses_events`) or `transcript` (a streamed
+  transcription: its first event checked as chat's, its end by `transcript.text.done`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ PROXIED: dict[str, Endpoint] = {
     "/v1/moderations": Endpoint("/moderations", "moderations"),
     "/v1/images/generations": Endpoint("/images/generations", "images"),
     "/v1/audio/speech": Endpoint("/audio/speech", "audio", answer="binary"),
-    "/v1/audio/transcriptions": Endpoint("/audio/transcriptions", "audio", form="multipart", answer="document"),
+    "/v1/audio/transcriptions": Endpoint(
+        "/audio/transcriptions", "audio", form="multipart", answer="document", events="transcript"
+    ),
     "/v1/audio/translations": Endpoint("/audio/translations", "audio", form="multipart", answer="document"),
 }
 

@@ -27,7 +27,7 @@ class FormRequest:
     raw: bytes | bytearray = field(repr=False)  # the body as read, never changed
     model_span: Span
     prefs: Preferences = NO_PREFERENCES
-    stream: bool = False  # the answer is read whole (JSON, or text for `response_format: "text"`)
+    stream: bool = False  # the form's `stream` field is "true": the answer is relayed as events
 
     def encode_for(self, provider_model_id: str) -> tuple[bytes | memoryview, ...]:
         view = memoryview(self.raw)
@@ -114,4 +114,6 @@ def parse_form(raw: bytes | bytearray, content_type: bytes, provider_header: str
     if not model.strip() or len(model) > MAX_MODEL_LENGTH:
         raise BadRequest("model must be a non-empty string of at most 256 characters", param="model")
     prefs = parse_preferences(None, provider_header)
-    return FormRequest(model=model, raw=raw, model_span=span, prefs=prefs)
+    stream_start, stream_end = spans.get("stream", (0, 0))
+    stream = bytes(raw[stream_start:stream_end]).strip().lower() == b"true" if stream_start >= 0 else False
+    return FormRequest(model=model, raw=raw, model_span=span, prefs=prefs, stream=stream)

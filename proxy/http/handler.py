@@ -50,12 +50,13 @@ from proxy.http.chain import PinnedUnavailable, pinned_ranking, pinned_unavailab
 from proxy.http.gateway import Gateway
 from proxy.http.relay import relay_bytes, relay_stream
 from proxy.types import Attempt, Message, Offer, Receive, Scope, Send
-from proxy.upstream.responses_events import ResponsesTail
+from proxy.upstream.responses_events import ResponsesTail, TranscriptTail
 from proxy.upstream.usage import Usage, UsageTail, usage_of
 
 access_log = logging.getLogger("gatewayz.access")
 
 ROUTES = PROXIED
+STREAM_TAILS = {"responses": ResponsesTail, "transcript": TranscriptTail}  # the typed streams' followers
 FORWARDED = frozenset({b"accept", b"user-agent", b"http-referer", b"x-title", b"openai-beta"})
 # Listening for a disconnect takes a task of its own; it starts once a request has run this long,
 # so most answers from a fast provider never pay for it, and a client that leaves sooner is
@@ -214,7 +215,7 @@ class ProxyHandler:
             ex.usage, ex.outcome = usage_of(served.parsed), "ok"
             return
         await send({"type": "http.response.start", "status": ex.status, "headers": headers})
-        tail = UsageTail() if endpoint.events == "chat" else ResponsesTail()
+        tail = UsageTail() if endpoint.events == "chat" else STREAM_TAILS[endpoint.events]()
         error: UpstreamError | None = None
         try:
             idle = self.gateway.settings.stream_idle_timeout_s

@@ -21,6 +21,7 @@ import orjson
 
 from proxy.errors import BadRequest
 from proxy.failover.form_request import form_fields
+from proxy.mock.payloads import sse
 from proxy.mock.routes import Answer, Call, error
 
 CATEGORIES = (
@@ -105,6 +106,8 @@ def transcriptions(call: Call) -> Answer:
         f"mock {call.config.name} heard {len(audio)} bytes sha256={hashlib.sha256(audio).hexdigest()} "
         f"as {fields['model'].decode('utf-8', 'replace')}"
     )
+    if fields.get("stream", b"").strip().lower() == b"true":
+        return Answer(events=tuple(_transcript_events(text)))
     fmt = fields.get("response_format", b"json").decode("utf-8", "replace")
     if fmt in ("text", "srt", "vtt"):
         return Answer(body=text.encode(), content_type=b"text/plain; charset=utf-8")
@@ -112,6 +115,17 @@ def transcriptions(call: Call) -> Answer:
         body = {"task": "transcribe", "language": "english", "duration": 1.0, "text": text, "segments": []}
         return Answer(body=orjson.dumps(body))
     return Answer(body=orjson.dumps({"text": text, "usage": {"type": "duration", "seconds": 1}}))
+
+
+def _transcript_events(text: str) -> list[bytes]:
+    """A streamed transcription: one `transcript.text.delta` per word, then `transcript.text.done`
+    with the text and the usage in tokens (no `[DONE]`)."""
+    words = text.split(" ")
+    events = [sse({"type": "transcript.text.delta", "delta": w + (" " if i + 1 < len(words) else "")})
+              for i, w in enumerate(words)]  # fmt: skip
+    usage = {"type": "tokens", "input_tokens": 12, "output_tokens": len(words), "total_tokens": 12 + len(words)}
+    events.append(sse({"type": "transcript.text.done", "text": text, "usage": usage}))
+    return events
 
 
 ROUTES = {

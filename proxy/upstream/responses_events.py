@@ -10,6 +10,8 @@ included) fails over.
 
 `event_verdict` is the pure predicate; `first_output` reads an upstream stream up to that event;
 `ResponsesTail` follows the rest of a committed stream for its terminal event and its usage.
+`TranscriptTail` does the same for a streamed transcription (`transcript.text.delta` events, then
+`transcript.text.done` with the usage), the other typed stream of the OpenAI API.
 """
 
 from __future__ import annotations
@@ -125,6 +127,8 @@ class ResponsesTail:
     a failure, relayed as it came and counted by the caller."""
 
     __slots__ = ("_pending", "_usage", "done", "failed")
+    TERMINAL: frozenset[str] = TERMINAL_OK
+    MARKERS: tuple[bytes, ...] = (b"response.", b"error")  # an event without one is not parsed
 
     def __init__(self) -> None:
         self._pending = b""
@@ -136,7 +140,7 @@ class ResponsesTail:
         pending = self._pending + chunk
         while (found := split_event(pending)) is not None:
             raw, pending = found
-            if b"response." in raw or b"error" in raw:
+            if any(marker in raw for marker in self.MARKERS):
                 self._judge(raw)
         # an event is kept only until it ends; one larger than the limit is skipped, not buffered
         self._pending = pending if len(pending) <= MAX_TERMINAL_EVENT else b""
@@ -147,12 +151,33 @@ class ResponsesTail:
         except MalformedResponse:
             return
         kind = data.get("type") if isinstance(data, dict) else name
-        if kind in TERMINAL_OK:
+        if kind in self.TERMINAL:
             self.done = True
             assert isinstance(data, dict)
-            self._usage = usage_of(data.get("response"))
+            self._usage = self._usage_from(data)
         elif kind in FAILED:
             self.done = self.failed = True
 
+    def _usage_from(self, terminal: dict[str, Any]) -> Usage | None:
+        return usage_of(terminal.get("response"))
+
     def usage(self) -> Usage | None:
         return self._usage
+
+
+class TranscriptTail(ResponsesTail):
+    """A streamed transcription: `transcript.text.done` ends it and carries the `usage` (a `[DONE]`,
+    which some compatible servers add, is tolerated and ends it as well)."""
+
+    __slots__ = ()
+    TERMINAL = frozenset({"transcript.text.done"})
+    MARKERS = (b"transcript.text.done", b"error", b"[DONE]")
+
+    def _judge(self, raw: bytes) -> None:
+        if raw.rstrip().endswith(b"data: [DONE]") or raw.rstrip().endswith(b"data:[DONE]"):
+            self.done = True
+            return
+        super()._judge(raw)
+
+    def _usage_from(self, terminal: dict[str, Any]) -> Usage | None:
+        return usage_of(terminal)
