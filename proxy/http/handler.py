@@ -99,7 +99,7 @@ class ProxyHandler:
         ex = Exchange(route=path, request_id=request_id, started=time.perf_counter())
         task = asyncio.current_task()
         watcher: DisconnectWatch | None = None
-        body = b""
+        body: bytes | bytearray = b""
         try:
             self.authorize(headers)
             settings = self.gateway.settings
@@ -289,7 +289,7 @@ class ProxyHandler:
             metrics.child(metrics.cost, provider, model).inc(ex.usage.cost(ex.offer))
 
 
-def _asked_model(body: bytes) -> str:
+def _asked_model(body: bytes | bytearray) -> str:
     """The `model` a refused request named, for its access line: "" when the body has none (or is not
     JSON). Only on the error path: a body that parsed has its model taken from the parse."""
     try:
