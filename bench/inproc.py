@@ -51,7 +51,7 @@ class MemoryResponse:
 
 
 class MemoryUpstream:
-    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> MemoryResponse:
+    async def send(self, url: str, headers: Mapping[str, str], body: Any, method: str = "POST") -> MemoryResponse:
         await asyncio.sleep(0)  # one turn of the event loop, as a network round trip gives it
         return MemoryResponse(b'"stream":true' in body)
 

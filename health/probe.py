@@ -3,6 +3,10 @@
 - `chat`: `POST {base_url}/chat/completions` for the provider's model id with `max_tokens: 1`; the
   offer is up when a JSON object with `choices` comes back.
 - `listing`: `GET {base_url}/models`; the offer is up when the listing names its provider model id.
+- an offer that does not serve chat is probed through an endpoint it does serve (`probe_kind`):
+  `embeddings` (a one-word embedding; up when `data` comes back), `completions` (1 token; `choices`),
+  `responses` (a few tokens, not stored; `output`), `moderations` (one word; `results`); an offer
+  that serves none of those (images, audio only) through the listing, which costs nothing.
 
 The provider's key goes only to that provider (`Authorization: Bearer`, no redirects followed) and
 never into a result. `probe_offer` never raises for the provider's failures: every outcome is a
@@ -24,6 +28,23 @@ from proxy.config import Secret
 from proxy.errors import ListingError
 
 PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
+# the endpoint a probe goes through, in order of preference, with its body and the list a good answer has
+PROBES: dict[str, tuple[str, dict[str, object], str]] = {
+    "chat": ("/chat/completions", {"messages": PROBE_MESSAGES, "max_tokens": 1, "stream": False}, "choices"),
+    "embeddings": ("/embeddings", {"input": "ping"}, "data"),
+    "completions": ("/completions", {"prompt": "ping", "max_tokens": 1, "stream": False}, "choices"),
+    "responses": ("/responses", {"input": "ping", "max_output_tokens": 16, "store": False}, "output"),
+    "moderations": ("/moderations", {"input": "ping"}, "results"),
+}
+
+
+def probe_kind(configured: str, endpoints: frozenset[str]) -> str:
+    """How to probe an offer: the provider's `probe` (`chat`, `listing`, `none`), where `chat` means
+    "a generation through an endpoint the offer serves": chat when it serves chat, else the first
+    of `PROBES` it serves, else the listing."""
+    if configured != "chat":
+        return configured
+    return next((kind for kind in PROBES if kind in endpoints), "listing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +54,7 @@ class ProbeTarget:
     provider_slug: str
     provider_model_id: str
     base_url: str
-    kind: str  # chat | listing
+    kind: str  # listing, or a key of PROBES (chat, embeddings, completions, responses, moderations)
     api_key: Secret
 
     @property
@@ -67,14 +88,15 @@ def _headers(target: ProbeTarget) -> dict[str, str]:
     return headers
 
 
-async def _chat(session: aiohttp.ClientSession, target: ProbeTarget) -> int:
-    body = {"model": target.provider_model_id, "messages": PROBE_MESSAGES, "max_tokens": 1, "stream": False}
-    url = f"{target.base_url}/chat/completions"
+async def _generate(session: aiohttp.ClientSession, target: ProbeTarget) -> int:
+    path, fields, expected = PROBES[target.kind]
+    body = {"model": target.provider_model_id, **fields}
+    url = f"{target.base_url}{path}"
     headers = {**_headers(target), "content-type": "application/json"}
     async with session.post(url, data=orjson.dumps(body), headers=headers, allow_redirects=False) as response:
         payload = await _json(response)
-    if not isinstance(payload, dict) or not isinstance(payload.get("choices"), list):
-        raise _Failed("malformed_response", "the answer is not a chat completion", response.status)
+    if not isinstance(payload, dict) or not isinstance(payload.get(expected), list):
+        raise _Failed("malformed_response", f"the answer to {path} has no {expected!r} list", response.status)
     return response.status
 
 
@@ -103,7 +125,7 @@ async def _json(response: aiohttp.ClientResponse) -> object:
 async def probe_offer(session: aiohttp.ClientSession, target: ProbeTarget, timeout_s: float) -> ProbeResult:
     """Probe one offer; whatever happens (but cancellation) comes back as a `ProbeResult`."""
     started = time.perf_counter()
-    send = _listing if target.kind == "listing" else _chat
+    send = _listing if target.kind == "listing" else _generate
 
     def done(result: str, status: int | None = None, error: str | None = None) -> ProbeResult:
         return ProbeResult(target, result, (time.perf_counter() - started) * 1000, status, error)

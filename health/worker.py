@@ -30,7 +30,7 @@ import asyncpg
 from health.derive import Counts, RoundDecision, Thresholds, decide_round
 from health.leader import Leadership
 from health.metrics import WorkerMetrics
-from health.probe import ProbeResult, ProbeTarget, probe_offer
+from health.probe import ProbeResult, ProbeTarget, probe_kind, probe_offer
 from health.publish import RankingPublisher
 from health.store import (
     add_probe_history,
@@ -146,9 +146,10 @@ class HealthWorker:
             provider = self.config.provider(row["provider_slug"])
             if provider is None or not provider.is_active or provider.probe == "none":
                 continue
+            kind = probe_kind(provider.probe, provider.served_endpoints(row["endpoints"]))
             targets[row["offer_id"]] = ProbeTarget(
                 row["offer_id"], row["model_id"], provider.slug, row["provider_model_id"],
-                provider.base_url, provider.probe, provider.api_key,
+                provider.base_url, kind, provider.api_key,
             )  # fmt: skip
         return list(targets.values())
 

@@ -11,13 +11,13 @@ import argparse
 import os
 import tomllib
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from proxy.errors import ConfigError
-from proxy.types import Health, Strategy
+from proxy.types import ENDPOINTS, Health, Strategy
 
 DEFAULT_CONFIG_PATH = "failover.toml"
 LISTING_FORMATS = ("openai", "openrouter", "none")
@@ -67,6 +67,7 @@ class ProxySettings:
     catalog_ttl_s: float = 30.0  # safety-net refresh of the in-process catalog
     health_flush_s: float = 5.0  # how often passive counts are flushed to Postgres
     shutdown_grace_s: float = 30.0  # in-flight requests get this long on SIGTERM
+    response_pin_ttl_s: float = 2_592_000.0  # how long a Responses API response id stays pinned to its offer
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,14 @@ class ProviderConfig:
     priority: int = 0
     is_active: bool = True
     probe: str = "chat"
+    endpoints: tuple[str, ...] = ENDPOINTS  # the endpoint kinds its offers serve (an offer may narrow them)
     api_key: Secret = field(default_factory=lambda: Secret(""), compare=False)
+
+    def served_endpoints(self, narrowed: Iterable[str] | None) -> frozenset[str]:
+        """What one of its offers serves: this provider's `endpoints`, narrowed by the offer's own
+        (from the config or a listing; None: not narrowed)."""
+        endpoints = frozenset(self.endpoints)
+        return endpoints if narrowed is None else endpoints & frozenset(narrowed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +125,7 @@ class StaticOffer:
     pricing_request: float | None = None
     context_length: int | None = None
     supports_streaming: bool = True
+    endpoints: tuple[str, ...] | None = None  # narrows the provider's `endpoints` for this offer
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +219,8 @@ class _Reader:
             return self.strategy(name, value)
         if value is None and "None" in kind:
             return None
+        if kind.startswith("tuple[str"):
+            return self.endpoints(name, value)
         base = kind.split(" ", 1)[0]
         if base not in _TYPES:
             raise self.fail(name, "this key cannot be set here")
@@ -217,6 +228,12 @@ class _Reader:
         if isinstance(value, bool) != (base == "bool") or not isinstance(value, accepted):
             raise self.fail(name, f"expected {label}, got {type(value).__name__}")
         return float(cast(float, value)) if base == "float" else value
+
+    def endpoints(self, name: str, value: Any) -> tuple[str, ...]:
+        """A list of endpoint kinds (`proxy.types.ENDPOINTS`), each named once."""
+        if not isinstance(value, list) or not value or any(v not in ENDPOINTS for v in value):
+            raise self.fail(name, f"expected a non-empty list of {' | '.join(ENDPOINTS)}, got {value!r}")
+        return tuple(dict.fromkeys(value))
 
     def strategy(self, name: str, value: Any) -> Strategy:
         try:

@@ -45,6 +45,10 @@ class CircuitState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+ENDPOINTS = ("chat", "completions", "embeddings", "responses", "moderations", "images", "audio")
+"""The endpoint kinds an offer may serve; an OpenAI-compatible provider promises all of them."""
+ALL_ENDPOINTS = frozenset(ENDPOINTS)
+
 OfferKey = tuple[str, str]
 """(provider slug, provider model id): how runtime state names an offer, stable across refreshes."""
 
@@ -66,6 +70,7 @@ class Offer:
     pricing_completion: float | None = None
     supports_streaming: bool = True
     offer_id: int | None = None
+    endpoints: frozenset[str] = ALL_ENDPOINTS  # the endpoint kinds (`ENDPOINTS`) this offer serves
 
     @property
     def key(self) -> OfferKey:

@@ -111,7 +111,7 @@ def test_wrong_method_and_unknown_route_are_openai_shaped(trio: Any) -> None:
     wrong = httpx.get(f"{proxy.url}/chat/completions")
     assert wrong.status_code == 405
     assert wrong.json()["error"]["message"]
-    missing = httpx.post(f"{proxy.url}/images/generations", json={})
+    missing = httpx.post(f"{proxy.url}/assistants", json={})
     assert missing.status_code == 404
     assert missing.json()["error"]["code"] == "not_found"
 

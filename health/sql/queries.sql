@@ -3,7 +3,8 @@
 
 -- name: probe_targets
 -- Every active offer, for the worker to probe (the provider's URL, key and probe kind come from the config).
-SELECT offer_id, model_id, provider_slug, provider_model_id
+SELECT offer_id, model_id, provider_slug, provider_model_id,
+       (SELECT m.endpoints FROM models m WHERE m.id = offer_id) AS endpoints
 FROM offer_catalog
 WHERE offer_is_active AND provider_is_active
 ORDER BY provider_slug, provider_model_id;

@@ -1,9 +1,13 @@
 """Provider model listings: `GET {base_url}/models`, in the `openai` or the `openrouter` format.
 
 - `openai`: `{"data": [{"id": "gpt-4", ...}, ...]}` (a bare list of such objects is accepted too);
-  no prices.
+  no prices. An entry's `type` (Together: `chat`, `language`, `code`, `image`, `embedding`,
+  `moderation`, `audio`, `transcribe`, `rerank`) says which endpoints it serves.
 - `openrouter`: the same, each entry with `pricing` (USD per token, as strings: `"0.00003"`) and
   `context_length`. A negative price (OpenRouter's `"-1"` for "varies") is stored as unknown.
+  `architecture.output_modalities` (or the `modality` "text->text") says which endpoints it serves.
+
+Where a listing says nothing about endpoints, `endpoints` is None: every endpoint the provider serves.
 
 The parse functions are pure and raise `ListingError` naming the entry and field that is wrong.
 `fetch_listing` sends the provider's key only to that provider (`Authorization: Bearer`, no
@@ -36,6 +40,43 @@ class ListedModel:
     pricing_completion: Decimal | None = None  # USD per token
     pricing_request: Decimal | None = None  # USD per request
     context_length: int | None = None
+    endpoints: tuple[str, ...] | None = None  # the endpoint kinds it serves, when the listing says
+
+
+GENERATES_TEXT = ("chat", "completions", "responses")
+TYPE_ENDPOINTS: dict[str, tuple[str, ...]] = {
+    "chat": GENERATES_TEXT,
+    "language": GENERATES_TEXT,
+    "code": GENERATES_TEXT,
+    "image": ("images",),
+    "embedding": ("embeddings",),
+    "moderation": ("moderations",),
+    "audio": ("audio",),
+    "transcribe": ("audio",),
+    "rerank": (),
+}
+MODALITY_ENDPOINTS = {"text": GENERATES_TEXT, "image": ("images",), "audio": ("audio",)}
+
+
+def type_endpoints(entry: dict[str, Any]) -> tuple[str, ...] | None:
+    """The endpoints of a listing entry with a `type` (Together's); None for an unknown or no type."""
+    kind = entry.get("type")
+    return TYPE_ENDPOINTS.get(kind.lower()) if isinstance(kind, str) else None
+
+
+def modality_endpoints(entry: dict[str, Any]) -> tuple[str, ...] | None:
+    """The endpoints of an OpenRouter entry, from what its architecture outputs; None when unsaid."""
+    architecture = entry.get("architecture")
+    if not isinstance(architecture, dict):
+        return None
+    outputs = architecture.get("output_modalities")
+    if not isinstance(outputs, list):
+        modality = architecture.get("modality")
+        if not isinstance(modality, str) or "->" not in modality:
+            return None
+        outputs = modality.split("->", 1)[1].split("+")
+    found = [kind for output in outputs if isinstance(output, str) for kind in MODALITY_ENDPOINTS.get(output, ())]
+    return tuple(dict.fromkeys(found)) if found else None
 
 
 def _entries(payload: object, source: str) -> list[dict[str, Any]]:
@@ -52,7 +93,7 @@ def _entries(payload: object, source: str) -> list[dict[str, Any]]:
 
 def parse_openai_listing(payload: object, source: str = "listing") -> list[ListedModel]:
     """The ids of an OpenAI-format listing."""
-    return [ListedModel(entry["id"].strip()) for entry in _entries(payload, source)]
+    return [ListedModel(entry["id"].strip(), endpoints=type_endpoints(entry)) for entry in _entries(payload, source)]
 
 
 def _price(value: object, where: str) -> Decimal | None:
@@ -89,6 +130,7 @@ def _openrouter_entry(entry: dict[str, Any], where: str) -> ListedModel:
         pricing_completion=_price(pricing.get("completion"), f"{where}.pricing.completion"),
         pricing_request=_price(pricing.get("request"), f"{where}.pricing.request"),
         context_length=_context_length(entry.get("context_length"), f"{where}.context_length"),
+        endpoints=modality_endpoints(entry) or type_endpoints(entry),
     )
 
 

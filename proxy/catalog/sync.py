@@ -47,6 +47,7 @@ class DesiredOffer:
     pricing_request: Decimal | None = None
     context_length: int | None = None
     supports_streaming: bool = True
+    endpoints: tuple[str, ...] | None = None  # None: every endpoint its provider serves
 
 
 @dataclass(slots=True)
@@ -87,6 +88,7 @@ def _from_listing(entry: ListedModel, aliases: dict[str, str]) -> DesiredOffer:
         pricing_completion=entry.pricing_completion,
         pricing_request=entry.pricing_request,
         context_length=entry.context_length,
+        endpoints=entry.endpoints,
     )
 
 
@@ -103,6 +105,7 @@ def _from_static(model_id: str, offer: StaticOffer, listed: DesiredOffer | None)
         pricing_request=pick(offer.pricing_request, listed.pricing_request if listed else None),
         context_length=offer.context_length or (listed.context_length if listed else None),
         supports_streaming=offer.supports_streaming,
+        endpoints=offer.endpoints if offer.endpoints is not None else (listed.endpoints if listed else None),
     )
 
 
@@ -127,6 +130,7 @@ def _columns(offers: Sequence[DesiredOffer]) -> list[list[object]]:
         [o.pricing_request for o in offers],
         [o.context_length for o in offers],
         [o.supports_streaming for o in offers],
+        [None if o.endpoints is None else ",".join(o.endpoints) for o in offers],
     ]
 
 

@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -30,14 +30,28 @@ from proxy.errors import (
     UpstreamStatus,
 )
 from proxy.failover.classify import COOLDOWN_STATUSES, is_retryable_status, retry_after_seconds
-from proxy.failover.client_request import ClientRequest
+from proxy.failover.endpoints import PROXIED, Endpoint
 from proxy.runtime.metrics import Metrics
 from proxy.runtime.state import RuntimeState
-from proxy.types import Attempt, Offer, Ranking
-from proxy.upstream.client import MAX_ERROR_BODY, UpstreamClient, UpstreamResponse
+from proxy.types import Attempt, Offer, Preferences, Ranking
+from proxy.upstream.client import MAX_ERROR_BODY, Body, UpstreamClient, UpstreamResponse
+from proxy.upstream.responses_events import first_output
 
 SSE_STARTS = (b"data:", b":", b"event:", b"id:", b"retry:")
 MAX_FIRST_EVENT = 64 * 1024  # a first event longer than this is not a chat chunk
+CHAT = PROXIED["/v1/chat/completions"]
+
+
+class ForwardRequest(Protocol):
+    """What the loop needs of a client's request (a parsed JSON body, or a multipart form)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def prefs(self) -> Preferences: ...
+    def encode_for(self, provider_model_id: str) -> Body: ...
 
 
 @dataclass(slots=True)
@@ -50,6 +64,7 @@ class Served:
     attempts: list[Attempt]
     upstream_s: float  # time spent waiting on providers, failed attempts included
     parsed: dict[str, Any] | None = None  # the non-streaming body, parsed (for usage and cost)
+    response_id: str | None = None  # a Responses API stream's id, from its `response.created` event
 
 
 @dataclass(slots=True)
@@ -63,14 +78,16 @@ class AttemptContext:
 
 async def run_attempts(
     ctx: AttemptContext,
-    request: ClientRequest,
+    request: ForwardRequest,
     ranking: Ranking,
     *,
     path: str,
     headers: Mapping[str, str],
     deadline: float,
+    endpoint: Endpoint = CHAT,
 ) -> Served:
-    """Try the ranked offers in order; `deadline` is on the event loop's clock."""
+    """Try the ranked offers in order; `deadline` is on the event loop's clock. `endpoint` says how
+    an answer is judged before commit (`proxy.failover.endpoints`)."""
     loop = asyncio.get_running_loop()
     attempts: list[Attempt] = []
     upstream_s = 0.0
@@ -81,7 +98,7 @@ async def run_attempts(
             break
         started = loop.time()
         try:
-            served = await _try_offer(ctx, request, offer, path=path, headers=headers, deadline=deadline)
+            served = await _try_offer(ctx, request, offer, endpoint, path=path, headers=headers, deadline=deadline)
         except UpstreamError as exc:
             elapsed = loop.time() - started
             upstream_s += elapsed
@@ -105,7 +122,14 @@ async def run_attempts(
 
 
 async def _try_offer(
-    ctx: AttemptContext, request: ClientRequest, offer: Offer, *, path: str, headers: Mapping[str, str], deadline: float
+    ctx: AttemptContext,
+    request: ForwardRequest,
+    offer: Offer,
+    endpoint: Endpoint,
+    *,
+    path: str,
+    headers: Mapping[str, str],
+    deadline: float,
 ) -> Served:
     settings = ctx.settings
     loop = asyncio.get_running_loop()
@@ -127,13 +151,18 @@ async def _try_offer(
                 if response.status >= 300:
                     raise await _status_error(response)
                 if request.stream:
-                    return Served(offer, response, await _first_event(response), [], 0.0)
+                    return await _first_of_stream(offer, response, endpoint)
+                if endpoint.answer == "binary":
+                    return Served(offer, response, await _first_bytes(response), [], 0.0)
                 reading = True
                 timer.reschedule(max(deadline, loop.time() + 0.001))
                 raw = await response.read()
         except TimeoutError:
             deadline_bound = reading or remaining <= settings.first_byte_timeout_s
             raise (DeadlineExceeded() if deadline_bound else FirstByteTimeout()) from None
+        if endpoint.answer == "document" and not _is_json(response):
+            response.release()
+            return Served(offer, response, raw, [], 0.0)
         return _whole_body(offer, response, raw)
     except BaseException:
         if response is not None:
@@ -154,6 +183,28 @@ async def _status_error(response: UpstreamResponse) -> UpstreamStatus:
         headers=response.headers,
         retry_after_s=retry_after_seconds(response.headers, time.time()) if retryable else None,
     )
+
+
+async def _first_of_stream(offer: Offer, response: UpstreamResponse, endpoint: Endpoint) -> Served:
+    if endpoint.events == "responses":
+        first, response_id = await first_output(response)
+        return Served(offer, response, first, [], 0.0, response_id=response_id)
+    return Served(offer, response, await _first_event(response), [], 0.0)
+
+
+def _is_json(response: UpstreamResponse) -> bool:
+    return any(k.lower() == "content-type" and "json" in v.lower() for k, v in response.headers)
+
+
+async def _first_bytes(response: UpstreamResponse) -> bytes:
+    """A binary answer (audio) up to its first bytes: a JSON body where bytes were promised is an
+    error in disguise, and an answer that ends empty is no answer; both fail over."""
+    if _is_json(response):
+        raise MalformedResponse("the provider answered JSON where audio bytes were expected")
+    async for chunk in response.chunks():
+        if chunk:
+            return chunk
+    raise MalformedResponse("the provider's answer is empty")
 
 
 async def _first_event(response: UpstreamResponse) -> bytes:
@@ -215,7 +266,7 @@ def _code(exc: UpstreamError) -> str:
     return str(exc.status) if isinstance(exc, UpstreamStatus) else exc.code
 
 
-def _failed(ctx: AttemptContext, request: ClientRequest, offer: Offer, exc: UpstreamError, elapsed: float) -> Attempt:
+def _failed(ctx: AttemptContext, request: ForwardRequest, offer: Offer, exc: UpstreamError, elapsed: float) -> Attempt:
     code = _code(exc)
     metrics = ctx.metrics
     metrics.child(metrics.attempts, metrics.provider(offer.provider_slug), metrics.model(offer.model_id), code).inc()
@@ -239,7 +290,7 @@ def _cooldown(settings: ProxySettings, exc: UpstreamError) -> float | None:
     return settings.default_cooldown_s if exc.status == 429 else None
 
 
-def _succeeded(ctx: AttemptContext, request: ClientRequest, offer: Offer, elapsed: float) -> None:
+def _succeeded(ctx: AttemptContext, request: ForwardRequest, offer: Offer, elapsed: float) -> None:
     metrics = ctx.metrics
     provider = metrics.provider(offer.provider_slug)
     metrics.child(metrics.attempts, provider, metrics.model(offer.model_id), "ok").inc()

@@ -36,7 +36,7 @@ class ClientRequest:
             raise BadRequest("the request body is nested too deeply to forward") from None
 
 
-def parse_request(raw: bytes, provider_header: str | None = None) -> ClientRequest:
+def parse_request(raw: bytes | bytearray, provider_header: str | None = None) -> ClientRequest:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

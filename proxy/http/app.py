@@ -1,8 +1,10 @@
 """The ASGI application: the hot path in plain ASGI, everything else on Starlette.
 
-POSTs to the three proxied routes go straight to `ProxyHandler` (no router, no middleware). The
-rest (models, health, readiness, metrics, admin) is a small Starlette app, which also runs the
-lifespan that starts and stops the gateway's background work.
+POSTs to the proxied routes (`proxy.failover.endpoints.PROXIED`) go straight to `ProxyHandler` (no
+router, no middleware). The rest (models, Responses API chains, health, readiness, metrics, admin)
+is a small Starlette app, which also runs the lifespan that starts and stops the gateway's
+background work. An unknown path gets a 404 that lists the routes; a known path with the wrong
+method a 405 that names the right one.
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from starlette.routing import Route
 
 from proxy.config import Config, load_config
 from proxy.errors import ConfigError, Unauthorized
+from proxy.failover.endpoints import route_list
 from proxy.http import admin
 from proxy.http.answers import client_error, error_body, provider_secrets
+from proxy.http.chain import CHAIN_ROUTE, forward_to_pinned
 from proxy.http.gateway import Gateway
 from proxy.http.handler import ROUTES, ProxyHandler
 from proxy.types import Receive, Scope, Send
@@ -32,18 +36,48 @@ from proxy.upstream.client import UpstreamClient
 log = logging.getLogger("gatewayz.reload")
 
 
+def _model_object(gateway: Gateway, model_id: str) -> dict[str, object]:
+    return {"id": model_id, "object": "model", "created": int(gateway.started_at), "owned_by": "gatewayz"}
+
+
 async def list_models(request: Request) -> Response:
     """The canonical models, OpenAI's list shape; behind `FAILOVER_API_KEYS` like the proxied routes."""
     gateway: Gateway = request.app.state.gateway
+    refused = _refused(request)
+    if refused is not None:
+        return refused
+    return JSONResponse({"object": "list", "data": [_model_object(gateway, m) for m in gateway.catalog.models()]})
+
+
+def _refused(request: Request) -> Response | None:
+    """The 401 of a request without a client key (`FAILOVER_API_KEYS`), as on the proxied routes."""
     handler: ProxyHandler = request.app.state.handler
     try:
         handler.authorize(dict(request.scope["headers"]))
     except Unauthorized as exc:
         status, body = client_error(exc)
         return Response(body, status_code=status, media_type="application/json")
-    created = int(gateway.started_at)
-    data = [{"id": m, "object": "model", "created": created, "owned_by": "gatewayz"} for m in gateway.catalog.models()]
-    return JSONResponse({"object": "list", "data": data})
+    return None
+
+
+async def retrieve_model(request: Request) -> Response:
+    """One canonical model, for its canonical or a provider-style id (`openai/gpt-4`, slash raw or
+    sent as `%2F`), as requests map it; 404 `model_not_found` otherwise."""
+    gateway: Gateway = request.app.state.gateway
+    refused = _refused(request)
+    if refused is not None:
+        return refused
+    asked: str = request.path_params["model"]
+    model_id = gateway.catalog.resolve(asked)
+    if model_id is None:
+        body = error_body(
+            f"The model '{asked[:256]}' does not exist on this proxy",
+            "invalid_request_error",
+            "model_not_found",
+            "model",
+        )
+        return Response(body, status_code=404, media_type="application/json")
+    return JSONResponse(_model_object(gateway, model_id))
 
 
 async def proxied_elsewhere(request: Request) -> Response:
@@ -90,14 +124,16 @@ async def metrics(request: Request) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
+    allowed = (exc.headers or {}).get("Allow", "") if isinstance(exc, HTTPException) else ""
     if status == 405:
-        message = f"{request.method} is not allowed on {request.url.path}"
+        message = f"{request.method} is not allowed on {request.url.path}: use {allowed or 'another method'}"
     elif status == 404:
-        message = f"no route {request.url.path} on this proxy (OpenAI-compatible routes live under /v1)"
+        message = f"no route {request.method} {request.url.path} on this proxy; its routes are: {route_list()}"
     else:
         message = "the proxy could not handle this request"
     body = error_body(message, "invalid_request_error", "not_found" if status == 404 else f"http_{status}")
-    return Response(body, status_code=status, media_type="application/json")
+    headers = {"Allow": allowed} if allowed else None
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 class GatewayApp:
@@ -111,6 +147,10 @@ class GatewayApp:
         self.routes = Starlette(
             routes=[
                 Route("/v1/models", list_models),
+                Route("/v1/models/{model:path}", retrieve_model),
+                Route(CHAIN_ROUTE, forward_to_pinned, methods=["GET", "DELETE"]),
+                Route(CHAIN_ROUTE + "/cancel", forward_to_pinned, methods=["POST"]),
+                Route(CHAIN_ROUTE + "/input_items", forward_to_pinned, methods=["GET"]),
                 Route("/healthz", healthz),
                 Route("/readyz", readyz),
                 Route("/metrics", metrics),

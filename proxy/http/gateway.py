@@ -40,8 +40,10 @@ from proxy.runtime.peers import SharedState
 from proxy.runtime.pg_listen import PostgresListener
 from proxy.runtime.pg_peers import PostgresPeers
 from proxy.runtime.refresh import CatalogRefresher
+from proxy.runtime.response_pins import ResponsePins
 from proxy.runtime.state import RuntimeState
 from proxy.store.database import DATABASE_ERRORS, create_pool, redact_url
+from proxy.store.redis import redis_client
 from proxy.types import CircuitState
 from proxy.upstream.client import AiohttpUpstream, UpstreamClient
 
@@ -89,6 +91,8 @@ class Gateway:
             self.listener = PostgresListener(
                 config.database_url.reveal(), self.refresher.request, on_state=self.pg_peers.receive
             )
+        pin_redis = redis_client(config.redis_url) if config.redis_url else None
+        self.pins = ResponsePins(config.proxy.response_pin_ttl_s, pin_redis, config.redis_prefix)
         self.flusher = HealthFlusher(self.state, config.health, lambda: self.pool)
         self.context = AttemptContext(self.settings, self.client, self.state, self.keys, self.metrics)
         self._bind_labels()
@@ -138,6 +142,7 @@ class Gateway:
                 await task
         self._tasks.clear()
         await self.client.aclose()
+        await self.pins.aclose()
         if self.pool is not None:
             with contextlib.suppress(*DATABASE_ERRORS):
                 async with asyncio.timeout(FINAL_FLUSH_TIMEOUT_S):
@@ -209,6 +214,7 @@ class Gateway:
         self.keys = {p.slug: p.api_key for p in config.providers}
         self.state.settings = config.proxy
         self.flusher.history_interval_s = config.health.traffic_history_interval_s
+        self.pins.ttl_s = config.proxy.response_pin_ttl_s
         for peers in (self.shared, self.pg_peers):
             if peers is not None:
                 peers.circuit_cooldown_s = config.proxy.circuit_cooldown_s

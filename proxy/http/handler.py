@@ -31,8 +31,10 @@ from proxy.errors import (
     UpstreamError,
     UpstreamStatus,
 )
-from proxy.failover.attempts import Served, run_attempts
+from proxy.failover.attempts import ForwardRequest, Served, run_attempts
 from proxy.failover.client_request import MAX_MODEL_LENGTH, SLUG, ClientRequest, parse_request
+from proxy.failover.endpoints import PROXIED, Endpoint
+from proxy.failover.form_request import parse_form
 from proxy.failover.ranking import rank_offers
 from proxy.http.answers import (
     JSON,
@@ -46,18 +48,17 @@ from proxy.http.answers import (
     redact,
 )
 from proxy.http.bearer import bearer_token
+from proxy.http.chain import PinnedUnavailable, pinned_ranking, pinned_unavailable
 from proxy.http.gateway import Gateway
-from proxy.http.relay import relay_stream
+from proxy.http.relay import relay_bytes, relay_stream
 from proxy.types import Attempt, Message, Offer, Receive, Scope, Send
+from proxy.upstream.responses_events import ResponsesTail, TranscriptTail
 from proxy.upstream.usage import Usage, UsageTail, usage_of
 
 access_log = logging.getLogger("gatewayz.access")
 
-ROUTES = {
-    "/v1/chat/completions": "/chat/completions",
-    "/v1/completions": "/completions",
-    "/v1/embeddings": "/embeddings",
-}
+ROUTES = PROXIED
+STREAM_TAILS = {"responses": ResponsesTail, "transcript": TranscriptTail}  # the typed streams' followers
 FORWARDED = frozenset({b"accept", b"user-agent", b"http-referer", b"x-title", b"openai-beta"})
 # Listening for a disconnect takes a task of its own; it starts once a request has run this long,
 # so most answers from a fast provider never pay for it, and a client that leaves sooner is
@@ -83,6 +84,7 @@ class Exchange:
     finished: bool = False  # the answer is complete: a disconnect now changes nothing
     disconnected: bool = False
     streaming: bool = False  # a stream's 200 went out and its end has not yet
+    binary: bool = False  # a binary answer's 200 went out and its end has not yet
 
 
 class ProxyHandler:
@@ -101,20 +103,24 @@ class ProxyHandler:
         ex = Exchange(route=path, request_id=request_id, started=time.perf_counter())
         task = asyncio.current_task()
         watcher: DisconnectWatch | None = None
-        body = b""
+        body: bytes | bytearray = b""
         try:
             self.authorize(headers)
             settings = self.gateway.settings
-            body = await _read_body(receive, headers, settings.max_body_bytes, settings.deadline_s)
+            endpoint = PROXIED[path]
+            upload = endpoint.form != "json"
+            body = await _read_body(receive, headers, settings.max_body_bytes, settings.deadline_s, upload)
             assert task is not None
             watcher = DisconnectWatch(receive, task, ex)
-            await self._serve(ex, body, headers, send)
+            await self._serve(ex, endpoint, body, headers, send)
         except ClientError as exc:
             ex.model = ex.model or _asked_model(body)
             await self._reply_error(ex, send, *client_error(exc), [])
             ex.outcome = exc.code
         except ClientDisconnected:
             ex.status, ex.outcome = 499, ClientDisconnected.code
+        except _AbortAnswer:
+            pass  # returning with the answer incomplete: the server drops the connection
         except asyncio.CancelledError:
             if task is None:
                 raise
@@ -139,27 +145,38 @@ class ProxyHandler:
         if not matched:
             raise Unauthorized("invalid or missing API key for this proxy (Authorization: Bearer <key>)")
 
-    async def _serve(self, ex: Exchange, body: bytes, headers: dict[bytes, bytes], send: Send) -> None:
+    async def _serve(
+        self, ex: Exchange, endpoint: Endpoint, body: bytes | bytearray, headers: dict[bytes, bytes], send: Send
+    ) -> None:
         preferred = headers.get(b"x-gatewayz-provider")
-        request = parse_request(body, preferred.decode("latin-1") if preferred is not None else None)
-        gateway = self.gateway
-        offers = gateway.catalog.lookup(request.model)
-        if offers is None:
-            ex.model = request.model  # the access line says what was asked for
-            raise ModelNotFound(f"The model '{request.model[:256]}' does not exist on this proxy", param="model")
-        ex.model = offers[0].model_id if offers else request.model
-        now = time.time()
-        ranking = rank_offers(
-            offers,
-            strategy=gateway.settings.strategy,
-            prefs=request.prefs,
-            runtime=gateway.state.views(offers, now),
-            now=now,
+        provider = preferred.decode("latin-1") if preferred is not None else None
+        request: ForwardRequest = (
+            parse_request(body, provider)
+            if endpoint.form == "json"
+            else parse_form(body, headers.get(b"content-type", b""), provider)
         )
-        if not ranking.offers and ranking.retry_after_s is None:
+        gateway = self.gateway
+        offers = gateway.catalog.lookup(request.model, endpoint.kind)
+        if not offers:
+            ex.model = request.model  # the access line says what was asked for
+            raise _not_offered(request.model, ex.route, offers)
+        ex.model = offers[0].model_id
+        pinned: PinnedUnavailable | None = None
+        chained = None
+        if endpoint.kind == "responses" and isinstance(request, ClientRequest):
+            chained = await pinned_ranking(gateway, request, offers)
+        if chained is not None:
+            ranking, pinned = chained
+        else:
+            now = time.time()
+            runtime = gateway.state.views(offers, now)
+            ranking = rank_offers(
+                offers, strategy=gateway.settings.strategy, prefs=request.prefs, runtime=runtime, now=now
+            )
+        if pinned is None and not ranking.offers and ranking.retry_after_s is None:
             raise NoOfferAllowed("no provider of this model is left after the request's provider preferences")
         forward = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items() if k in FORWARDED}
-        forward["content-type"] = "application/json"
+        forward["content-type"] = "application/json" if endpoint.form == "json" else _content_type(headers)
         forward["x-request-id"] = ex.request_id
         loop = asyncio.get_running_loop()
         try:
@@ -167,28 +184,36 @@ class ProxyHandler:
                 gateway.context,
                 request,
                 ranking,
-                path=ROUTES[ex.route],
+                path=endpoint.upstream,
                 headers=forward,
                 deadline=loop.time() + gateway.settings.deadline_s,
+                endpoint=endpoint,
             )
         except AllOffersFailed as exc:
             ex.attempts = list(exc.attempts)
-            status, payload, extra = all_failed(exc, ex.model)
+            status, payload, extra = all_failed(exc, ex.model) if pinned is None else pinned_unavailable(pinned, exc)
             await self._reply_error(ex, send, status, payload, extra)
-            ex.outcome = exc.code
+            ex.outcome = exc.code if pinned is None else pinned.code
             return
         except UpstreamStatus as exc:  # not retryable: the client's own mistake, passed through unchanged
             ex.attempts = list(exc.attempts)
             await self._pass_through(ex, send, exc)
             return
-        await self._answer(ex, request, served, send)
+        await self._answer(ex, endpoint, request, served, send)
 
-    async def _answer(self, ex: Exchange, request: ClientRequest, served: Served, send: Send) -> None:
+    async def _answer(
+        self, ex: Exchange, endpoint: Endpoint, request: ForwardRequest, served: Served, send: Send
+    ) -> None:
         ex.attempts, ex.offer, ex.upstream_s = served.attempts, served.offer, served.upstream_s
         ex.provider = served.offer.provider_slug
         headers = forwarded_headers(served.response.headers)
         headers += gateway_headers(served.offer, served.attempts, ex.request_id)
         ex.status = served.response.status
+        if endpoint.kind == "responses":
+            await self._pin(served)
+        if endpoint.answer == "binary":
+            await self._relay_binary(ex, served, headers, send)
+            return
         if not request.stream:
             headers.append((b"content-length", str(len(served.first)).encode()))
             ex.finished = True
@@ -198,7 +223,7 @@ class ProxyHandler:
             return
         await send({"type": "http.response.start", "status": ex.status, "headers": headers})
         ex.streaming = True
-        tail = UsageTail()
+        tail = UsageTail() if endpoint.events == "chat" else STREAM_TAILS[endpoint.events]()
         error: UpstreamError | None = None
         try:
             idle = self.gateway.settings.stream_idle_timeout_s
@@ -206,7 +231,31 @@ class ProxyHandler:
             ex.streaming = False
         finally:
             ex.finished = True
-        ex.usage, ex.outcome = tail.usage(), ("ok" if error is None else error.code)
+        failed = isinstance(tail, ResponsesTail) and tail.failed
+        ex.usage = tail.usage()
+        ex.outcome = "ok" if error is None and not failed else ("response_failed" if error is None else error.code)
+
+    async def _pin(self, served: Served) -> None:
+        """A created response is pinned to its offer before the client can name it in a follow-up."""
+        ident = served.response_id
+        if ident is None and served.parsed is not None:
+            found = served.parsed.get("id")
+            ident = found if isinstance(found, str) else None
+        if ident is not None:
+            await self.gateway.pins.record(ident, served.offer)
+
+    async def _relay_binary(self, ex: Exchange, served: Served, headers: Headers, send: Send) -> None:
+        await send({"type": "http.response.start", "status": ex.status, "headers": headers})
+        ex.binary = True
+        try:
+            idle = self.gateway.settings.stream_idle_timeout_s
+            await relay_bytes(send, served.response, served.first, idle)
+            ex.binary, ex.outcome = False, "ok"
+        except UpstreamError as exc:
+            ex.outcome = exc.code
+            raise _AbortAnswer from exc  # the server drops the connection: the client sees a cut body
+        finally:
+            ex.finished = True
 
     async def _pass_through(self, ex: Exchange, send: Send, exc: UpstreamStatus) -> None:
         # a provider that echoes the key we sent it (in a 400 body or a header) must not hand it to the client
@@ -227,13 +276,14 @@ class ProxyHandler:
 
     async def _end_at_shutdown(self, ex: Exchange, send: Send) -> None:
         """End an answer the server stopped waiting for: a committed stream gets the error event (and
-        no `[DONE]`), an answer not yet begun a 503; either way it is counted and logged as such."""
+        no `[DONE]`), a binary answer under way is cut (the server drops the connection, as when its
+        provider breaks it), an answer not yet begun a 503; either way it is counted and logged as such."""
         error = ShuttingDown("the proxy shut down before this answer was complete")
         if ex.streaming:
             ex.streaming = False
             body = error_body(str(error), "server_error", error.code)
             await send({"type": "http.response.body", "body": b"data: " + body + b"\n\n", "more_body": False})
-        elif not ex.finished:
+        elif not ex.finished and not ex.binary:
             body = error_body(str(error), "server_error", error.code)
             await self._reply_error(ex, send, 503, body, [])
         ex.outcome = error.code
@@ -263,7 +313,7 @@ class ProxyHandler:
             metrics.child(metrics.cost, provider, model).inc(ex.usage.cost(ex.offer))
 
 
-def _asked_model(body: bytes) -> str:
+def _asked_model(body: bytes | bytearray) -> str:
     """The `model` a refused request named, for its access line: "" when the body has none (or is not
     JSON). Only on the error path: a body that parsed has its model taken from the parse."""
     try:
@@ -274,21 +324,48 @@ def _asked_model(body: bytes) -> str:
     return model[:MAX_MODEL_LENGTH] if isinstance(model, str) else ""
 
 
+class _AbortAnswer(Exception):
+    """A binary answer broke mid-way: the handler returns with the answer incomplete, so the server
+    drops the connection instead of ending the body cleanly (which would pass a truncated file as whole)."""
+
+
+def _content_type(headers: dict[bytes, bytes]) -> str:
+    return headers.get(b"content-type", b"").decode("latin-1")
+
+
+def _not_offered(model: str, route: str, offers: tuple[Offer, ...] | None) -> ModelNotFound:
+    if offers is None:
+        return ModelNotFound(f"The model '{model[:256]}' does not exist on this proxy", param="model")
+    return ModelNotFound(
+        f"The model '{model[:256]}' is not served on {route} by any provider of this proxy", param="model"
+    )
+
+
 def _request_id(given: bytes | None) -> str:
     if given is not None and len(given) <= 64 and SLUG.match(given.decode("latin-1")):
         return given.decode("latin-1")
     return f"{random.getrandbits(128):032x}"  # as unique as uuid4().hex, without a system call
 
 
-async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int, timeout_s: float) -> bytes:
+async def _read_body(
+    receive: Receive, headers: dict[bytes, bytes], limit: int, timeout_s: float, upload: bool = False
+) -> bytes | bytearray:
     """The whole body, refusing (413) as soon as it is known to be over `limit`, never holding more, and
-    (408) when it has not all arrived within `timeout_s`: a client trickling its body holds nothing for long."""
+    (408) when it has not all arrived within `timeout_s`: a client trickling its body holds nothing for long.
+    An `upload` (a form with a file) of declared length is written into one buffer of that size as it
+    arrives, so the file is never held twice (the pieces and their join)."""
     declared = headers.get(b"content-length")
     if declared is not None:
         if not declared.isdigit():
             raise BadRequest("Content-Length is not a number")
         if int(declared) > limit:
             raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
+    if upload and declared is not None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await _receive_into(receive, int(declared))
+        except TimeoutError:
+            raise RequestTimeout(f"the request body did not arrive within {timeout_s:g} s") from None
     chunks: list[bytes] = []
     size = 0
     if _body_in_hand(receive):  # the body (or its first part) has arrived: taking it cannot wait, no timer
@@ -322,6 +399,27 @@ def _take(message: Message, chunks: list[bytes], size: int, limit: int) -> int:
         raise BodyTooLarge(f"the request body is larger than this proxy's limit of {limit} bytes")
     chunks.append(chunk)
     return size if message.get("more_body", False) else -1
+
+
+async def _receive_into(receive: Receive, size: int) -> bytearray:
+    """A body of declared `size` (already checked against the limit), filled in place."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    filled = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected("the client went away while sending its body")
+        chunk = message.get("body", b"")
+        if filled + len(chunk) > size:
+            raise BadRequest("the request body is longer than its Content-Length")
+        view[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+        if not message.get("more_body", False):
+            if filled != size:
+                raise BadRequest("the request body is shorter than its Content-Length")
+            view.release()
+            return buffer
 
 
 class DisconnectWatch:

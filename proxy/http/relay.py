@@ -11,12 +11,23 @@ the `finally` either way.
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from proxy.errors import StreamBroken, StreamIdle, UpstreamError
 from proxy.http.answers import error_body
 from proxy.types import Send
 from proxy.upstream.client import UpstreamResponse
-from proxy.upstream.usage import UsageTail
+from proxy.upstream.usage import Usage
+
+
+class StreamTail(Protocol):
+    """Follows a relayed stream: `done` once it ended as its API ends one (`[DONE]`, or the
+    Responses API's terminal event), and the usage it carried."""
+
+    @property
+    def done(self) -> bool: ...
+    def feed(self, chunk: bytes) -> None: ...
+    def usage(self) -> Usage | None: ...
 
 
 def error_event(exc: UpstreamError) -> bytes:
@@ -52,7 +63,7 @@ class IdleWatch:
 
 
 async def relay_stream(
-    send: Send, response: UpstreamResponse, first: bytes, idle_timeout_s: float, tail: UsageTail
+    send: Send, response: UpstreamResponse, first: bytes, idle_timeout_s: float, tail: StreamTail
 ) -> UpstreamError | None:
     """Send `first` and every later chunk; return the error that ended the stream, or None."""
     error: UpstreamError | None = None
@@ -80,6 +91,33 @@ async def relay_stream(
         await send({"type": "http.response.body", "body": ending, "more_body": False})
         clean = error is None
         return error
+    finally:
+        if clean:
+            response.release()
+        else:
+            response.close()
+
+
+async def relay_bytes(send: Send, response: UpstreamResponse, first: bytes, idle_timeout_s: float) -> None:
+    """A binary answer (audio), as it comes. Raises the `UpstreamError` that broke it (idle or cut);
+    the caller must then drop the connection rather than end the body, so that the client sees a
+    truncated download and not a shorter file."""
+    clean = False
+    try:
+        await send({"type": "http.response.body", "body": first, "more_body": True})
+        try:
+            async with asyncio.timeout(None) as timer:
+                watch = IdleWatch(timer, idle_timeout_s)
+                try:
+                    async for chunk in response.chunks():
+                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                        watch.touch()
+                finally:
+                    watch.close()
+        except TimeoutError:
+            raise StreamIdle(f"the provider sent nothing for {idle_timeout_s:g} s") from None
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        clean = True
     finally:
         if clean:
             response.release()

@@ -4,6 +4,9 @@
     schedule.py    which requests a fault hits (reproducible)
     payloads.py    the OpenAI-shaped bodies, pure
     routes.py      the healthy answer of each /v1 endpoint, pure
+    shaped.py      chat answers that honour `tools`, `n` and `response_format`
+    responses_api.py  the Responses API: create (whole or typed events), retrieve, delete, cancel, input items
+    media.py       moderations, image generation, speech (bytes) and transcriptions (multipart)
     faults.py      how each fault misbehaves on the wire
     wire.py        ASGI plumbing: bodies, answers, dropped connections, clients that leave
     log.py         what the mock saw (GET /_mock/stats)

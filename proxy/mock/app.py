@@ -13,13 +13,17 @@ from typing import Any
 
 import orjson
 
+from proxy.mock import media, responses_api
 from proxy.mock.control import handle_control
 from proxy.mock.faults import inject, send_answer
-from proxy.mock.routes import ROUTES, Answer, Call, error
+from proxy.mock.routes import ROUTES as BASE_ROUTES
+from proxy.mock.routes import Answer, Call, error
 from proxy.mock.settings import Faults, MockConfig
 from proxy.mock.state import MockState
 from proxy.mock.wire import Exchange, Receive, Scope, Send, answer_unless_gone, read_body
 
+ROUTES = {**BASE_ROUTES, **responses_api.ROUTES, **media.ROUTES}
+MULTIPART = b"multipart/form-data"
 _WAITING_FAULTS = frozenset(("down", "slow_first_byte", "stall", "cut"))
 
 
@@ -67,21 +71,26 @@ class MockApp:
             await asyncio.sleep(faults.latency_ms / 1000)
         if fault != "none" and await inject(exchange, fault, faults, streaming, self.state.config.name):
             return
-        answer = self._route(scope, payload, faults)
+        answer = self._route(scope, payload, faults, exchange.body)
         await send_answer(exchange, answer, fault, faults)
 
-    def _route(self, scope: Scope, payload: Any, faults: Faults) -> Answer:
+    def _route(self, scope: Scope, payload: Any, faults: Faults, body: bytes) -> Answer:
         config, path, method = self.state.config, scope["path"], scope["method"]
-        route = ROUTES.get(path)
-        if route is None:
-            return error(404, f"mock {config.name} has no endpoint {path}")
-        if route[0] != method:
-            return error(405, f"{path} takes {route[0]}, not {method}")
         if config.api_key is not None and not _authorized(scope, config.api_key):
             return error(401, f"Incorrect API key provided to mock {config.name}")
-        if payload is _INVALID:
+        content_type = _header(scope, b"content-type")
+        form = content_type.startswith(MULTIPART)
+        call = Call(config, None if form else payload, self.state.next_seq(), faults.chunks, body, content_type,
+                    self.state.responses)  # fmt: skip
+        route = ROUTES.get(path)
+        if route is None:
+            by_id = responses_api.route_by_id(call, method, path)
+            return by_id if by_id is not None else error(404, f"mock {config.name} has no endpoint {path}")
+        if route[0] != method:
+            return error(405, f"{path} takes {route[0]}, not {method}")
+        if payload is _INVALID and not form:
             return error(400, "the request body is not valid JSON")
-        return route[1](Call(config, payload, self.state.next_seq(), faults.chunks))
+        return route[1](call)
 
     def _on_disconnect(self, exchange: Exchange) -> None:
         self.state.log.record_disconnect(exchange.path, exchange.started, exchange.events_sent)
@@ -95,6 +104,10 @@ def _parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         return _INVALID
+
+
+def _header(scope: Scope, name: bytes) -> bytes:
+    return next((value for key, value in scope["headers"] if key.lower() == name), b"")
 
 
 def _authorized(scope: Scope, api_key: str) -> bool:

@@ -68,7 +68,7 @@ async def send_answer(exchange: Exchange, answer: Answer, fault: str, faults: Fa
         await exchange.start(answer.status, JSON, length)
         await exchange.write(answer.body[: len(answer.body) // 2])
         await exchange.drop_connection()
-    await exchange.respond(answer.status, answer.body)
+    await exchange.respond(answer.status, answer.body, answer.content_type)
 
 
 async def _send_stream(exchange: Exchange, events: tuple[bytes, ...], fault: str, faults: Faults) -> None:

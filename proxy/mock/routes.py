@@ -6,20 +6,21 @@ Faults are applied around these by `proxy.mock.app`; nothing here sleeps or touc
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.mock import payloads
+from proxy.mock import payloads, shaped
 from proxy.mock.settings import MockConfig
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A JSON `body` with `status`, or (when `events` is set) a 200 stream of those SSE events."""
+    """A `body` of `content_type` with `status`, or (when `events` is set) a 200 stream of those SSE events."""
 
     status: int = 200
     body: bytes = b""
     events: tuple[bytes, ...] | None = None
+    content_type: bytes = b"application/json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,9 @@ class Call:
     payload: Any  # the parsed JSON body (None for a GET)
     seq: int  # this mock's request number, part of the answer's id
     chunks: int  # content pieces in the answer
+    body: bytes = b""  # the raw request body (a multipart form is read from it)
+    content_type: bytes = b""
+    store: dict[str, dict[str, Any]] = field(default_factory=dict)  # this mock's stored responses
 
 
 Handler = Callable[[Call], Answer]
@@ -71,10 +75,26 @@ def _generated(call: Call, kind: Generated) -> Answer:
     ident, model = f"{kind.prefix}-{name}-{call.seq}", payload["model"]
     pieces = payloads.reply_pieces(name, call.chunks)
     tokens = payloads.usage(_words(payload[kind.field]), len(pieces))
+    if kind is CHAT and shaped.wants_shape(payload):
+        return _shaped(call, ident, "".join(pieces), tokens)
     if payload.get("stream"):
         tokens_or_none = tokens if _include_usage(payload) else None
         return Answer(events=tuple(kind.chunks(ident, model, name, pieces, tokens_or_none)))
     return Answer(body=kind.whole(ident, model, name, "".join(pieces), tokens))
+
+
+def _shaped(call: Call, ident: str, text: str, tokens: dict[str, int]) -> Answer:
+    """A chat answer that honours `tools`, `n` or `response_format` (`proxy.mock.shaped`)."""
+    payload, name = call.payload, call.config.name
+    problem = shaped.check_shape(payload)
+    if problem is not None:
+        return error(400, problem)
+    if payload.get("stream"):
+        usage = tokens if _include_usage(payload) else None
+        return Answer(
+            events=tuple(shaped.shaped_chunks(payload, ident, name=name, seq=call.seq, text=text, usage=usage))
+        )
+    return Answer(body=shaped.shaped_completion(payload, ident, name=name, seq=call.seq, text=text, usage=tokens))
 
 
 def embeddings(call: Call) -> Answer:

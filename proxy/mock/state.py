@@ -20,6 +20,7 @@ class MockState:
         self.schedule = FaultSchedule(self.startup_faults)
         self.log = RequestLog(config.history)
         self.seq = 0
+        self.responses: dict[str, dict[str, Any]] = {}  # Responses API: id -> stored response and input
 
     @property
     def faults(self) -> Faults:

@@ -23,7 +23,7 @@ from dataclasses import replace
 
 from proxy.canonical import canonical_model_id
 from proxy.config import Config, ProviderConfig
-from proxy.types import Offer
+from proxy.types import ALL_ENDPOINTS, ENDPOINTS, Offer
 
 CONFIG_SOURCE = "config"
 
@@ -47,6 +47,7 @@ def static_offers(config: Config) -> dict[str, list[Offer]]:
                     pricing_prompt=item.pricing_prompt,
                     pricing_completion=item.pricing_completion,
                     supports_streaming=item.supports_streaming,
+                    endpoints=provider.served_endpoints(item.endpoints),
                 )
             )
     return out
@@ -60,6 +61,9 @@ class Catalog:
         self._snapshot: dict[str, list[Offer]] = {}
         self._offers: dict[str, tuple[Offer, ...]] = {}
         self._by_provider_id: dict[str, str] = {}
+        # (canonical model, endpoint kind) -> its offers, only where some offer of the model does not
+        # serve every kind: when nothing is narrowed (the common case) a lookup costs no extra step
+        self._narrowed: dict[tuple[str, str], tuple[Offer, ...]] = {}
         self.replace({}, source=CONFIG_SOURCE)
 
     def reconfigure(self, config: Config) -> None:
@@ -81,18 +85,33 @@ class Catalog:
                 offers[model_id] = usable
         self._snapshot, self._offers, self.source = snapshot, offers, source
         self._by_provider_id = {o.provider_model_id.lower(): m for m, found in offers.items() for o in found}
+        self._narrowed = _narrowed(offers)
         self.loaded_at = time.time()
 
-    def lookup(self, model: str) -> tuple[Offer, ...] | None:
-        """The offers of a canonical model. A provider-style id (`openai/gpt-4`) finds the canonical
-        model the catalog files that offer under (aliases as synced), else the canonical-id rule's."""
+    def resolve(self, model: str) -> str | None:
+        """The canonical id a client's model id names (itself, or as `lookup` finds a provider-style
+        id's), if offered."""
+        if model in self._offers:
+            return model
+        canonical = self._by_provider_id.get(model.lower())
+        if canonical is None:
+            canonical = canonical_model_id(model, self.config.alias_map)
+        return canonical if canonical in self._offers else None
+
+    def lookup(self, model: str, endpoint: str | None = None) -> tuple[Offer, ...] | None:
+        """The offers of a canonical model, only those serving `endpoint` (a `proxy.types.ENDPOINTS`
+        kind) when given, possibly none; None for an unknown model. A provider-style id
+        (`openai/gpt-4`) finds the canonical model the catalog files that offer under (aliases as
+        synced), else the canonical-id rule's."""
         found = self._offers.get(model)
-        if found is None and model not in self._offers:
+        if found is None:
             canonical = self._by_provider_id.get(model.lower())
             if canonical is None:
                 canonical = canonical_model_id(model, self.config.alias_map)
-            found = self._offers.get(canonical)
-        return found
+            model, found = canonical, self._offers.get(canonical)
+        if found is None or endpoint is None or not self._narrowed:
+            return found
+        return self._narrowed.get((model, endpoint), found)
 
     def models(self) -> list[str]:
         return sorted(self._offers)
@@ -102,5 +121,19 @@ class Catalog:
 
 
 def _hosted(offer: Offer, provider: ProviderConfig) -> Offer:
-    """The offer with the configured provider's URL and key variable (never the database's)."""
-    return replace(offer, base_url=provider.base_url, api_key_env=provider.api_key_env)
+    """The offer with the configured provider's URL and key variable (never the database's), and
+    what it serves: the provider's `endpoints` narrowed by the offer's own."""
+    endpoints = offer.endpoints & frozenset(provider.endpoints)
+    return replace(offer, base_url=provider.base_url, api_key_env=provider.api_key_env, endpoints=endpoints)
+
+
+def _narrowed(offers: Mapping[str, tuple[Offer, ...]]) -> dict[tuple[str, str], tuple[Offer, ...]]:
+    """(canonical model, endpoint kind) -> the model's offers serving it, for the models where some
+    offer does not serve every kind (none: every lookup is the model's offers as they are)."""
+    out: dict[tuple[str, str], tuple[Offer, ...]] = {}
+    for model, found in offers.items():
+        if all(o.endpoints == ALL_ENDPOINTS for o in found):
+            continue
+        for kind in ENDPOINTS:
+            out[(model, kind)] = tuple(o for o in found if kind in o.endpoints)
+    return out

@@ -13,7 +13,7 @@ from decimal import Decimal
 import asyncpg
 
 from proxy.store.queries import query
-from proxy.types import Health, Offer
+from proxy.types import ALL_ENDPOINTS, Health, Offer
 
 
 def _float(value: Decimal | float | None) -> float | None:
@@ -36,6 +36,7 @@ def offer_from_row(row: asyncpg.Record) -> Offer:
         pricing_completion=_float(row["pricing_completion"]),
         supports_streaming=row["supports_streaming"],
         offer_id=row["offer_id"],
+        endpoints=ALL_ENDPOINTS if row.get("endpoints") is None else frozenset(row["endpoints"]),
     )
 
 

@@ -5,7 +5,8 @@
 
 - `providers`: one row per configured provider; `health_status` is the worker's roll-up.
 - `models`: one row per *offer* (a provider's way of serving canonical `model_id` under its own
-  `provider_model_id`); prices in USD per token (`pricing_request` per request), NUMERIC.
+  `provider_model_id`); prices in USD per token (`pricing_request` per request), NUMERIC;
+  `endpoints` the endpoint kinds it serves (NULL: all its provider serves; migration 0005).
 - `model_health_tracking`: one row per offer (`offer_id` -> `models.id`); `(provider, model)` is
   the offer key (provider slug, provider model id); counts are incremented atomically;
   `call_count` is generated; `average_response_time_ms` is an EWMA.
@@ -26,7 +27,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "models": (
         "id", "provider_id", "model_id", "provider_model_id", "pricing_prompt", "pricing_completion",
         "pricing_request", "context_length", "supports_streaming", "is_active", "health_status",
-        "average_response_time_ms", "success_rate", "created_at", "updated_at",
+        "average_response_time_ms", "success_rate", "created_at", "updated_at", "endpoints",
     ),
     "model_health_tracking": (
         "id", "offer_id", "provider", "model", "success_count", "error_count", "call_count",

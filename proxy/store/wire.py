@@ -4,6 +4,7 @@
     Redis pub/sub  {prefix}:events:state      StateEvent     proxy -> proxies: a cooldown or an opened circuit
     Redis hash     {prefix}:offers            model -> {"version", "offers": [ranked offers]}
     Redis hash     {prefix}:state             "kind|provider|model" -> the latest StateEvent (catch-up on connect)
+    Redis string   {prefix}:response:{id}     ResponsePin    a response id -> the offer that made it (with a TTL)
     Postgres       NOTIFY gatewayz_rankings   RankingEvent   the same, for deployments without Redis
     Postgres       NOTIFY gatewayz_state      StateEvent     the same, for deployments without Redis
 
@@ -20,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from proxy.types import Health, Offer, StateEvent
+from proxy.types import ALL_ENDPOINTS, Health, Offer, StateEvent
 
 PG_RANKINGS_CHANNEL = "gatewayz_rankings"
 PG_STATE_CHANNEL = "gatewayz_state"
@@ -42,6 +43,10 @@ def offers_key(prefix: str) -> str:
 
 def state_key(prefix: str) -> str:
     return f"{prefix}:state"
+
+
+def response_pin_key(prefix: str, response_id: str) -> str:
+    return f"{prefix}:response:{response_id}"
 
 
 def state_field(event: StateEvent) -> str:
@@ -113,6 +118,7 @@ def offer_to_json(offer: Offer) -> dict[str, Any]:
         "pricing_completion": offer.pricing_completion,
         "supports_streaming": offer.supports_streaming,
         "offer_id": offer.offer_id,
+        "endpoints": sorted(offer.endpoints),
     }
 
 
@@ -120,7 +126,9 @@ def offer_from_json(raw: object) -> Offer:
     if not isinstance(raw, dict):
         raise ValueError("cached offer: expected an object")
     try:
-        return Offer(**{**raw, "health": Health(raw["health"]), "provider_health": Health(raw["provider_health"])})
+        endpoints = frozenset(raw.get("endpoints", ALL_ENDPOINTS))
+        health, provider_health = Health(raw["health"]), Health(raw["provider_health"])
+        return Offer(**{**raw, "health": health, "provider_health": provider_health, "endpoints": endpoints})
     except (KeyError, TypeError) as exc:
         raise ValueError(f"cached offer: {exc}") from None
 

@@ -22,6 +22,8 @@ from proxy.errors import ConnectFailed, ConnectTimeout, MalformedResponse, Strea
 from proxy.upstream.session import provider_session
 
 MAX_ERROR_BODY = 64 * 1024
+Body = bytes | tuple[bytes | memoryview, ...]
+"""A request body: one buffer, or pieces sent in order (a form whose file is not copied to be sent)."""
 
 
 class UpstreamResponse(Protocol):
@@ -35,7 +37,9 @@ class UpstreamResponse(Protocol):
 
 
 class UpstreamClient(Protocol):
-    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> UpstreamResponse: ...
+    async def send(
+        self, url: str, headers: Mapping[str, str], body: Body, method: str = "POST"
+    ) -> UpstreamResponse: ...
     async def aclose(self) -> None: ...
 
 
@@ -86,6 +90,11 @@ class AiohttpResponse:
         self._response.close()
 
 
+async def _pieces(body: tuple[bytes | memoryview, ...]) -> AsyncIterator[bytes | memoryview]:
+    for piece in body:
+        yield piece
+
+
 class AiohttpUpstream:
     """One connection pool for every provider; keep-alive connections are reused across requests."""
 
@@ -99,11 +108,17 @@ class AiohttpUpstream:
         skip = ("User-Agent", "Content-Type")
         return provider_session(self._timeout, max_connections=self._max_connections, skip_auto_headers=skip)
 
-    async def send(self, url: str, headers: Mapping[str, str], body: bytes) -> UpstreamResponse:
+    async def send(
+        self, url: str, headers: Mapping[str, str], body: Body, method: str = "POST"
+    ) -> UpstreamResponse:
+        """`body` in pieces is sent with its total length as `Content-Length`, piece by piece."""
         if self._session is None:
             self._session = self._open()
+        data: bytes | AsyncIterator[bytes | memoryview] = body if isinstance(body, bytes) else _pieces(body)
+        if not isinstance(body, bytes):
+            headers = {**headers, "content-length": str(sum(len(piece) for piece in body))}
         try:
-            response = await self._session.post(url, data=body, headers=headers, allow_redirects=False)
+            response = await self._session.request(method, url, data=data, headers=headers, allow_redirects=False)
         except aiohttp.ClientError as exc:
             raise _ours(exc, started=False) from exc
         except ValueError as exc:  # aiohttp refuses to write a header (a control character in it)

@@ -29,12 +29,17 @@ class Usage:
 
 
 def usage_of(answer: Any) -> Usage | None:
+    """An answer's `usage`: chat's `prompt_tokens`/`completion_tokens`, or the Responses API's
+    `input_tokens`/`output_tokens`; None when absent or not counts."""
     if not isinstance(answer, dict):
         return None
     usage = answer.get("usage")
     if not isinstance(usage, dict):
         return None
-    prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+    if "prompt_tokens" in usage or "input_tokens" not in usage:
+        prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+    else:
+        prompt, completion = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
     if not isinstance(prompt, int) or not isinstance(completion, int) or prompt < 0 or completion < 0:
         return None
     return Usage(prompt, completion)
