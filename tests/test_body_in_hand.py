@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from proxy.errors import BodyTooLarge, ClientDisconnected, RequestTimeout
-from proxy.http.handler import _body_in_hand, _read_body
+from proxy.http.body import body_in_hand, read_body
 
 
 class Cycle:
@@ -34,13 +34,13 @@ def _parts(*chunks: bytes) -> list[dict[str, Any]]:
 
 async def test_a_body_in_hand_is_read_whole_and_in_order() -> None:
     one = Cycle(_parts(b'{"model":"x"}'), in_hand=True)
-    assert _body_in_hand(one.receive)
-    assert await _read_body(one.receive, {}, 1000, 5.0) == b'{"model":"x"}'
+    assert body_in_hand(one.receive)
+    assert await read_body(one.receive, {}, 1000, 5.0) == b'{"model":"x"}'
     several = Cycle(_parts(b'{"mo', b'del":', b'"x"}'), in_hand=True)
-    assert await _read_body(several.receive, {}, 1000, 5.0) == b'{"model":"x"}'
+    assert await read_body(several.receive, {}, 1000, 5.0) == b'{"model":"x"}'
     waiting = Cycle(_parts(b"{}"), in_hand=False)
-    assert not _body_in_hand(waiting.receive)
-    assert await _read_body(waiting.receive, {}, 1000, 5.0) == b"{}"
+    assert not body_in_hand(waiting.receive)
+    assert await read_body(waiting.receive, {}, 1000, 5.0) == b"{}"
 
 
 async def test_the_rest_of_a_body_in_hand_is_still_bounded_in_time() -> None:
@@ -48,13 +48,13 @@ async def test_the_rest_of_a_body_in_hand_is_still_bounded_in_time() -> None:
     cycle.messages.pop()  # only the first part ever arrives
     started = time.monotonic()
     with pytest.raises(RequestTimeout):
-        await _read_body(cycle.receive, {}, 1000, 0.2)
+        await read_body(cycle.receive, {}, 1000, 0.2)
     assert time.monotonic() - started < 5
 
 
 async def test_a_body_in_hand_is_still_limited_and_a_disconnect_is_seen() -> None:
     with pytest.raises(BodyTooLarge):
-        await _read_body(Cycle(_parts(b"x" * 2000), in_hand=True).receive, {}, 1000, 5.0)
+        await read_body(Cycle(_parts(b"x" * 2000), in_hand=True).receive, {}, 1000, 5.0)
     gone = Cycle([{"type": "http.disconnect"}], in_hand=True)
     with pytest.raises(ClientDisconnected):
-        await _read_body(gone.receive, {}, 1000, 5.0)
+        await read_body(gone.receive, {}, 1000, 5.0)

@@ -72,7 +72,7 @@ def test_a_form_is_rewritten_without_touching_the_file() -> None:
 async def test_an_upload_is_read_into_one_buffer_never_held_twice() -> None:
     import tracemalloc
 
-    from proxy.http.handler import _read_body
+    from proxy.http.body import read_body
 
     size, piece = 8 * 1024 * 1024, 64 * 1024
     sent = 0
@@ -85,7 +85,7 @@ async def test_an_upload_is_read_into_one_buffer_never_held_twice() -> None:
     headers = {b"content-length": str(size).encode()}
     tracemalloc.start()
     try:
-        body = await _read_body(receive, headers, 10 * size, 30.0, upload=True)
+        body = await read_body(receive, headers, 10 * size, 30.0, upload=True)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
