@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -13,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from proxy.mock.background import BackgroundServer
 from proxy.mock.testing import free_port
+from proxy.mock.wire import Exchange
 
 CONFIG = """
 [proxy]
@@ -160,6 +164,54 @@ def test_a_stream_longer_than_the_grace_period_ends_with_the_error_event(
     (access,) = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert (access["status"], access["outcome"], access["provider"]) == (200, "proxy_shutdown", "slow")
     assert len([line for line in log.splitlines() if not line.startswith("{") and "listening on" not in line]) == 1, log
+
+
+async def slow_audio(scope: Any, receive: Any, send: Any) -> None:
+    """An upstream whose speech sends its first 1,000 of a promised 100,000 bytes, then nothing for a minute."""
+    if scope["type"] != "http":
+        return
+    exchange = Exchange(scope["path"], b"", receive, send, [])
+    await exchange.start(200, b"audio/mpeg", [(b"content-length", b"100000")])
+    await exchange.write(b"ID3" + b"a" * 997)
+    await asyncio.sleep(60)
+
+
+def test_speech_under_way_past_the_grace_period_is_cut_not_answered_twice(
+    fresh_database_url: str, tmp_path: Path
+) -> None:
+    upstream = BackgroundServer(slow_audio)
+    upstream.start()
+    config = tmp_path / "failover.toml"
+    config.write_text(STREAM_CONFIG.format(url=f"http://127.0.0.1:{upstream.port}/v1"))
+    port = free_port()
+    env = {**os.environ, "FAILOVER_CONFIG": str(config), "DATABASE_URL": fresh_database_url}
+    log_path = tmp_path / "serve.log"
+    received = bytearray()
+    try:
+        with log_path.open("wb") as log_file:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "proxy.cli", "serve", "--port", str(port)],
+                env=env, stdout=subprocess.DEVNULL, stderr=log_file,
+            )  # fmt: skip
+            try:
+                wait_ready(port, child)
+                body = {"model": "gpt-4", "input": "hello", "voice": "alloy"}
+                url = f"http://127.0.0.1:{port}/v1/audio/speech"
+                with pytest.raises(httpx.RemoteProtocolError), httpx.stream("POST", url, json=body, timeout=30) as r:
+                    for piece in r.iter_raw():
+                        received += piece
+                        child.send_signal(signal.SIGTERM)
+                assert child.wait(timeout=20) in (0, -signal.SIGTERM)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+    finally:
+        upstream.stop()
+    assert bytes(received) == b"ID3" + b"a" * 997  # the download is cut short, with no error text in the audio
+    log = log_path.read_text()
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log
+    (access,) = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert (access["status"], access["outcome"], access["route"]) == (200, "proxy_shutdown", "/v1/audio/speech")
 
 
 SHARED_CONFIG = """

@@ -82,7 +82,6 @@ class Exchange:
     finished: bool = False  # the answer is complete: a disconnect now changes nothing
     disconnected: bool = False
     streaming: bool = False  # a stream's 200 went out and its end has not yet
-    binary: bool = False  # a binary answer's 200 went out and its end has not yet
 
 
 class ProxyHandler:
@@ -244,11 +243,10 @@ class ProxyHandler:
 
     async def _relay_binary(self, ex: Exchange, served: Served, headers: Headers, send: Send) -> None:
         await send({"type": "http.response.start", "status": ex.status, "headers": headers})
-        ex.binary = True
         try:
             idle = self.gateway.settings.stream_idle_timeout_s
             await relay_bytes(send, served.response, served.first, idle)
-            ex.binary, ex.outcome = False, "ok"
+            ex.outcome = "ok"
         except UpstreamError as exc:
             ex.outcome = exc.code
             raise _AbortAnswer from exc  # the server drops the connection: the client sees a cut body
@@ -274,14 +272,14 @@ class ProxyHandler:
 
     async def _end_at_shutdown(self, ex: Exchange, send: Send) -> None:
         """End an answer the server stopped waiting for: a committed stream gets the error event (and
-        no `[DONE]`), a binary answer under way is cut (the server drops the connection, as when its
-        provider breaks it), an answer not yet begun a 503; either way it is counted and logged as such."""
+        no `[DONE]`), an answer not yet begun a 503 (a binary one under way is already `finished`: left
+        incomplete, the server drops the connection); either way it is counted and logged as such."""
         error = ShuttingDown("the proxy shut down before this answer was complete")
         if ex.streaming:
             ex.streaming = False
             body = error_body(str(error), "server_error", error.code)
             await send({"type": "http.response.body", "body": b"data: " + body + b"\n\n", "more_body": False})
-        elif not ex.finished and not ex.binary:
+        elif not ex.finished:
             body = error_body(str(error), "server_error", error.code)
             await self._reply_error(ex, send, 503, body, [])
         ex.outcome = error.code
