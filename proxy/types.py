@@ -45,6 +45,8 @@ class CircuitState(StrEnum):
     HALF_OPEN = "half_open"
 
 
+QUANTIZATIONS = ("int4", "int8", "fp4", "fp6", "fp8", "fp16", "bf16", "fp32", "unknown")  # OpenRouter's names
+
 OfferKey = tuple[str, str]
 """(provider slug, provider model id): how runtime state names an offer, stable across refreshes."""
 
@@ -66,6 +68,16 @@ class Offer:
     pricing_completion: float | None = None
     supports_streaming: bool = True
     offer_id: int | None = None
+    # What the offer can do (SPEC section 7); None = unknown, never guessed.
+    context_length: int | None = None  # tokens of prompt and completion together
+    max_completion_tokens: int | None = None
+    supported_parameters: frozenset[str] | None = None  # the OpenAI request fields it honours
+    input_modalities: frozenset[str] | None = None  # "text", "image", "audio", "file", ...
+    pricing_request: float | None = None  # USD per request
+    # Data policies, only as the config declares them for the provider or offer.
+    data_collection: str | None = None  # "allow" (the provider may keep or train on prompts) or "deny"
+    zdr: bool | None = None  # zero data retention
+    quantization: str | None = None  # "fp8", "bf16", ... (OpenRouter's names)
 
     @property
     def key(self) -> OfferKey:
@@ -92,6 +104,22 @@ class Preferences:
     ignore: frozenset[str] = frozenset()
     allow_fallbacks: bool = True
     sort: Strategy | None = None
+    # OpenRouter's filters (proxy.failover.fit): prices in USD per million tokens (request: per request)
+    require_parameters: bool = False
+    max_price: MaxPrice | None = None
+    data_collection: str | None = None  # "deny": only offers declared not to collect
+    zdr: bool | None = None  # True: only offers declared zero data retention
+    quantizations: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MaxPrice:
+    """OpenRouter's `provider.max_price`: prompt and completion in USD per million tokens, request in
+    USD per request; None = no ceiling on that one."""
+
+    prompt: float | None = None
+    completion: float | None = None
+    request: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +151,11 @@ class Attempt:
     elapsed_ms: float
     retryable: bool = True
     detail: str = field(default="", compare=False)
+    model: str = ""  # the canonical model of the offer tried (model fallbacks try several)
 
     def as_json(self) -> dict[str, object]:
         return {
+            "model": self.model,
             "provider": self.provider,
             "provider_model_id": self.provider_model_id,
             "status": self.outcome,

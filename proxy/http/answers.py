@@ -92,6 +92,7 @@ def forwarded_name(name: str) -> bytes | None:
 def gateway_headers(offer: Offer | None, attempts: Sequence[Attempt], request_id: str) -> Headers:
     headers: Headers = [(b"x-request-id", request_id.encode("latin-1"))]
     if offer is not None:
+        headers.append((b"x-gatewayz-model", offer.model_id.encode("latin-1", "replace")))
         headers.append((b"x-gatewayz-provider", offer.provider_slug.encode("latin-1", "replace")))
         headers.append((b"x-gatewayz-provider-model", offer.provider_model_id.encode("latin-1", "replace")))
     headers.append((b"x-gatewayz-attempts", str(len(attempts)).encode()))

@@ -23,17 +23,15 @@ from proxy.errors import (
     BodyTooLarge,
     ClientDisconnected,
     ClientError,
-    ModelNotFound,
-    NoOfferAllowed,
     RequestTimeout,
     ShuttingDown,
     Unauthorized,
     UpstreamError,
     UpstreamStatus,
 )
-from proxy.failover.attempts import Served, run_attempts
+from proxy.failover.attempts import Served
 from proxy.failover.client_request import MAX_MODEL_LENGTH, SLUG, ClientRequest, parse_request
-from proxy.failover.ranking import rank_offers
+from proxy.failover.model_fallbacks import resolve_chain, serve_models
 from proxy.http.answers import (
     JSON,
     Headers,
@@ -143,30 +141,18 @@ class ProxyHandler:
         preferred = headers.get(b"x-gatewayz-provider")
         request = parse_request(body, preferred.decode("latin-1") if preferred is not None else None)
         gateway = self.gateway
-        offers = gateway.catalog.lookup(request.model)
-        if offers is None:
-            ex.model = request.model  # the access line says what was asked for
-            raise ModelNotFound(f"The model '{request.model[:256]}' does not exist on this proxy", param="model")
-        ex.model = offers[0].model_id if offers else request.model
-        now = time.time()
-        ranking = rank_offers(
-            offers,
-            strategy=gateway.settings.strategy,
-            prefs=request.prefs,
-            runtime=gateway.state.views(offers, now),
-            now=now,
-        )
-        if not ranking.offers and ranking.retry_after_s is None:
-            raise NoOfferAllowed("no provider of this model is left after the request's provider preferences")
+        ex.model = request.model
+        chain = resolve_chain(gateway.catalog, request, gateway.router.fallbacks)
+        ex.model = chain[0][0]
         forward = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items() if k in FORWARDED}
         forward["content-type"] = "application/json"
         forward["x-request-id"] = ex.request_id
         loop = asyncio.get_running_loop()
         try:
-            served = await run_attempts(
-                gateway.context,
+            served = await serve_models(
+                gateway.router,
                 request,
-                ranking,
+                chain,
                 path=ROUTES[ex.route],
                 headers=forward,
                 deadline=loop.time() + gateway.settings.deadline_s,
@@ -185,6 +171,7 @@ class ProxyHandler:
 
     async def _answer(self, ex: Exchange, request: ClientRequest, served: Served, send: Send) -> None:
         ex.attempts, ex.offer, ex.upstream_s = served.attempts, served.offer, served.upstream_s
+        ex.model = served.offer.model_id
         ex.provider = served.offer.provider_slug
         headers = forwarded_headers(served.response.headers)
         headers += gateway_headers(served.offer, served.attempts, ex.request_id)

@@ -1,0 +1,140 @@
+"""Model fallbacks: when no offer of one canonical model served, try the next model's offers.
+
+The chain (`model_chain`, pure) is the request's `model`, then its `models` entries (OpenRouter's
+shape) not equal to it, then the primary model's configured `[[models]] fallbacks` not already
+listed; entries the catalog does not know are skipped. For each model in turn, `serve_models`
+filters its offers by what the request needs (`proxy.failover.fit`), ranks them and runs the attempt
+loop (`proxy.failover.attempts.run_attempts`, `max_attempts` per model), all within the request's one
+deadline. It moves on when every offer of a model failed retryably, was cooling down, or none could
+take the request; a non-retryable answer (the client's own 400) is raised at once and never moves
+to another model. Every `Attempt` is tagged with its canonical model.
+
+Raises `ModelNotFound` when no model of the chain is in the catalog, `AllOffersFailed` (every attempt
+of every model) when some offer was tried or cooling, else the first model's refusal (`NoOfferFits`,
+`NoOfferAllowed`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from proxy.errors import AllOffersFailed, ClientError, ModelNotFound, NoOfferAllowed, UpstreamStatus
+from proxy.failover.attempts import AttemptContext, Served, run_attempts
+from proxy.failover.client_request import ClientRequest
+from proxy.failover.fit import Needs, fit_offers, request_needs
+from proxy.failover.ranking import rank_offers
+from proxy.runtime.catalog import Catalog
+from proxy.types import Attempt, Offer, Ranking
+
+Chain = tuple[tuple[str, tuple[Offer, ...]], ...]  # (canonical model, its offers), in the order to try
+
+
+def model_chain(primary: str, requested: Sequence[str], configured: Sequence[str]) -> tuple[str, ...]:
+    """`primary`, then `requested` and `configured` models not already listed, in that order."""
+    return tuple(dict.fromkeys((primary, *requested, *configured)))
+
+
+def resolve_chain(catalog: Catalog, request: ClientRequest, fallbacks: Mapping[str, tuple[str, ...]]) -> Chain:
+    """The chain with each model's offers, canonical ids resolved; `ModelNotFound` when none is known."""
+    primary_offers = catalog.lookup(request.model)
+    primary = primary_offers[0].model_id if primary_offers else request.model
+    if not request.models and primary not in fallbacks:  # the common case: one model
+        if primary_offers is None:
+            raise ModelNotFound(f"The model '{request.model[:256]}' does not exist on this proxy", param="model")
+        return ((primary, primary_offers),)
+    chain: dict[str, tuple[Offer, ...]] = {}
+    for name in model_chain(request.model, request.models, fallbacks.get(primary, ())):
+        offers = catalog.lookup(name)
+        if offers:
+            chain.setdefault(offers[0].model_id, offers)
+    if not chain:
+        raise ModelNotFound(f"The model '{request.model[:256]}' does not exist on this proxy", param="model")
+    return tuple(chain.items())
+
+
+@dataclass(slots=True)
+class ModelRouter:
+    """What serving a chain needs: the catalog, the attempt context (settings, state, metrics, client)
+    and the configured fallbacks (canonical model -> models)."""
+
+    catalog: Catalog
+    context: AttemptContext
+    fallbacks: Mapping[str, tuple[str, ...]]
+
+
+def _tagged(attempts: Sequence[Attempt], model: str) -> list[Attempt]:
+    return [replace(a, model=model) for a in attempts]
+
+
+def plan(router: ModelRouter, request: ClientRequest, needs: Needs, model: str, offers: tuple[Offer, ...]) -> Ranking:
+    """One model's ranking for this request: offers that cannot take it left out, unknown fit after known."""
+    fit = fit_offers(offers, needs, model)
+    ctx = router.context
+    now = time.time()
+    ranking = rank_offers(
+        fit.offers,
+        strategy=ctx.settings.strategy,
+        prefs=request.prefs,
+        runtime=ctx.state.views(fit.offers, now),
+        now=now,
+        unknown=fit.unknown,
+    )
+    if not ranking.offers and ranking.retry_after_s is None:
+        raise NoOfferAllowed(f"no provider of {model} is left after the request's provider preferences")
+    return ranking
+
+
+async def serve_models(
+    router: ModelRouter,
+    request: ClientRequest,
+    chain: Chain,
+    *,
+    path: str,
+    headers: Mapping[str, str],
+    deadline: float,
+) -> Served:
+    """Try each model of `chain` in turn (see the module docstring); `deadline` is the loop's clock."""
+    needs = request_needs(request.body, request.prefs)
+    attempts: list[Attempt] = []
+    refusal: ClientError | None = None
+    failures: list[AllOffersFailed] = []
+    previous: str | None = None
+    for model, offers in chain:
+        if previous is not None:
+            _count_fallback(router, previous, model)
+        previous = model
+        try:
+            ranking = plan(router, request, needs, model, offers)
+        except ClientError as exc:
+            refusal = refusal or exc
+            continue
+        this = request if model == request.model else replace(request, model=model)
+        try:
+            served = await run_attempts(router.context, this, ranking, path=path, headers=headers, deadline=deadline)
+        except AllOffersFailed as exc:
+            attempts += _tagged(exc.attempts, model)
+            failures.append(exc)
+            continue
+        except UpstreamStatus as exc:
+            exc.attempts = (*attempts, *_tagged(exc.attempts, model))
+            raise
+        served.attempts = attempts + _tagged(served.attempts, model)
+        return served
+    if failures or refusal is None:
+        raise AllOffersFailed(attempts, retry_after_s=_retry_after(failures))
+    raise refusal
+
+
+def _retry_after(failures: Sequence[AllOffersFailed]) -> float | None:
+    """When every model tried is cooling down, the soonest any of them is usable again."""
+    waits = [f.retry_after_s for f in failures]
+    if not waits or any(w is None for w in waits):
+        return None
+    return min(w for w in waits if w is not None)
+
+
+def _count_fallback(router: ModelRouter, from_model: str, to_model: str) -> None:
+    metrics = router.context.metrics
+    metrics.child(metrics.model_fallbacks, metrics.model(from_model), metrics.model(to_model)).inc()
