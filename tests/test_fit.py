@@ -6,7 +6,15 @@ import pytest
 
 from proxy.errors import BadRequest, NoOfferFits
 from proxy.failover.client_request import parse_request
-from proxy.failover.fit import FLOOR_TOKENS, Verdict, estimate_prompt_tokens, fit_offers, offer_verdict, request_needs
+from proxy.failover.fit import (
+    FLOOR_TOKENS,
+    Verdict,
+    estimate_prompt_tokens,
+    fit_offers,
+    may_be_too_small,
+    offer_verdict,
+    request_needs,
+)
 from proxy.failover.model_fallbacks import model_chain
 from proxy.failover.ranking import rank_offers
 from proxy.types import Offer
@@ -175,3 +183,26 @@ def test_the_model_chain_and_the_models_field() -> None:
     assert request.model == "gpt-4o"  # OpenRouter: `model` may be left out when `models` is given
     assert request.models == ("gpt-4o", "claude")
     assert "models" not in request.body
+
+
+@pytest.mark.parametrize(
+    ("raw", "plain"),
+    [
+        (b'{"model":"gpt-4","messages":[{"role":"user","content":"hi"}],"temperature":0.2}', True),
+        (b'{"model":"gpt-4","messages":[{"role":"user","content":"say \\"type\\" please"}]}', True),
+        (b'{"model":"gpt-4","messages":[],"max_tokens":10}', False),
+        (b'{"model":"gpt-4","messages":[],"tools":[]}', False),
+        (b'{"model":"gpt-4","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}', False),
+        (b'{"model":"gpt-4","messages":[],"provider":{"zdr":true}}', False),
+        (b'{"model":"gpt-4","messages":[],"provider":{"order":["a"]}}', True),
+    ],
+)
+def test_a_plain_request_is_recognised_without_walking_it(raw: bytes, plain: bool) -> None:
+    request = parse_request(raw)
+    assert (request_needs(request.body, request.prefs, request.raw) is None) is plain
+
+
+def test_a_plain_prompt_is_measured_only_when_an_offer_could_be_too_small() -> None:
+    assert not may_be_too_small([BLANK, BIG], 100_000)  # big: 128,000 tokens hold any 100 kB body
+    assert may_be_too_small([SMALL, BIG], 40_000)  # small: 8,192 tokens may not hold 40 kB
+    assert not may_be_too_small([SMALL], 30_000)

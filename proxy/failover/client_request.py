@@ -27,6 +27,7 @@ class ClientRequest:
     body: dict[str, Any]  # what is forwarded, less `model` rewriting; `provider` and `models` are gone
     prefs: Preferences
     models: tuple[str, ...] = ()  # OpenRouter's `models`: the models to try after `model`, in order
+    raw: bytes = b""  # the body as received (for `proxy.failover.fit`'s cheap checks; never forwarded)
 
     def encode_for(self, provider_model_id: str) -> bytes:
         """The body to send to one offer: the client's fields with `model` set to the provider's id."""
@@ -59,7 +60,7 @@ def parse_request(raw: bytes, provider_header: str | None = None) -> ClientReque
     if not isinstance(stream, bool):
         raise BadRequest("stream must be true or false", param="stream")
     prefs = parse_preferences(body.pop("provider", None), provider_header)
-    return ClientRequest(model=model, stream=stream, body=body, prefs=prefs, models=models)
+    return ClientRequest(model=model, stream=stream, body=body, prefs=prefs, models=models, raw=raw)
 
 
 def _model_name(value: Any) -> bool:

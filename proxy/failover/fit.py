@@ -17,8 +17,12 @@ What a request needs (SPEC section 7, issue 12):
 
 An offer known not to fit is not tried. Unknown is never a refusal: such offers are tried after those
 known to fit. Every offer is taken to hold `FLOOR_TOKENS` of prompt and of completion, so a request
-within that floor orders nothing, and a plain request (no special field) costs one pass over its
-messages' lengths.
+within that floor orders nothing.
+
+A plain request — none of `FIT_FIELDS`, no content part (no `"type"` in its raw body), no filtering
+preference — costs nothing here: `request_needs` returns None without walking the body, and its
+prompt is only measured when some offer's known context times `CHARS_PER_TOKEN` is below the body's
+size in bytes (a character is at least one byte, so otherwise no offer can be too small).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from enum import IntEnum
 from typing import Any
 
 from proxy.errors import NoOfferFits
+from proxy.failover.client_request import NO_PREFERENCES
 from proxy.types import MaxPrice, Offer, OfferKey, Preferences
 
 CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text; code and other scripts count more tokens
@@ -43,6 +48,8 @@ NOT_PARAMETERS = frozenset(
 PARAMETER_NAMES = {"max_completion_tokens": "max_tokens", "functions": "tools", "function_call": "tool_choice"}
 TOOL_FIELDS = ("tools", "tool_choice", "functions", "function_call")
 OUTPUT_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+FIT_FIELDS = frozenset((*TOOL_FIELDS, *OUTPUT_LIMIT_FIELDS, "response_format"))
+CONTENT_PART = b'"type"'  # every content part (text, image_url, input_audio, file...) has a "type"
 PART_MODALITIES = {
     "image_url": "image",
     "input_image": "image",
@@ -167,8 +174,27 @@ def _structured(body: Mapping[str, Any]) -> bool:
     return isinstance(response_format, dict) and response_format.get("type") == "json_schema"
 
 
-def request_needs(body: Mapping[str, Any], prefs: Preferences) -> Needs:
-    """What `body` (the parsed request, `provider` and `models` taken out) and its preferences need."""
+def _filters(prefs: Preferences) -> bool:
+    return (
+        prefs.require_parameters
+        or prefs.max_price is not None
+        or prefs.data_collection is not None
+        or prefs.zdr is not None
+        or prefs.quantizations is not None
+    )
+
+
+def request_needs(body: Mapping[str, Any], prefs: Preferences, raw: bytes | None = None) -> Needs | None:
+    """What `body` (the parsed request, `provider` and `models` taken out) and its preferences need;
+    None for a plain request (see the module docstring) when `raw`, the body as received, is given."""
+    plain_prefs = prefs is NO_PREFERENCES or not _filters(prefs)
+    if raw is not None and plain_prefs and FIT_FIELDS.isdisjoint(body) and CONTENT_PART not in raw:
+        return None
+    return measure_needs(body, prefs)
+
+
+def measure_needs(body: Mapping[str, Any], prefs: Preferences) -> Needs:
+    """`request_needs` in full: the body walked for its prompt size and content parts."""
     modalities: set[str] = set()
     characters = _prompt_length(body, modalities)
     max_output, field = _max_output(body)
@@ -287,6 +313,14 @@ def _too_small(offers: Sequence[Offer], needs: Needs) -> bool:
             return True
         limit = offer.max_completion_tokens
         if limit is not None and needs.max_output is not None and limit < needs.max_output:
+            return True
+    return False
+
+
+def may_be_too_small(offers: Sequence[Offer], size: int) -> bool:
+    """Whether a plain request of `size` bytes could be too long for some offer's known context."""
+    for offer in offers:  # noqa: SIM110 (a plain loop: no generator object per request)
+        if offer.context_length is not None and offer.context_length * CHARS_PER_TOKEN < size:
             return True
     return False
 

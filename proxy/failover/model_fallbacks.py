@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from proxy.errors import AllOffersFailed, ClientError, ModelNotFound, NoOfferAllowed, UpstreamStatus
 from proxy.failover.attempts import AttemptContext, Served, run_attempts
 from proxy.failover.client_request import ClientRequest
-from proxy.failover.fit import Needs, fit_offers, request_needs
+from proxy.failover.fit import Needs, fit_offers, may_be_too_small, measure_needs, request_needs
 from proxy.failover.ranking import rank_offers
 from proxy.runtime.catalog import Catalog
 from proxy.types import Attempt, Offer, Ranking
@@ -65,21 +65,34 @@ class ModelRouter:
 
 
 def _tagged(attempts: Sequence[Attempt], model: str) -> list[Attempt]:
-    return [replace(a, model=model) for a in attempts]
+    """The attempts with their canonical model (a constructor call: cheaper than `dataclasses.replace`)."""
+    return [_with_model(a, model) for a in attempts]
 
 
-def plan(router: ModelRouter, request: ClientRequest, needs: Needs, model: str, offers: tuple[Offer, ...]) -> Ranking:
-    """One model's ranking for this request: offers that cannot take it left out, unknown fit after known."""
-    fit = fit_offers(offers, needs, model)
+def _with_model(a: Attempt, model: str) -> Attempt:
+    return Attempt(a.provider, a.provider_model_id, a.outcome, a.elapsed_ms, a.retryable, a.detail, model)
+
+
+def plan(
+    router: ModelRouter, request: ClientRequest, needs: Needs | None, model: str, offers: tuple[Offer, ...]
+) -> Ranking:
+    """One model's ranking for this request: offers that cannot take it left out, unknown fit after known.
+    `needs` is None for a plain request (`proxy.failover.fit.request_needs`)."""
+    unknown: frozenset[tuple[str, str]] = frozenset()
+    if needs is None and may_be_too_small(offers, len(request.raw)):
+        needs = measure_needs(request.body, request.prefs)
+    if needs is not None:
+        fit = fit_offers(offers, needs, model)
+        offers, unknown = fit.offers, fit.unknown
     ctx = router.context
     now = time.time()
     ranking = rank_offers(
-        fit.offers,
+        offers,
         strategy=ctx.settings.strategy,
         prefs=request.prefs,
-        runtime=ctx.state.views(fit.offers, now),
+        runtime=ctx.state.views(offers, now),
         now=now,
-        unknown=fit.unknown,
+        unknown=unknown,
     )
     if not ranking.offers and ranking.retry_after_s is None:
         raise NoOfferAllowed(f"no provider of {model} is left after the request's provider preferences")
@@ -96,7 +109,7 @@ async def serve_models(
     deadline: float,
 ) -> Served:
     """Try each model of `chain` in turn (see the module docstring); `deadline` is the loop's clock."""
-    needs = request_needs(request.body, request.prefs)
+    needs = request_needs(request.body, request.prefs, request.raw)
     attempts: list[Attempt] = []
     refusal: ClientError | None = None
     failures: list[AllOffersFailed] = []
@@ -110,7 +123,7 @@ async def serve_models(
         except ClientError as exc:
             refusal = refusal or exc
             continue
-        this = request if model == request.model else replace(request, model=model)
+        this = request if model == chain[0][0] else replace(request, model=model)
         try:
             served = await run_attempts(router.context, this, ranking, path=path, headers=headers, deadline=deadline)
         except AllOffersFailed as exc:
@@ -120,7 +133,8 @@ async def serve_models(
         except UpstreamStatus as exc:
             exc.attempts = (*attempts, *_tagged(exc.attempts, model))
             raise
-        served.attempts = attempts + _tagged(served.attempts, model)
+        if len(chain) > 1:  # one model: the answer lists no attempts, nothing to tag
+            served.attempts = attempts + _tagged(served.attempts, model)
         return served
     if failures or refusal is None:
         raise AllOffersFailed(attempts, retry_after_s=_retry_after(failures))
