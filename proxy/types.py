@@ -151,11 +151,12 @@ class Attempt:
     elapsed_ms: float
     retryable: bool = True
     detail: str = field(default="", compare=False)
-    model: str = ""  # the canonical model of the offer tried (model fallbacks try several)
+    model: str = ""  # the canonical model of the offer tried, when a request tried several models
 
-    def as_json(self) -> dict[str, object]:
+    def as_json(self, model: str = "") -> dict[str, object]:
+        """The entry of a 503's `attempts` list; `model` names the model when the attempt does not."""
         return {
-            "model": self.model,
+            "model": self.model or model,
             "provider": self.provider,
             "provider_model_id": self.provider_model_id,
             "status": self.outcome,

@@ -52,7 +52,7 @@ def parse_request(raw: bytes, provider_header: str | None = None) -> ClientReque
         model = models[0]
     if model is None:
         raise BadRequest("you must provide a model parameter", param="model")
-    if not _model_name(model):
+    if not isinstance(model, str) or not model.strip() or len(model) > MAX_MODEL_LENGTH:
         raise BadRequest("model must be a non-empty string of at most 256 characters", param="model")
     stream = body.get("stream", False)
     if stream is None:

@@ -7,7 +7,7 @@ filters its offers by what the request needs (`proxy.failover.fit`), ranks them 
 loop (`proxy.failover.attempts.run_attempts`, `max_attempts` per model), all within the request's one
 deadline. It moves on when every offer of a model failed retryably, was cooling down, or none could
 take the request; a non-retryable answer (the client's own 400) is raised at once and never moves
-to another model. Every `Attempt` is tagged with its canonical model.
+to another model. Every `Attempt` of a chain of several models is tagged with its canonical model.
 
 Raises `ModelNotFound` when no model of the chain is in the catalog, `AllOffersFailed` (every attempt
 of every model) when some offer was tried or cooling, else the first model's refusal (`NoOfferFits`,
@@ -17,7 +17,7 @@ of every model) when some offer was tried or cooling, else the first model's ref
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from proxy.errors import AllOffersFailed, ClientError, ModelNotFound, NoOfferAllowed, UpstreamStatus
@@ -99,7 +99,7 @@ def plan(
     return ranking
 
 
-async def serve_models(
+def serve_models(
     router: ModelRouter,
     request: ClientRequest,
     chain: Chain,
@@ -107,9 +107,30 @@ async def serve_models(
     path: str,
     headers: Mapping[str, str],
     deadline: float,
-) -> Served:
-    """Try each model of `chain` in turn (see the module docstring); `deadline` is the loop's clock."""
+) -> Awaitable[Served]:
+    """Try each model of `chain` in turn (see the module docstring); `deadline` is the loop's clock.
+
+    A chain of one model is the attempt loop itself, planned here (a refusal is raised at once) with
+    no coroutine of its own around it; its attempts keep an empty `model`, which the answer reads as
+    the request's model (`Attempt.as_json`)."""
     needs = request_needs(request.body, request.prefs, request.raw)
+    if len(chain) == 1:
+        model, offers = chain[0]
+        ranking = plan(router, request, needs, model, offers)
+        return run_attempts(router.context, request, ranking, path=path, headers=headers, deadline=deadline)
+    return _serve_chain(router, request, chain, needs, path=path, headers=headers, deadline=deadline)
+
+
+async def _serve_chain(
+    router: ModelRouter,
+    request: ClientRequest,
+    chain: Chain,
+    needs: Needs | None,
+    *,
+    path: str,
+    headers: Mapping[str, str],
+    deadline: float,
+) -> Served:
     attempts: list[Attempt] = []
     refusal: ClientError | None = None
     failures: list[AllOffersFailed] = []
@@ -133,8 +154,7 @@ async def serve_models(
         except UpstreamStatus as exc:
             exc.attempts = (*attempts, *_tagged(exc.attempts, model))
             raise
-        if len(chain) > 1:  # one model: the answer lists no attempts, nothing to tag
-            served.attempts = attempts + _tagged(served.attempts, model)
+        served.attempts = attempts + _tagged(served.attempts, model)
         return served
     if failures or refusal is None:
         raise AllOffersFailed(attempts, retry_after_s=_retry_after(failures))

@@ -63,7 +63,7 @@ def all_failed(exc: AllOffersFailed, model: str) -> tuple[int, bytes, Headers]:
         message = f"every provider for {model} failed ({len(exc.attempts)} attempt(s)); see attempts"
     else:
         message = f"every provider for {model} is cooling down after rate limiting; retry later"
-    body = error_body(message, "api_error", "all_providers_failed", attempts=[a.as_json() for a in exc.attempts])
+    body = error_body(message, "api_error", "all_providers_failed", attempts=[a.as_json(model) for a in exc.attempts])
     headers: Headers = []
     if exc.retry_after_s is not None:
         headers.append((b"retry-after", str(max(1, round(exc.retry_after_s + 0.499))).encode()))
