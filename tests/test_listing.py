@@ -250,3 +250,8 @@ def test_pricing_unit_scales_an_openrouter_style_pricing_object(unit: str, price
 def test_malformed_capabilities_name_the_field(change: dict[str, object], message: str) -> None:
     with pytest.raises(ListingError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_openrouter_listing({"data": [{**OPENROUTER_GPT4O, **change}]})
+
+
+def test_odd_extra_fields_of_an_openai_listing_are_unknown_not_errors() -> None:
+    [entry] = parse_openai_listing({"data": [{"id": "m", "context_window": "128k", "max_completion_tokens": -1}]})
+    assert (entry.provider_model_id, entry.context_length, entry.max_completion_tokens) == ("m", None, None)

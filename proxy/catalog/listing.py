@@ -65,18 +65,25 @@ def _entries(payload: object, source: str) -> list[dict[str, Any]]:
 UNITS = {"token": Decimal(1), "1k": Decimal(1000), "1m": Decimal(1_000_000)}
 
 
-def _openai_entry(entry: dict[str, Any], where: str) -> ListedModel:
-    context = entry.get("context_window", entry.get("max_model_len"))
+def _extra_length(value: object) -> int | None:
+    """A length an OpenAI-format listing may carry beyond the format (Groq, vLLM): unknown when odd."""
+    try:
+        return _context_length(value, "")
+    except ListingError:
+        return None
+
+
+def _openai_entry(entry: dict[str, Any]) -> ListedModel:
     return ListedModel(
         provider_model_id=entry["id"].strip(),
-        context_length=_context_length(context, f"{where}.context_window"),
-        max_completion_tokens=_context_length(entry.get("max_completion_tokens"), f"{where}.max_completion_tokens"),
+        context_length=_extra_length(entry.get("context_window", entry.get("max_model_len"))),
+        max_completion_tokens=_extra_length(entry.get("max_completion_tokens")),
     )
 
 
 def parse_openai_listing(payload: object, source: str = "listing") -> list[ListedModel]:
     """The ids of an OpenAI-format listing, and the limits Groq's and vLLM's entries carry."""
-    return [_openai_entry(entry, f"{source}: data[{i}]") for i, entry in enumerate(_entries(payload, source))]
+    return [_openai_entry(entry) for entry in _entries(payload, source)]
 
 
 def _price(value: object, where: str) -> Decimal | None:
