@@ -46,7 +46,8 @@ def parse_request(raw: bytes, provider_header: str | None = None) -> ClientReque
         raise BadRequest(f"the request body is not valid JSON: {exc.msg}") from None
     if not isinstance(body, dict):
         raise BadRequest(f"the request body must be a JSON object, not {_kind(body)}")
-    models = _models(body.pop("models", None))
+    fallbacks = body.pop("models", None)
+    models = () if fallbacks is None else _models(fallbacks)
     model = body.get("model")
     if model is None and models:
         model = models[0]
@@ -69,8 +70,6 @@ def _model_name(value: Any) -> bool:
 
 def _models(value: Any) -> tuple[str, ...]:
     """OpenRouter's `models` field: model ids (canonical or provider-style) to fall back to."""
-    if value is None:
-        return ()
     if not isinstance(value, list) or len(value) > MAX_FALLBACK_MODELS or not all(map(_model_name, value)):
         raise BadRequest(
             f"models must be a list of at most {MAX_FALLBACK_MODELS} model ids (non-empty strings)", param="models"
