@@ -187,3 +187,15 @@ def test_admin_and_metrics_show_the_chain(three: Any, proxy_server: Any) -> None
     by_model = {m["model"]: m for m in status["models"]}
     assert by_model["gpt-4"]["model_fallbacks"] == ["gpt-4o", "claude"]
     assert by_model["claude"]["model_fallbacks"] == []
+
+
+def test_without_fallbacks_a_503s_attempts_name_the_model(three: Any, proxy_server: Any) -> None:
+    primary, second, _ = three
+    primary.set_faults(fault="status", status=502)
+    proxy = proxy_server(build(urls(*three)))
+    sdk = openai.OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
+    with pytest.raises(openai.InternalServerError) as caught:
+        sdk.chat.completions.create(model="openai/gpt-4", messages=HI)  # a provider-style id: the canonical model
+    body: Any = caught.value.body
+    assert [(a["model"], a["provider"], a["status"]) for a in body["attempts"]] == [("gpt-4", "primary", "502")]
+    assert second.stats()["requests"] == 0
