@@ -33,8 +33,7 @@ from enum import IntEnum
 from typing import Any
 
 from proxy.errors import NoOfferFits
-from proxy.failover.client_request import NO_PREFERENCES
-from proxy.types import MaxPrice, Offer, OfferKey, Preferences
+from proxy.types import NO_PREFERENCES, MaxPrice, Offer, OfferKey, Preferences
 
 CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text; code and other scripts count more tokens
 FLOOR_TOKENS = 4096  # every chat offer takes this much prompt and completion: no need to know it

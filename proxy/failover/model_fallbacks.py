@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from proxy.errors import AllOffersFailed, ClientError, ModelNotFound, NoOfferAllowed, UpstreamStatus
 from proxy.failover.attempts import AttemptContext, Served, run_attempts
@@ -144,9 +144,8 @@ async def _serve_chain(
         except ClientError as exc:
             refusal = refusal or exc
             continue
-        this = request if model == chain[0][0] else replace(request, model=model)
         try:
-            served = await run_attempts(router.context, this, ranking, path=path, headers=headers, deadline=deadline)
+            served = await run_attempts(router.context, request, ranking, path=path, headers=headers, deadline=deadline)
         except AllOffersFailed as exc:
             attempts += _tagged(exc.attempts, model)
             failures.append(exc)
