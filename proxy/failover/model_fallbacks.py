@@ -2,7 +2,7 @@
 
 The chain (`model_chain`, pure) is the request's `model`, then its `models` entries (OpenRouter's
 shape) not equal to it, then the primary model's configured `[[models]] fallbacks` not already
-listed; entries the catalog does not know are skipped. For each model in turn, `serve_models`
+listed; entries the catalog does not know are skipped. For each model in turn, `serve_request`
 filters its offers by what the request needs (`proxy.failover.fit`), ranks them and runs the attempt
 loop (`proxy.failover.attempts.run_attempts`, `max_attempts` per model), all within the request's one
 deadline. It moves on when every offer of a model failed retryably, was cooling down, or none could
@@ -26,9 +26,10 @@ from proxy.failover.client_request import ClientRequest
 from proxy.failover.fit import Needs, fit_offers, may_be_too_small, measure_needs, request_needs
 from proxy.failover.ranking import rank_offers
 from proxy.runtime.catalog import Catalog
-from proxy.types import Attempt, Offer, Ranking
+from proxy.types import Attempt, Offer, OfferKey, Ranking
 
 Chain = tuple[tuple[str, tuple[Offer, ...]], ...]  # (canonical model, its offers), in the order to try
+NO_UNKNOWN: frozenset[OfferKey] = frozenset()
 
 
 def model_chain(primary: str, requested: Sequence[str], configured: Sequence[str]) -> tuple[str, ...]:
@@ -78,7 +79,7 @@ def plan(
 ) -> Ranking:
     """One model's ranking for this request: offers that cannot take it left out, unknown fit after known.
     `needs` is None for a plain request (`proxy.failover.fit.request_needs`)."""
-    unknown: frozenset[tuple[str, str]] = frozenset()
+    unknown = NO_UNKNOWN
     if needs is None and may_be_too_small(offers, len(request.raw)):
         needs = measure_needs(request.body, request.prefs)
     if needs is not None:
@@ -99,26 +100,30 @@ def plan(
     return ranking
 
 
-def serve_models(
+def serve_request(
     router: ModelRouter,
     request: ClientRequest,
-    chain: Chain,
     *,
     path: str,
     headers: Mapping[str, str],
     deadline: float,
-) -> Awaitable[Served]:
-    """Try each model of `chain` in turn (see the module docstring); `deadline` is the loop's clock.
+) -> tuple[str, Awaitable[Served]]:
+    """The canonical model asked for, and the work that serves the request: each model of its chain in
+    turn (see the module docstring); `deadline` is the event loop's clock. `ModelNotFound`,
+    `NoOfferFits` and `NoOfferAllowed` are raised here, before anything is sent.
 
-    A chain of one model is the attempt loop itself, planned here (a refusal is raised at once) with
-    no coroutine of its own around it; its attempts keep an empty `model`, which the answer reads as
-    the request's model (`Attempt.as_json`)."""
+    A request for one model with no fallbacks (the common case) is served by the attempt loop itself,
+    planned here, with no chain and no coroutine of its own around it; its attempts keep an empty
+    `model`, which a 503 answer reads as the request's model (`Attempt.as_json`)."""
+    offers = router.catalog.lookup(request.model)
     needs = request_needs(request.body, request.prefs, request.raw)
-    if len(chain) == 1:
-        model, offers = chain[0]
-        ranking = plan(router, request, needs, model, offers)
-        return run_attempts(router.context, request, ranking, path=path, headers=headers, deadline=deadline)
-    return _serve_chain(router, request, chain, needs, path=path, headers=headers, deadline=deadline)
+    if offers is not None and not request.models:
+        model = offers[0].model_id
+        if model not in router.fallbacks:
+            ranking = plan(router, request, needs, model, offers)
+            return model, run_attempts(router.context, request, ranking, path=path, headers=headers, deadline=deadline)
+    chain = resolve_chain(router.catalog, request, router.fallbacks)
+    return chain[0][0], _serve_chain(router, request, chain, needs, path=path, headers=headers, deadline=deadline)
 
 
 async def _serve_chain(

@@ -31,7 +31,7 @@ from proxy.errors import (
 )
 from proxy.failover.attempts import Served
 from proxy.failover.client_request import MAX_MODEL_LENGTH, SLUG, ClientRequest, parse_request
-from proxy.failover.model_fallbacks import resolve_chain, serve_models
+from proxy.failover.model_fallbacks import serve_request
 from proxy.http.answers import (
     JSON,
     Headers,
@@ -142,21 +142,19 @@ class ProxyHandler:
         request = parse_request(body, preferred.decode("latin-1") if preferred is not None else None)
         gateway = self.gateway
         ex.model = request.model
-        chain = resolve_chain(gateway.catalog, request, gateway.router.fallbacks)
-        ex.model = chain[0][0]
         forward = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items() if k in FORWARDED}
         forward["content-type"] = "application/json"
         forward["x-request-id"] = ex.request_id
         loop = asyncio.get_running_loop()
+        ex.model, serving = serve_request(
+            gateway.router,
+            request,
+            path=ROUTES[ex.route],
+            headers=forward,
+            deadline=loop.time() + gateway.settings.deadline_s,
+        )
         try:
-            served = await serve_models(
-                gateway.router,
-                request,
-                chain,
-                path=ROUTES[ex.route],
-                headers=forward,
-                deadline=loop.time() + gateway.settings.deadline_s,
-            )
+            served = await serving
         except AllOffersFailed as exc:
             ex.attempts = list(exc.attempts)
             status, payload, extra = all_failed(exc, ex.model)
