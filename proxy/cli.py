@@ -77,7 +77,7 @@ def _add_mock(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--name", default="mock", help="name echoed in answers (which provider served)")
     p.add_argument("--models", default="gpt-4,gpt-3.5-turbo", help="comma-separated model ids it lists")
-    p.add_argument("--listing", choices=("openai", "openrouter"), default="openai")
+    p.add_argument("--listing", choices=("openai", "openrouter", "together"), default="openai")
     p.add_argument("--fault", default="none", help="one of the faults below (default: none)")
     p.add_argument("--status", type=int, default=500, help="status for --fault status")
     p.add_argument("--retry-after", default="1", help="Retry-After value for --fault rate_limit")

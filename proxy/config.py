@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from proxy.errors import ConfigError
-from proxy.types import ENDPOINTS, Health, Strategy
+from proxy.types import ENDPOINTS, QUANTIZATIONS, Health, Strategy
 
 DEFAULT_CONFIG_PATH = "failover.toml"
-LISTING_FORMATS = ("openai", "openrouter", "none")
+LISTING_FORMATS = ("openai", "openrouter", "together", "none")
 PROBE_KINDS = ("chat", "listing", "none")
+PRICING_UNITS = ("token", "1k", "1m")  # a listing's prices are USD per token, per 1,000 or per 1,000,000 tokens
+DATA_COLLECTION = ("allow", "deny")
 
 
 class Secret:
@@ -107,6 +109,10 @@ class ProviderConfig:
     is_active: bool = True
     probe: str = "chat"
     endpoints: tuple[str, ...] = ENDPOINTS  # the endpoint kinds its offers serve (an offer may narrow them)
+    pricing_unit: str | None = None  # None: the listing format's own unit (openrouter: token, together: 1m)
+    data_collection: str | None = None  # declared policy: "allow" or "deny"; None = not declared
+    zdr: bool | None = None
+    quantization: str | None = None
     api_key: Secret = field(default_factory=lambda: Secret(""), compare=False)
 
     def served_endpoints(self, narrowed: Iterable[str] | None) -> frozenset[str]:
@@ -126,12 +132,19 @@ class StaticOffer:
     context_length: int | None = None
     supports_streaming: bool = True
     endpoints: tuple[str, ...] | None = None  # narrows the provider's `endpoints` for this offer
+    max_completion_tokens: int | None = None
+    supported_parameters: tuple[str, ...] | None = None
+    input_modalities: tuple[str, ...] | None = None
+    data_collection: str | None = None  # overrides the provider's declaration for this offer
+    zdr: bool | None = None
+    quantization: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
     model_id: str
     offers: tuple[StaticOffer, ...] = ()
+    fallbacks: tuple[str, ...] = ()  # canonical models tried, in order, when every offer of this one failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +167,11 @@ class Config:
             if provider.slug == slug:
                 return provider
         return None
+
+    @property
+    def model_fallbacks(self) -> dict[str, tuple[str, ...]]:
+        """Canonical model -> the models its `[[models]] fallbacks` names, in order."""
+        return {m.model_id: m.fallbacks for m in self.models if m.fallbacks}
 
     @property
     def alias_map(self) -> dict[str, str]:
@@ -220,7 +238,7 @@ class _Reader:
         if value is None and "None" in kind:
             return None
         if kind.startswith("tuple[str"):
-            return self.endpoints(name, value)
+            return self.endpoints(name, value) if name.endswith(".endpoints") else self.words(name, value)
         base = kind.split(" ", 1)[0]
         if base not in _TYPES:
             raise self.fail(name, "this key cannot be set here")
@@ -234,6 +252,20 @@ class _Reader:
         if not isinstance(value, list) or not value or any(v not in ENDPOINTS for v in value):
             raise self.fail(name, f"expected a non-empty list of {' | '.join(ENDPOINTS)}, got {value!r}")
         return tuple(dict.fromkeys(value))
+
+    def words(self, name: str, value: Any) -> tuple[str, ...]:
+        """A TOML array of non-empty strings, duplicates dropped, order kept."""
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise self.fail(name, "expected an array of non-empty strings")
+        return tuple(dict.fromkeys(v.strip() for v in value))
+
+    def choice(self, name: str, value: str | None, choices: tuple[str, ...]) -> None:
+        if value is not None and value not in choices:
+            raise self.fail(name, f"expected one of {' | '.join(choices)}, got {value!r}")
+
+    def policies(self, item: ProviderConfig | StaticOffer, where: str) -> None:
+        self.choice(f"{where}.data_collection", item.data_collection, DATA_COLLECTION)
+        self.choice(f"{where}.quantization", item.quantization, QUANTIZATIONS)
 
     def strategy(self, name: str, value: Any) -> Strategy:
         try:
@@ -274,6 +306,8 @@ def _providers(reader: _Reader, raw: Any, env: Mapping[str, str]) -> tuple[Provi
             raise reader.fail(f"{where}.listing", f"expected one of {' | '.join(LISTING_FORMATS)}")
         if provider.probe not in PROBE_KINDS:
             raise reader.fail(f"{where}.probe", f"expected one of {' | '.join(PROBE_KINDS)}")
+        reader.choice(f"{where}.pricing_unit", provider.pricing_unit, PRICING_UNITS)
+        reader.policies(provider, where)
         seen.add(provider.slug)
         raw_key = env.get(provider.api_key_env, "") if provider.api_key_env else ""
         key = _provider_key(reader, f"{where}.api_key_env", raw_key)
@@ -319,9 +353,19 @@ def _models(reader: _Reader, raw: Any, slugs: set[str]) -> tuple[ModelConfig, ..
             offer = reader.table(raw_offer, StaticOffer, owhere)
             if offer.provider not in slugs:
                 raise reader.fail(f"{owhere}.provider", f"names undeclared provider {offer.provider!r}")
+            _limits(reader, offer, owhere)
+            reader.policies(offer, owhere)
             offers.append(offer)
-        out.append(ModelConfig(model_id=model.model_id, offers=tuple(offers)))
+        fallbacks = tuple(m for m in model.fallbacks if m != model.model_id)
+        out.append(ModelConfig(model_id=model.model_id, offers=tuple(offers), fallbacks=fallbacks))
     return tuple(out)
+
+
+def _limits(reader: _Reader, offer: StaticOffer, where: str) -> None:
+    for key in ("context_length", "max_completion_tokens"):
+        value = getattr(offer, key)
+        if value is not None and value <= 0:
+            raise reader.fail(f"{where}.{key}", f"must be greater than 0, got {value}")
 
 
 def _aliases(reader: _Reader, raw: Any) -> tuple[tuple[str, str], ...]:

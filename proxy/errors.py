@@ -12,6 +12,7 @@
     │   ├── ModelNotFound             404 model_not_found
     │   ├── BodyTooLarge              413 request_too_large
     │   ├── NoOfferAllowed            404 no offer left after the request's `only`/`ignore`
+    │   ├── NoOfferFits               400 no offer can take the request (tools, context, max_price...)
     │   └── RequestTimeout            408 the body did not arrive in time (a trickling client)
     ├── UpstreamError                 one attempt at one offer failed (mapped from the HTTP client)
     │   ├── ConnectFailed             refused, reset or unresolvable before a byte was sent
@@ -99,6 +100,12 @@ class BodyTooLarge(ClientError):
 class NoOfferAllowed(ClientError):
     status = 404
     code = "no_allowed_providers"
+
+
+class NoOfferFits(ClientError):
+    """No offer of the model is able to take the request; the message names what was missing."""
+
+    code = "no_offer_fits"
 
 
 class RequestTimeout(ClientError):

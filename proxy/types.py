@@ -48,6 +48,7 @@ class CircuitState(StrEnum):
 ENDPOINTS = ("chat", "completions", "embeddings", "responses", "moderations", "images", "audio")
 """The endpoint kinds an offer may serve; an OpenAI-compatible provider promises all of them."""
 ALL_ENDPOINTS = frozenset(ENDPOINTS)
+QUANTIZATIONS = ("int4", "int8", "fp4", "fp6", "fp8", "fp16", "bf16", "fp32", "unknown")  # OpenRouter's names
 
 OfferKey = tuple[str, str]
 """(provider slug, provider model id): how runtime state names an offer, stable across refreshes."""
@@ -71,6 +72,16 @@ class Offer:
     supports_streaming: bool = True
     offer_id: int | None = None
     endpoints: frozenset[str] = ALL_ENDPOINTS  # the endpoint kinds (`ENDPOINTS`) this offer serves
+    # What the offer can do (SPEC section 7); None = unknown, never guessed.
+    context_length: int | None = None  # tokens of prompt and completion together
+    max_completion_tokens: int | None = None
+    supported_parameters: frozenset[str] | None = None  # the OpenAI request fields it honours
+    input_modalities: frozenset[str] | None = None  # "text", "image", "audio", "file", ...
+    pricing_request: float | None = None  # USD per request
+    # Data policies, only as the config declares them for the provider or offer.
+    data_collection: str | None = None  # "allow" (the provider may keep or train on prompts) or "deny"
+    zdr: bool | None = None  # zero data retention
+    quantization: str | None = None  # "fp8", "bf16", ... (OpenRouter's names)
 
     @property
     def key(self) -> OfferKey:
@@ -97,6 +108,22 @@ class Preferences:
     ignore: frozenset[str] = frozenset()
     allow_fallbacks: bool = True
     sort: Strategy | None = None
+    # OpenRouter's filters (proxy.failover.fit): prices in USD per million tokens (request: per request)
+    require_parameters: bool = False
+    max_price: MaxPrice | None = None
+    data_collection: str | None = None  # "deny": only offers declared not to collect
+    zdr: bool | None = None  # True: only offers declared zero data retention
+    quantizations: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MaxPrice:
+    """OpenRouter's `provider.max_price`: prompt and completion in USD per million tokens, request in
+    USD per request; None = no ceiling on that one."""
+
+    prompt: float | None = None
+    completion: float | None = None
+    request: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,9 +155,12 @@ class Attempt:
     elapsed_ms: float
     retryable: bool = True
     detail: str = field(default="", compare=False)
+    model: str = ""  # the canonical model of the offer tried, when a request tried several models
 
-    def as_json(self) -> dict[str, object]:
+    def as_json(self, model: str = "") -> dict[str, object]:
+        """The entry of a 503's `attempts` list; `model` names the model when the attempt does not."""
         return {
+            "model": self.model or model,
             "provider": self.provider,
             "provider_model_id": self.provider_model_id,
             "status": self.outcome,

@@ -113,3 +113,70 @@ def test_cli_exits_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert "proxy.max_attempts: expected an integer" in err
     assert "Traceback" not in err
+
+
+CAPABLE = """
+[[providers]]
+slug = "together"
+name = "Together"
+base_url = "https://api.together.xyz/v1"
+listing = "together"
+data_collection = "deny"
+
+[[providers]]
+slug = "deepinfra"
+name = "DeepInfra"
+base_url = "https://api.deepinfra.com/v1/openai"
+listing = "openrouter"
+pricing_unit = "1m"
+zdr = true
+quantization = "fp8"
+
+[[models]]
+model_id = "llama-3.3-70b"
+fallbacks = ["llama-3.1-70b", "llama-3.3-70b", "qwen-72b", "llama-3.1-70b"]
+
+[[models.offers]]
+provider = "deepinfra"
+provider_model_id = "meta-llama/Llama-3.3-70B-Instruct"
+context_length = 131072
+max_completion_tokens = 8192
+supported_parameters = ["tools", "tool_choice", "response_format"]
+input_modalities = ["text"]
+quantization = "bf16"
+"""
+
+
+def test_capabilities_policies_listing_formats_and_fallbacks(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, CAPABLE), {})
+    together, deepinfra = config.providers
+    assert (together.listing, together.pricing_unit, together.data_collection) == ("together", None, "deny")
+    assert (deepinfra.pricing_unit, deepinfra.zdr, deepinfra.quantization) == ("1m", True, "fp8")
+    [model] = config.models
+    assert model.fallbacks == ("llama-3.1-70b", "qwen-72b")  # itself and duplicates dropped, order kept
+    assert config.model_fallbacks == {"llama-3.3-70b": ("llama-3.1-70b", "qwen-72b")}
+    [offer] = model.offers
+    assert offer.supported_parameters == ("tools", "tool_choice", "response_format")
+    assert (offer.context_length, offer.max_completion_tokens, offer.input_modalities) == (131072, 8192, ("text",))
+    assert offer.quantization == "bf16"
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (('pricing_unit = "1m"', 'pricing_unit = "1g"'), "providers[1].pricing_unit: expected one of token | 1k | 1m"),
+        (('data_collection = "deny"', 'data_collection = "never"'), "providers[0].data_collection: expected one of"),
+        (('quantization = "fp8"', 'quantization = "fp7"'), "providers[1].quantization: expected one of"),
+        (("zdr = true", 'zdr = "yes"'), "providers[1].zdr: expected true or false"),
+        (('input_modalities = ["text"]', 'input_modalities = "text"'), "offers[0].input_modalities: expected an array"),
+        (('supported_parameters = ["tools"', 'supported_parameters = [1, "tools"'), "offers[0].supported_parameters"),
+        (("max_completion_tokens = 8192", "max_completion_tokens = 0"), "offers[0].max_completion_tokens: must be"),
+        (('fallbacks = ["llama-3.1-70b"', 'fallbacks = [""'), "models[0].fallbacks: expected an array of non-empty"),
+        (('listing = "together"', 'listing = "fireworks"'), "providers[0].listing: expected one of"),
+    ],
+)
+def test_bad_capability_keys_name_the_key(tmp_path: Path, change: tuple[str, str], fragment: str) -> None:
+    text = CAPABLE.replace(*change)
+    assert text != CAPABLE
+    with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace("]", r"\]").replace("|", r"\|")):
+        load_config(write(tmp_path, text), {})

@@ -105,3 +105,16 @@ def test_ids_the_proxy_accepts_resolve_to_the_canonical_model(
     result = json.loads(capsys.readouterr().out)
     assert result["model"] == "gpt-4"
     assert result["providers_available"] == 3
+
+
+def test_the_model_fallback_chain_is_shown(seeded_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "failover.toml").write_text(
+        '[[models]]\nmodel_id = "gpt-4"\nfallbacks = ["llama-3-70b-instruct", "solo-model"]\n'
+    )
+    assert main(["explain", "gpt-4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "model fallbacks: gpt-4 -> llama-3-70b-instruct -> solo-model (when every offer of a model failed)"
+    assert main(["explain", "gpt-4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model_chain"] == ["gpt-4", "llama-3-70b-instruct", "solo-model"]
+    assert main(["explain", "solo-model", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model_chain"] == ["solo-model"]

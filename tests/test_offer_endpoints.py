@@ -119,6 +119,26 @@ def test_requests_go_only_to_offers_that_serve_their_endpoint(
     assert "/v1/chat/completions" not in embedder.stats()["paths"]
 
 
+def test_a_model_fallback_moves_only_to_a_model_serving_the_endpoint(
+    mock_provider: Callable[..., Any], proxy_server: Callable[..., Any]
+) -> None:
+    embedder, general = mock_provider("embedder"), mock_provider("general")
+    config = gateway_config(
+        [("embedder", embedder.url), ("general", general.url)],
+        {"embed-only": ["embedder"], "other-embed": ["embedder"], "mixed": ["general"]},
+    )
+    proxy = proxy_server(narrowed(config, "embedder", ("embeddings",)))
+    messages = [{"role": "user", "content": "hi"}]
+    with openai.OpenAI(base_url=proxy.url, api_key="u") as sdk:
+        chat = sdk.chat.completions.with_raw_response.create(
+            model="embed-only", messages=messages, extra_body={"models": ["other-embed", "mixed"]}  # type: ignore[arg-type]
+        )
+        assert (chat.headers["x-gatewayz-model"], chat.headers["x-gatewayz-provider"]) == ("mixed", "general")
+        with pytest.raises(openai.NotFoundError, match="is not served on /v1/chat/completions"):
+            sdk.chat.completions.create(model="embed-only", messages=messages, extra_body={"models": ["other-embed"]})  # type: ignore[arg-type]
+    assert "/v1/chat/completions" not in embedder.stats()["paths"]
+
+
 async def test_an_embedding_offer_is_probed_with_an_embedding_and_stays_healthy(
     fresh_database_url: str, mock_provider: Callable[..., Any]
 ) -> None:

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from proxy.config import ProxySettings, Secret
@@ -21,6 +22,7 @@ from proxy.store.wire import (
     encode_cached_offers,
     encode_ranking_event,
     encode_state_event,
+    offer_to_json,
 )
 from proxy.types import Health, Offer, StateEvent
 from tests.health_helpers import health_config, own_valkey, wait_until
@@ -157,3 +159,19 @@ def test_without_redis_a_cooldown_reaches_the_other_instance_through_postgres(
     assert served(chat(second)) == ("b", "1")
     assert a.stats()["requests"] == 1
     assert second.gateway.pg_peers.received == 1 and first.gateway.pg_peers.received == 0
+
+
+def test_cached_offers_keep_their_capabilities_and_old_entries_read_as_unknown() -> None:
+    offer = Offer(
+        "gpt-4", "a", "a/gpt-4", "http://a", "A_KEY", context_length=128000, max_completion_tokens=16384,
+        supported_parameters=frozenset({"tools", "seed"}), input_modalities=frozenset({"text", "image"}),
+        pricing_request=0.0,
+    )
+    [back], _ = decode_cached_offers(encode_cached_offers([offer], 1.0))
+    assert back == offer
+    old = {k: v for k, v in offer_to_json(offer).items() if k not in ("context_length", "supported_parameters")}
+    [read], _ = decode_cached_offers(orjson.dumps({"version": 1.0, "offers": [old]}))
+    assert (read.context_length, read.supported_parameters, read.max_completion_tokens) == (None, None, 16384)
+    bad = {**offer_to_json(offer), "supported_parameters": "tools"}
+    with pytest.raises(ValueError, match="capability list"):
+        decode_cached_offers(orjson.dumps({"version": 1.0, "offers": [bad]}))

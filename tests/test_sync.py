@@ -344,3 +344,95 @@ def test_cli_dry_run_without_a_catalog_creates_none(
         assert main(["sync", "--dry-run", "--config", config]) == 0
     assert "dry run: nothing was written; no catalog yet: nothing to deactivate" in capsys.readouterr().out
     assert not (tmp_path / "data").exists()
+
+
+# --- capabilities and Together (issue 12) ---------------------------------------------------------
+
+CAPABILITIES_CONFIG = """
+[[providers]]
+slug = "openrouter"
+name = "OpenRouter"
+base_url = "{openrouter}"
+listing = "openrouter"
+
+[[providers]]
+slug = "together"
+name = "Together"
+base_url = "{together}"
+listing = "together"
+
+[[providers]]
+slug = "selfhosted"
+name = "Self-hosted vLLM"
+base_url = "http://127.0.0.1:9/v1"
+listing = "none"
+
+[[models]]
+model_id = "llama-3.3-70b-instruct-turbo"
+
+[[models.offers]]
+provider = "selfhosted"
+provider_model_id = "llama-70b"
+context_length = 32768
+max_completion_tokens = 4096
+supported_parameters = ["tools", "tool_choice", "seed"]
+input_modalities = ["text"]
+"""
+
+
+def capability_listings(server: ListingServer) -> dict[str, str]:
+    from tests.test_listing import OPENROUTER_GPT4O, TOGETHER
+
+    return {
+        "openrouter": server.add("openrouter", {"data": [OPENROUTER_GPT4O]}),
+        "together": server.add("together", TOGETHER),
+    }
+
+
+async def test_capabilities_and_together_prices_are_synced_per_token(pool: asyncpg.Pool) -> None:
+    async with listing_server() as server:
+        config = config_from_toml(CAPABILITIES_CONFIG.format(**capability_listings(server)))
+        reports = await sync_catalog(pool, config, fetch_listing)
+    assert not any(r.error for r in reports)
+    rows = {
+        (r["slug"], r["provider_model_id"]): r
+        for r in await pool.fetch(
+            "SELECT p.slug, m.* FROM models m JOIN providers p ON p.id = m.provider_id"
+        )
+    }
+    together = rows[("together", "meta-llama/Llama-3.3-70B-Instruct-Turbo")]
+    assert (together["pricing_prompt"], together["pricing_completion"]) == (Decimal("0.00000088"), Decimal("0.00000088"))
+    assert together["context_length"] == 131072
+    assert together["supported_parameters"] is None and together["max_completion_tokens"] is None  # unknown, not guessed
+    gpt4o = rows[("openrouter", "openai/gpt-4o")]
+    assert gpt4o["max_completion_tokens"] == 16384
+    assert gpt4o["input_modalities"] == ["file", "image", "text"]
+    assert "structured_outputs" in gpt4o["supported_parameters"]
+    static = rows[("selfhosted", "llama-70b")]
+    assert (static["context_length"], static["max_completion_tokens"]) == (32768, 4096)
+    assert static["supported_parameters"] == ["seed", "tool_choice", "tools"]
+    catalog = await load_offers(pool)
+    [offer] = catalog["gpt-4o"]
+    assert offer.supported_parameters is not None and "tools" in offer.supported_parameters
+    assert offer.input_modalities == {"text", "image", "file"}
+    assert offer.max_completion_tokens == 16384 and offer.context_length == 128000
+    assert {o.provider_slug for o in catalog["llama-3.3-70b-instruct-turbo"]} == {"together", "selfhosted"}
+    async with listing_server() as server:  # the same listings again: nothing changed, nothing updated
+        config = config_from_toml(CAPABILITIES_CONFIG.format(**capability_listings(server)))
+        again = await sync_catalog(pool, config, fetch_listing)
+    assert [r.updated for r in again] == [0, 0, 0]
+
+
+def test_cli_dry_run_prints_capabilities(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with threaded_listing_server() as server:
+        path = tmp_path / "failover.toml"
+        path.write_text(CAPABILITIES_CONFIG.format(**capability_listings(server)))
+        assert main(["--config", str(path), "sync", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "  openai/gpt-4o -> gpt-4o\n      context 128000, max completion 16384, parameters " in out
+    assert "input file,image,text" in out
+    assert (
+        "  meta-llama/Llama-3.3-70B-Instruct-Turbo -> llama-3.3-70b-instruct-turbo\n"
+        "      context 131072, max completion ?, parameters ?, input ?" in out
+    )
+    assert "  llama-70b -> llama-3.3-70b-instruct-turbo  (static)\n      context 32768, max completion 4096" in out

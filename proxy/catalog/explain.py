@@ -1,7 +1,8 @@
 """`failover explain MODEL [--json]`: the ranked failover order of one model, and why.
 
 The human form is a table (rank, provider, provider model id, health, latency, prices) with the
-reason under each row; `--json` prints `explain_failover_for_model`'s shape, the guide's. The model
+reason under each row, and the model fallback chain (`[[models]] fallbacks`) when there is one;
+`--json` prints `explain_failover_for_model`'s shape, the guide's, plus `model_chain`. The model
 is found the way the proxy finds it: the id as given, else its canonical id (`GPT-4`, `openai/gpt-4`
 -> `gpt-4`, or the config's `[aliases]`). A model with no active offer is an error: a message (with
 close matches) on stderr and exit code 1.
@@ -57,6 +58,8 @@ def render_table(result: dict[str, Any]) -> str:
         if i:
             lines.append(f"     why: {result['failover_order'][i - 1]['reason']}")
     lines.append(result["recommendation"])
+    if len(result.get("model_chain", ())) > 1:
+        lines.append(f"model fallbacks: {' -> '.join(result['model_chain'])} (when every offer of a model failed)")
     return "\n".join(lines)
 
 
@@ -82,6 +85,7 @@ def run_explain(args: argparse.Namespace) -> int:
             canonical = canonical_model_id(args.model, config.alias_map)
             if not result["providers_available"] and canonical != args.model:  # as `Catalog.lookup` does
                 result = await explain_failover_for_model(pool, canonical, strategy=strategy)
+            result["model_chain"] = [result["model"], *config.model_fallbacks.get(result["model"], ())]
             known = await list_models(pool) if not result["providers_available"] else []
             return result, known
 

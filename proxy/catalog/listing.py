@@ -1,12 +1,22 @@
-"""Provider model listings: `GET {base_url}/models`, in the `openai` or the `openrouter` format.
+"""Provider model listings: `GET {base_url}/models`, in the `openai`, `openrouter` or `together` format.
 
 - `openai`: `{"data": [{"id": "gpt-4", ...}, ...]}` (a bare list of such objects is accepted too);
-  no prices. An entry's `type` (Together: `chat`, `language`, `code`, `image`, `embedding`,
-  `moderation`, `audio`, `transcribe`, `rerank`) says which endpoints it serves.
-- `openrouter`: the same, each entry with `pricing` (USD per token, as strings: `"0.00003"`) and
-  `context_length`. A negative price (OpenRouter's `"-1"` for "varies") is stored as unknown.
-  `architecture.output_modalities` (or the `modality` "text->text") says which endpoints it serves.
+  no prices. Where an entry has them, Groq's `context_window` and `max_completion_tokens` and
+  vLLM's `max_model_len` are read (context length and completion limit).
+- `openrouter`: the same, each entry with `pricing` (USD per token, as strings: `"0.00003"`),
+  `context_length`, `top_provider` (`context_length`, which wins over the entry's own, and
+  `max_completion_tokens`), `supported_parameters` (OpenAI request fields) and
+  `architecture.input_modalities`. A negative price (OpenRouter's `"-1"` for "varies") is unknown.
+- `together`: Together's `GET /v1/models`, a bare JSON array; each entry with `context_length` and
+  `pricing` `{"input", "output"}` in USD per million tokens.
 
+A provider's `pricing_unit` (`token`, `1k`, `1m`) says the unit of a listing's `pricing` object when it
+is not the format's own; prices are always returned per token. What a listing does not say stays
+unknown (None), never guessed.
+
+An entry's `type` (Together's: `chat`, `language`, `code`, `image`, `embedding`, `moderation`,
+`audio`, `transcribe`, `rerank`; in the `together` or the `openai` format) and an OpenRouter entry's
+`architecture.output_modalities` (or its `modality`, "text->text") say which endpoints it serves.
 Where a listing says nothing about endpoints, `endpoints` is None: every endpoint the provider serves.
 
 The parse functions are pure and raise `ListingError` naming the entry and field that is wrong.
@@ -40,6 +50,9 @@ class ListedModel:
     pricing_completion: Decimal | None = None  # USD per token
     pricing_request: Decimal | None = None  # USD per request
     context_length: int | None = None
+    max_completion_tokens: int | None = None
+    supported_parameters: tuple[str, ...] | None = None  # as listed, sorted
+    input_modalities: tuple[str, ...] | None = None
     endpoints: tuple[str, ...] | None = None  # the endpoint kinds it serves, when the listing says
 
 
@@ -91,9 +104,30 @@ def _entries(payload: object, source: str) -> list[dict[str, Any]]:
     return data
 
 
+UNITS = {"token": Decimal(1), "1k": Decimal(1000), "1m": Decimal(1_000_000)}
+
+
+def _extra_length(value: object) -> int | None:
+    """A length an OpenAI-format listing may carry beyond the format (Groq, vLLM): unknown when odd."""
+    try:
+        return _context_length(value, "")
+    except ListingError:
+        return None
+
+
+def _openai_entry(entry: dict[str, Any]) -> ListedModel:
+    return ListedModel(
+        provider_model_id=entry["id"].strip(),
+        context_length=_extra_length(entry.get("context_window", entry.get("max_model_len"))),
+        max_completion_tokens=_extra_length(entry.get("max_completion_tokens")),
+        endpoints=type_endpoints(entry),
+    )
+
+
 def parse_openai_listing(payload: object, source: str = "listing") -> list[ListedModel]:
-    """The ids of an OpenAI-format listing."""
-    return [ListedModel(entry["id"].strip(), endpoints=type_endpoints(entry)) for entry in _entries(payload, source)]
+    """The ids of an OpenAI-format listing, the limits Groq's and vLLM's entries carry, and the
+    endpoints of entries with a `type`."""
+    return [_openai_entry(entry) for entry in _entries(payload, source)]
 
 
 def _price(value: object, where: str) -> Decimal | None:
@@ -120,30 +154,85 @@ def _context_length(value: object, where: str) -> int | None:
     return value if 0 < value <= MAX_CONTEXT_LENGTH else None
 
 
-def _openrouter_entry(entry: dict[str, Any], where: str) -> ListedModel:
-    pricing = entry.get("pricing") or {}
-    if not isinstance(pricing, dict):
-        raise ListingError(f"{where}.pricing: expected an object")
+def _object(value: object, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ListingError(f"{where}: expected an object")
+    return value
+
+
+def _words(value: object, where: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ListingError(f"{where}: expected a list of strings")
+    return tuple(sorted({v.strip() for v in value if v.strip()}))
+
+
+def _per_token(value: object, where: str, divisor: Decimal) -> Decimal | None:
+    price = _price(value, where)
+    return None if price is None else price / divisor
+
+
+def _openrouter_entry(entry: dict[str, Any], where: str, divisor: Decimal) -> ListedModel:
+    pricing = _object(entry.get("pricing"), f"{where}.pricing")
+    top = _object(entry.get("top_provider"), f"{where}.top_provider")
+    architecture = _object(entry.get("architecture"), f"{where}.architecture")
+    own_context = _context_length(entry.get("context_length"), f"{where}.context_length")
+    top_context = _context_length(top.get("context_length"), f"{where}.top_provider.context_length")
     return ListedModel(
         provider_model_id=entry["id"].strip(),
-        pricing_prompt=_price(pricing.get("prompt"), f"{where}.pricing.prompt"),
-        pricing_completion=_price(pricing.get("completion"), f"{where}.pricing.completion"),
+        pricing_prompt=_per_token(pricing.get("prompt"), f"{where}.pricing.prompt", divisor),
+        pricing_completion=_per_token(pricing.get("completion"), f"{where}.pricing.completion", divisor),
         pricing_request=_price(pricing.get("request"), f"{where}.pricing.request"),
-        context_length=_context_length(entry.get("context_length"), f"{where}.context_length"),
+        context_length=top_context if top_context is not None else own_context,
+        max_completion_tokens=_context_length(
+            top.get("max_completion_tokens"), f"{where}.top_provider.max_completion_tokens"
+        ),
+        supported_parameters=_words(entry.get("supported_parameters"), f"{where}.supported_parameters"),
+        input_modalities=_words(architecture.get("input_modalities"), f"{where}.architecture.input_modalities"),
         endpoints=modality_endpoints(entry) or type_endpoints(entry),
     )
 
 
-def parse_openrouter_listing(payload: object, source: str = "listing") -> list[ListedModel]:
-    """The ids, per-token prices and context lengths of an OpenRouter-format listing."""
+def parse_openrouter_listing(
+    payload: object, source: str = "listing", pricing_unit: str | None = None
+) -> list[ListedModel]:
+    """The ids, per-token prices, context lengths and capabilities of an OpenRouter-format listing."""
+    divisor = UNITS[pricing_unit or "token"]
     entries = _entries(payload, source)
-    return [_openrouter_entry(entry, f"{source}: data[{i}]") for i, entry in enumerate(entries)]
+    return [_openrouter_entry(entry, f"{source}: data[{i}]", divisor) for i, entry in enumerate(entries)]
 
 
-def parse_listing(listing_format: str, payload: object, source: str = "listing") -> list[ListedModel]:
-    """Parse a decoded listing in the provider's configured format (`openai` or `openrouter`)."""
+def _together_entry(entry: dict[str, Any], where: str, divisor: Decimal) -> ListedModel:
+    pricing = _object(entry.get("pricing"), f"{where}.pricing")
+    return ListedModel(
+        provider_model_id=entry["id"].strip(),
+        pricing_prompt=_per_token(pricing.get("input"), f"{where}.pricing.input", divisor),
+        pricing_completion=_per_token(pricing.get("output"), f"{where}.pricing.output", divisor),
+        context_length=_context_length(entry.get("context_length"), f"{where}.context_length"),
+        endpoints=type_endpoints(entry),
+    )
+
+
+def parse_together_listing(
+    payload: object, source: str = "listing", pricing_unit: str | None = None
+) -> list[ListedModel]:
+    """Together's bare array: ids, context lengths, and prices per million tokens made per token."""
+    divisor = UNITS[pricing_unit or "1m"]
+    entries = _entries(payload, source)
+    return [_together_entry(entry, f"{source}: [{i}]", divisor) for i, entry in enumerate(entries)]
+
+
+def parse_listing(
+    listing_format: str, payload: object, source: str = "listing", pricing_unit: str | None = None
+) -> list[ListedModel]:
+    """Parse a decoded listing in the provider's configured format (`openai`, `openrouter`, `together`)."""
     if listing_format == "openrouter":
-        return parse_openrouter_listing(payload, source)
+        return parse_openrouter_listing(payload, source, pricing_unit)
+    if listing_format == "together":
+        return parse_together_listing(payload, source, pricing_unit)
     if listing_format == "openai":
         return parse_openai_listing(payload, source)
     raise ListingError(f"{source}: no listing format {listing_format!r}")
@@ -180,4 +269,4 @@ async def fetch_listing(
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ListingError(f"{source}: not valid JSON ({exc})") from exc
-    return parse_listing(provider.listing, payload, source)
+    return parse_listing(provider.listing, payload, source, provider.pricing_unit)

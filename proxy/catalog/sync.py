@@ -8,9 +8,10 @@ longer wanted inactive. Nothing is ever deleted, so health history stays. Each p
 in its own transaction; one whose listing is down or malformed is reported and left untouched
 while the others still sync. A full sync (no `--providers`) also deactivates providers that are
 no longer in the config. The CLI then announces the change to every running proxy
-(`proxy.catalog.announce`). `--dry-run` prints the mapping it would write and, when there is a
-catalog to read, the offers and providers a sync would deactivate; it writes nothing (and creates no
-embedded database).
+(`proxy.catalog.announce`). `--dry-run` prints the mapping it would write, with each offer's
+capabilities (context, max completion tokens, supported parameters, input modalities; `?` =
+unknown), and, when there is a catalog to read, the offers and providers a sync would deactivate;
+it writes nothing (and creates no embedded database).
 """
 
 from __future__ import annotations
@@ -48,6 +49,23 @@ class DesiredOffer:
     context_length: int | None = None
     supports_streaming: bool = True
     endpoints: tuple[str, ...] | None = None  # None: every endpoint its provider serves
+    max_completion_tokens: int | None = None
+    supported_parameters: tuple[str, ...] | None = None
+    input_modalities: tuple[str, ...] | None = None
+
+    def capabilities(self) -> str:
+        """What routing will know about this offer, for `sync --dry-run` ("?" = unknown)."""
+
+        def words(values: tuple[str, ...] | None) -> str:
+            return "?" if values is None else (",".join(values) or "none")
+
+        def number(value: int | None) -> str:
+            return "?" if value is None else str(value)
+
+        return (
+            f"context {number(self.context_length)}, max completion {number(self.max_completion_tokens)}, "
+            f"parameters {words(self.supported_parameters)}, input {words(self.input_modalities)}"
+        )
 
 
 @dataclass(slots=True)
@@ -89,12 +107,20 @@ def _from_listing(entry: ListedModel, aliases: dict[str, str]) -> DesiredOffer:
         pricing_request=entry.pricing_request,
         context_length=entry.context_length,
         endpoints=entry.endpoints,
+        max_completion_tokens=entry.max_completion_tokens,
+        supported_parameters=entry.supported_parameters,
+        input_modalities=entry.input_modalities,
     )
 
 
 def _from_static(model_id: str, offer: StaticOffer, listed: DesiredOffer | None) -> DesiredOffer:
+    """The config's offer; what it leaves unset comes from the provider's listing where it has one."""
+
     def pick(static: float | None, from_listing: Decimal | None) -> Decimal | None:
         return _decimal(static) if static is not None else from_listing
+
+    def words(static: tuple[str, ...] | None, from_listing: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return tuple(sorted(static)) if static is not None else from_listing
 
     return DesiredOffer(
         provider_model_id=offer.provider_model_id,
@@ -106,6 +132,9 @@ def _from_static(model_id: str, offer: StaticOffer, listed: DesiredOffer | None)
         context_length=offer.context_length or (listed.context_length if listed else None),
         supports_streaming=offer.supports_streaming,
         endpoints=offer.endpoints if offer.endpoints is not None else (listed.endpoints if listed else None),
+        max_completion_tokens=offer.max_completion_tokens or (listed.max_completion_tokens if listed else None),
+        supported_parameters=words(offer.supported_parameters, listed.supported_parameters if listed else None),
+        input_modalities=words(offer.input_modalities, listed.input_modalities if listed else None),
     )
 
 
@@ -130,8 +159,16 @@ def _columns(offers: Sequence[DesiredOffer]) -> list[list[object]]:
         [o.pricing_request for o in offers],
         [o.context_length for o in offers],
         [o.supports_streaming for o in offers],
+        [o.max_completion_tokens for o in offers],
+        [_joined(o.supported_parameters) for o in offers],
+        [_joined(o.input_modalities) for o in offers],
         [None if o.endpoints is None else ",".join(o.endpoints) for o in offers],
     ]
+
+
+def _joined(values: tuple[str, ...] | None) -> str | None:
+    """A list column as the upsert takes it: comma-joined, '' for none, NULL for unknown."""
+    return None if values is None else ",".join(v for v in values if "," not in v)
 
 
 async def _write_provider(pool: asyncpg.Pool, provider: ProviderConfig, report: ProviderReport) -> None:
@@ -235,6 +272,7 @@ def dry_run_lines(report: ProviderReport) -> list[str]:
     for offer in sorted(report.offers, key=lambda o: (o.model_id, o.provider_model_id)):
         mark = "" if offer.source == "listing" else f"  ({offer.source})"
         lines.append(f"  {offer.provider_model_id} -> {offer.model_id}{mark}")
+        lines.append(f"      {offer.capabilities()}")
     lines += [f"  {model} would be deactivated (no longer listed or configured)" for model in report.retiring]
     return lines
 

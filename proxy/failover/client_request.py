@@ -12,19 +12,22 @@ from typing import Any
 import orjson
 
 from proxy.errors import BadRequest
-from proxy.types import NO_PREFERENCES, Preferences, Strategy
+from proxy.types import NO_PREFERENCES, QUANTIZATIONS, MaxPrice, Preferences, Strategy
 
 SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z, not $: "$" would let a final newline in
 SORTS = {"price": Strategy.PRICE, "latency": Strategy.LATENCY, "throughput": Strategy.LATENCY}
 MAX_MODEL_LENGTH = 256
+MAX_FALLBACK_MODELS = 16
 
 
 @dataclass(frozen=True, slots=True)
 class ClientRequest:
     model: str
     stream: bool
-    body: dict[str, Any]  # what is forwarded, less `model` rewriting; the `provider` field is gone
+    body: dict[str, Any]  # what is forwarded, less `model` rewriting; `provider` and `models` are gone
     prefs: Preferences
+    models: tuple[str, ...] = ()  # OpenRouter's `models`: the models to try after `model`, in order
+    raw: bytes | bytearray = b""  # the body as received (for `proxy.failover.fit`'s cheap checks; never forwarded)
 
     def encode_for(self, provider_model_id: str) -> bytes:
         """The body to send to one offer: the client's fields with `model` set to the provider's id."""
@@ -43,7 +46,11 @@ def parse_request(raw: bytes | bytearray, provider_header: str | None = None) ->
         raise BadRequest(f"the request body is not valid JSON: {exc.msg}") from None
     if not isinstance(body, dict):
         raise BadRequest(f"the request body must be a JSON object, not {_kind(body)}")
+    fallbacks = body.pop("models", None)
+    models = () if fallbacks is None else _models(fallbacks)
     model = body.get("model")
+    if model is None and models:
+        model = models[0]
     if model is None:
         raise BadRequest("you must provide a model parameter", param="model")
     if not isinstance(model, str) or not model.strip() or len(model) > MAX_MODEL_LENGTH:
@@ -54,13 +61,27 @@ def parse_request(raw: bytes | bytearray, provider_header: str | None = None) ->
     if not isinstance(stream, bool):
         raise BadRequest("stream must be true or false", param="stream")
     prefs = parse_preferences(body.pop("provider", None), provider_header)
-    return ClientRequest(model=model, stream=stream, body=body, prefs=prefs)
+    return ClientRequest(model=model, stream=stream, body=body, prefs=prefs, models=models, raw=raw)
+
+
+def _model_name(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= MAX_MODEL_LENGTH
+
+
+def _models(value: Any) -> tuple[str, ...]:
+    """OpenRouter's `models` field: model ids (canonical or provider-style) to fall back to."""
+    if not isinstance(value, list) or len(value) > MAX_FALLBACK_MODELS or not all(map(_model_name, value)):
+        raise BadRequest(
+            f"models must be a list of at most {MAX_FALLBACK_MODELS} model ids (non-empty strings)", param="models"
+        )
+    return tuple(dict.fromkeys(value))
 
 
 def parse_preferences(field: Any, provider_header: str | None) -> Preferences:
     """Merge the OpenRouter-style `provider` body field and the `x-gatewayz-provider` header.
-    The header's provider comes first in the order. OpenRouter fields this proxy does not act on
-    (`data_collection`, `quantizations`, ...) are accepted and ignored, so its clients keep working."""
+    The header's provider comes first in the order. `require_parameters`, `max_price`,
+    `data_collection`, `zdr` and `quantizations` are read for `proxy.failover.fit`; other OpenRouter
+    fields are accepted and ignored, so its clients keep working."""
     if field is None and provider_header is None:
         return NO_PREFERENCES  # the common case, without building an equal object per request
     if field is None:
@@ -86,7 +107,50 @@ def parse_preferences(field: Any, provider_header: str | None) -> Preferences:
         ignore=frozenset(_slugs(field.get("ignore"), "provider.ignore")),
         allow_fallbacks=allow,
         sort=SORTS[sort] if sort is not None else None,
+        require_parameters=_flag(field, "require_parameters") is True,
+        max_price=_max_price(field.get("max_price")),
+        data_collection=_data_collection(field.get("data_collection")),
+        zdr=_flag(field, "zdr"),
+        quantizations=_quantizations(field.get("quantizations")),
     )
+
+
+def _flag(field: dict[str, Any], key: str) -> bool | None:
+    value = field.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise BadRequest(f"provider.{key} must be true or false", param=f"provider.{key}")
+    return value
+
+
+def _max_price(value: Any) -> MaxPrice | None:
+    """`provider.max_price`: `prompt`, `completion` (USD per million tokens), `request` (USD per
+    request); OpenRouter's `image` and others are accepted and not acted on."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadRequest("provider.max_price must be an object", param="provider.max_price")
+    ceilings: dict[str, float | None] = {}
+    for key in ("prompt", "completion", "request"):
+        price = value.get(key)
+        if price is not None and (isinstance(price, bool) or not isinstance(price, int | float) or price < 0):
+            raise BadRequest(f"provider.max_price.{key} must be a number >= 0", param=f"provider.max_price.{key}")
+        ceilings[key] = None if price is None else float(price)
+    return MaxPrice(**ceilings)
+
+
+def _data_collection(value: Any) -> str | None:
+    if value is not None and value not in ("allow", "deny"):
+        raise BadRequest("provider.data_collection must be allow or deny", param="provider.data_collection")
+    return value if value == "deny" else None
+
+
+def _quantizations(value: Any) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(v in QUANTIZATIONS for v in value):
+        names = ", ".join(QUANTIZATIONS)
+        raise BadRequest(f"provider.quantizations must be a list of: {names}", param="provider.quantizations")
+    return frozenset(value)
 
 
 def _slugs(value: Any, param: str) -> tuple[str, ...]:

@@ -4,7 +4,8 @@ The order (SPEC section 7):
 1. the request's filters (`only`, `ignore`) drop offers; an offer cooling down after a provider's
    `Retry-After` is left out (the provider asked us to stay away);
 2. usable offers sort by health tier (healthy, then degraded/unknown, then unhealthy), then by the
-   request's preferred order, then by the strategy:
+   request's preferred order, then offers known to fit the request before those of unknown fit
+   (`unknown`, from `proxy.failover.fit`), then by the strategy:
    - `balanced`: provider priority, latency in 50 ms bands (so noise does not flip the order; an
      offer not measured yet counts as fast, so it gets tried and measured), price;
    - `price`: prompt + completion price per token, then priority, then latency;
@@ -108,9 +109,10 @@ def rank_offers(
     prefs: Preferences = NO_PREFERENCES,
     runtime: Mapping[OfferKey, RuntimeView] | None = None,
     now: float = 0.0,
+    unknown: frozenset[OfferKey] = frozenset(),
 ) -> Ranking:
     """Order `offers` for one request. `runtime` maps offer keys to this instance's view; `now` is the
-    monotonic clock the cooldowns were written in."""
+    monotonic clock the cooldowns were written in; `unknown` names offers whose fit is unknown."""
     views = runtime or {}
     strategy = prefs.sort or strategy
     order = {slug: i for i, slug in enumerate(prefs.order)}
@@ -120,6 +122,7 @@ def rank_offers(
         return (
             offer_health(offer, view).tier,
             order.get(offer.provider_slug, len(order)),
+            offer.key in unknown,
             *_strategy_key(offer, view, strategy),
             offer.provider_slug,
             offer.provider_model_id,

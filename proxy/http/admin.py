@@ -50,6 +50,20 @@ def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
+def _capabilities(offer: Offer) -> dict[str, Any]:
+    """What routing knows the offer can do (None = unknown)."""
+
+    def words(values: frozenset[str] | None) -> list[str] | None:
+        return None if values is None else sorted(values)
+
+    return {
+        "context_length": offer.context_length,
+        "max_completion_tokens": offer.max_completion_tokens,
+        "supported_parameters": words(offer.supported_parameters),
+        "input_modalities": words(offer.input_modalities),
+    }
+
+
 def _order_entry(position: int, offer: Offer, view: RuntimeView) -> dict[str, Any]:
     return {
         "priority": position,
@@ -62,6 +76,7 @@ def _order_entry(position: int, offer: Offer, view: RuntimeView) -> dict[str, An
         "response_time_ms": _ms(view.latency_ms if view.latency_ms is not None else offer.response_time_ms),
         "pricing_prompt": offer.pricing_prompt,
         "pricing_completion": offer.pricing_completion,
+        "capabilities": _capabilities(offer),
     }
 
 
@@ -93,6 +108,7 @@ async def failover_status(request: Request) -> Response:
                 "primary": slugs[0] if slugs else None,
                 "fallback": slugs[1:],
                 "has_failover": len(slugs) > 1,
+                "model_fallbacks": list(gateway.router.fallbacks.get(model, ())),
             }
         )
     with_failover = sum(1 for m in models if m["has_failover"])
@@ -115,9 +131,11 @@ async def failover_model(request: Request) -> Response:
         return Response(body, status_code=404, media_type="application/json")
     ranked, views = _ranked(gateway, offers)
     order = [_order_entry(i + 1, o, views[o.key]) for i, o in enumerate(ranked)]
+    canonical = offers[0].model_id if offers else model_id
     return JSONResponse(
         {
-            "model": offers[0].model_id if offers else model_id,
+            "model": canonical,
+            "model_chain": [canonical, *gateway.router.fallbacks.get(canonical, ())],
             "strategy": gateway.settings.strategy.value,
             "providers_available": len(order),
             "failover_order": order,

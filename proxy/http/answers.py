@@ -63,7 +63,7 @@ def all_failed(exc: AllOffersFailed, model: str) -> tuple[int, bytes, Headers]:
         message = f"every provider for {model} failed ({len(exc.attempts)} attempt(s)); see attempts"
     else:
         message = f"every provider for {model} is cooling down after rate limiting; retry later"
-    body = error_body(message, "api_error", "all_providers_failed", attempts=[a.as_json() for a in exc.attempts])
+    body = error_body(message, "api_error", "all_providers_failed", attempts=[a.as_json(model) for a in exc.attempts])
     headers: Headers = []
     if exc.retry_after_s is not None:
         headers.append((b"retry-after", str(max(1, round(exc.retry_after_s + 0.499))).encode()))
@@ -92,6 +92,7 @@ def forwarded_name(name: str) -> bytes | None:
 def gateway_headers(offer: Offer | None, attempts: Sequence[Attempt], request_id: str) -> Headers:
     headers: Headers = [(b"x-request-id", request_id.encode("latin-1"))]
     if offer is not None:
+        headers.append((b"x-gatewayz-model", offer.model_id.encode("latin-1", "replace")))
         headers.append((b"x-gatewayz-provider", offer.provider_slug.encode("latin-1", "replace")))
         headers.append((b"x-gatewayz-provider-model", offer.provider_model_id.encode("latin-1", "replace")))
     headers.append((b"x-gatewayz-attempts", str(len(attempts)).encode()))

@@ -32,6 +32,7 @@ from prometheus_client import Gauge
 from proxy.config import Config
 from proxy.errors import CatalogError
 from proxy.failover.attempts import AttemptContext
+from proxy.failover.model_fallbacks import ModelRouter
 from proxy.http.reload import live_config, reload_summary, restart_only_changes
 from proxy.runtime.catalog import Catalog
 from proxy.runtime.flush import HealthFlusher
@@ -95,6 +96,7 @@ class Gateway:
         self.pins = ResponsePins(config.proxy.response_pin_ttl_s, pin_redis, config.redis_prefix)
         self.flusher = HealthFlusher(self.state, config.health, lambda: self.pool)
         self.context = AttemptContext(self.settings, self.client, self.state, self.keys, self.metrics)
+        self.router = ModelRouter(self.catalog, self.context, config.model_fallbacks)
         self._bind_labels()
 
     @property
@@ -220,6 +222,7 @@ class Gateway:
                 peers.circuit_cooldown_s = config.proxy.circuit_cooldown_s
         self.context.settings, self.context.keys = config.proxy, self.keys
         self.catalog.reconfigure(config)
+        self.router.fallbacks = config.model_fallbacks
         self._bind_labels()
         return summary
 

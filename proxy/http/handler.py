@@ -12,7 +12,7 @@ import hmac
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -22,7 +22,6 @@ from proxy.errors import (
     ClientDisconnected,
     ClientError,
     ModelNotFound,
-    NoOfferAllowed,
     ShuttingDown,
     Unauthorized,
     UpstreamError,
@@ -32,7 +31,7 @@ from proxy.failover.attempts import ForwardRequest, Served, run_attempts
 from proxy.failover.client_request import MAX_MODEL_LENGTH, SLUG, ClientRequest, parse_request
 from proxy.failover.endpoints import PROXIED, Endpoint
 from proxy.failover.form_request import parse_form
-from proxy.failover.ranking import rank_offers
+from proxy.failover.model_fallbacks import not_offered, serve_request
 from proxy.http.answers import (
     JSON,
     Headers,
@@ -49,7 +48,7 @@ from proxy.http.body import read_body
 from proxy.http.chain import PinnedUnavailable, pinned_ranking, pinned_unavailable
 from proxy.http.gateway import Gateway
 from proxy.http.relay import relay_bytes, relay_stream
-from proxy.types import Attempt, Offer, Receive, Scope, Send
+from proxy.types import Attempt, Offer, Ranking, Receive, Scope, Send
 from proxy.upstream.responses_events import ResponsesTail, TranscriptTail
 from proxy.upstream.usage import Usage, UsageTail, usage_of
 
@@ -153,39 +152,26 @@ class ProxyHandler:
             else parse_form(body, headers.get(b"content-type", b""), provider)
         )
         gateway = self.gateway
-        offers = gateway.catalog.lookup(request.model, endpoint.kind)
-        if not offers:
-            ex.model = request.model  # the access line says what was asked for
-            raise _not_offered(request.model, ex.route, offers)
-        ex.model = offers[0].model_id
-        pinned: PinnedUnavailable | None = None
-        chained = None
-        if endpoint.kind == "responses" and isinstance(request, ClientRequest):
-            chained = await pinned_ranking(gateway, request, offers)
-        if chained is not None:
-            ranking, pinned = chained
-        else:
-            now = time.time()
-            runtime = gateway.state.views(offers, now)
-            ranking = rank_offers(
-                offers, strategy=gateway.settings.strategy, prefs=request.prefs, runtime=runtime, now=now
-            )
-        if pinned is None and not ranking.offers and ranking.retry_after_s is None:
-            raise NoOfferAllowed("no provider of this model is left after the request's provider preferences")
+        ex.model = request.model
         forward = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items() if k in FORWARDED}
         forward["content-type"] = "application/json" if endpoint.form == "json" else _content_type(headers)
         forward["x-request-id"] = ex.request_id
-        loop = asyncio.get_running_loop()
-        try:
-            served = await run_attempts(
-                gateway.context,
-                request,
-                ranking,
-                path=endpoint.upstream,
-                headers=forward,
-                deadline=loop.time() + gateway.settings.deadline_s,
+        deadline = asyncio.get_running_loop().time() + gateway.settings.deadline_s
+        pinned: PinnedUnavailable | None = None
+        serving: Awaitable[Served]
+        chained = await self._chained(ex, endpoint, request)
+        if chained is not None:  # a Responses API chain stays on its provider: no other offer, no fallback
+            ranking, pinned = chained
+            serving = run_attempts(
+                gateway.context, request, ranking, path=endpoint.upstream, headers=forward, deadline=deadline,
                 endpoint=endpoint,
+            )  # fmt: skip
+        else:
+            ex.model, serving = serve_request(
+                gateway.router, request, path=endpoint.upstream, headers=forward, deadline=deadline, endpoint=endpoint
             )
+        try:
+            served = await serving
         except AllOffersFailed as exc:
             ex.attempts = list(exc.attempts)
             status, payload, extra = all_failed(exc, ex.model) if pinned is None else pinned_unavailable(pinned, exc)
@@ -198,10 +184,25 @@ class ProxyHandler:
             return
         await self._answer(ex, endpoint, request, served, send)
 
+    async def _chained(
+        self, ex: Exchange, endpoint: Endpoint, request: ForwardRequest
+    ) -> tuple[Ranking, PinnedUnavailable] | None:
+        """The pinned offer of a `POST /v1/responses` that continues a response; None for any other request."""
+        if endpoint.kind != "responses" or not isinstance(request, ClientRequest):
+            return None
+        if request.body.get("previous_response_id") is None:
+            return None
+        offers = self.gateway.catalog.lookup(request.model, endpoint.kind)
+        if not offers:
+            raise not_offered(request.model, endpoint, offers is not None)
+        ex.model = offers[0].model_id
+        return await pinned_ranking(self.gateway, request, offers)
+
     async def _answer(
         self, ex: Exchange, endpoint: Endpoint, request: ForwardRequest, served: Served, send: Send
     ) -> None:
         ex.attempts, ex.offer, ex.upstream_s = served.attempts, served.offer, served.upstream_s
+        ex.model = served.offer.model_id
         ex.provider = served.offer.provider_slug
         headers = forwarded_headers(served.response.headers)
         headers += gateway_headers(served.offer, served.attempts, ex.request_id)

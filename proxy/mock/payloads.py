@@ -120,7 +120,10 @@ def embeddings(model: str, inputs: Sequence[str], dimensions: int, as_base64: bo
 
 
 def model_list(config: MockConfig) -> bytes:
-    """GET /v1/models in the `openai` format, or the `openrouter` one with prices per token."""
+    """GET /v1/models in the `openai` format, the `openrouter` one (prices per token, capabilities),
+    or Together's bare array (prices per million tokens)."""
+    if config.listing == "together":
+        return orjson.dumps([_together_model(config, model_id) for model_id in config.models])
     entries = [_listed_model(config, model_id) for model_id in config.models]
     return orjson.dumps({"object": "list", "data": entries})
 
@@ -131,7 +134,36 @@ def _listed_model(config: MockConfig, model_id: str) -> dict[str, Any]:
         entry["name"] = f"{config.name}: {model_id}"
         entry["context_length"] = config.context_length
         entry["pricing"] = {"prompt": config.pricing_prompt, "completion": config.pricing_completion}
+        entry["top_provider"] = {
+            "context_length": config.context_length,
+            "max_completion_tokens": config.max_completion_tokens,
+            "is_moderated": False,
+        }
+        modalities = list(config.input_modalities) if config.input_modalities is not None else ["text"]
+        entry["architecture"] = {"input_modalities": modalities, "output_modalities": ["text"], "tokenizer": "Other"}
+        if config.supported_parameters is not None:
+            entry["supported_parameters"] = list(config.supported_parameters)
     return entry
+
+
+def _together_model(config: MockConfig, model_id: str) -> dict[str, Any]:
+    """An entry of Together's `GET /v1/models`: a bare array, `pricing` in USD per million tokens."""
+    return {
+        "id": model_id,
+        "object": "model",
+        "created": CREATED,
+        "type": "chat",
+        "display_name": model_id,
+        "organization": config.name,
+        "context_length": config.context_length,
+        "pricing": {
+            "hourly": 0,
+            "input": float(config.pricing_prompt),
+            "output": float(config.pricing_completion),
+            "base": 0,
+            "finetune": 0,
+        },
+    }
 
 
 def _envelope(ident: str, kind: str, model: str, name: str, choices: list[Any]) -> dict[str, Any]:

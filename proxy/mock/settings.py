@@ -54,17 +54,21 @@ class MockConfig:
 
     name: str = "mock"
     models: tuple[str, ...] = ("gpt-4", "gpt-3.5-turbo")
-    listing: str = "openai"  # openai | openrouter
-    pricing_prompt: str = "0.00003"  # USD per token, as OpenRouter writes it
+    listing: str = "openai"  # openai | openrouter | together
+    pricing_prompt: str = "0.00003"  # USD per token, as OpenRouter writes it (together: per million)
     pricing_completion: str = "0.00006"
     context_length: int = 8192
+    # published by the openrouter listing (top_provider, supported_parameters, architecture) when set
+    max_completion_tokens: int | None = None
+    supported_parameters: tuple[str, ...] | None = None
+    input_modalities: tuple[str, ...] | None = None
     api_key: str | None = None  # when set, any other `Authorization` gets 401
     strict_models: bool = False  # when set, a model it does not list gets 404 model_not_found
     history: int = 100  # requests kept for /_mock/stats
 
     def __post_init__(self) -> None:
-        if self.listing not in ("openai", "openrouter"):
-            raise ValueError(f"listing must be 'openai' or 'openrouter', not {self.listing!r}")
+        if self.listing not in ("openai", "openrouter", "together"):
+            raise ValueError(f"listing must be 'openai', 'openrouter' or 'together', not {self.listing!r}")
         if not self.name or "/" in self.name:
             raise ValueError(f"name must be a non-empty word, not {self.name!r}")
 

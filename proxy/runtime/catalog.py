@@ -22,8 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from proxy.canonical import canonical_model_id
-from proxy.config import Config, ProviderConfig
-from proxy.types import ALL_ENDPOINTS, ENDPOINTS, Offer
+from proxy.config import Config, ProviderConfig, StaticOffer
+from proxy.types import ALL_ENDPOINTS, ENDPOINTS, Offer, OfferKey
+
+Policy = tuple[str | None, bool | None, str | None]  # data_collection, zdr, quantization
+
+
+def _words(values: tuple[str, ...] | None) -> frozenset[str] | None:
+    return None if values is None else frozenset(values)
+
 
 CONFIG_SOURCE = "config"
 
@@ -36,6 +43,7 @@ def static_offers(config: Config) -> dict[str, list[Offer]]:
             provider = config.provider(item.provider)
             if provider is None or not provider.is_active:
                 continue
+            data_collection, zdr, quantization = _policy(provider, item)
             out.setdefault(model.model_id, []).append(
                 Offer(
                     model_id=model.model_id,
@@ -46,11 +54,35 @@ def static_offers(config: Config) -> dict[str, list[Offer]]:
                     priority=provider.priority,
                     pricing_prompt=item.pricing_prompt,
                     pricing_completion=item.pricing_completion,
+                    pricing_request=item.pricing_request,
                     supports_streaming=item.supports_streaming,
+                    context_length=item.context_length,
+                    max_completion_tokens=item.max_completion_tokens,
+                    supported_parameters=_words(item.supported_parameters),
+                    input_modalities=_words(item.input_modalities),
+                    data_collection=data_collection,
+                    zdr=zdr,
+                    quantization=quantization,
                     endpoints=provider.served_endpoints(item.endpoints),
                 )
             )
     return out
+
+
+def _policy(provider: ProviderConfig, offer: StaticOffer | None) -> Policy:
+    """The data policies the config declares: the offer's own, else its provider's."""
+
+    if offer is None:
+        return provider.data_collection, provider.zdr, provider.quantization
+    return (
+        offer.data_collection if offer.data_collection is not None else provider.data_collection,
+        offer.zdr if offer.zdr is not None else provider.zdr,
+        offer.quantization if offer.quantization is not None else provider.quantization,
+    )
+
+
+def static_policies(config: Config) -> dict[OfferKey, StaticOffer]:
+    return {(o.provider, o.provider_model_id): o for m in config.models for o in m.offers}
 
 
 class Catalog:
@@ -78,9 +110,12 @@ class Catalog:
         if source == CONFIG_SOURCE or not snapshot:
             snapshot, source = static_offers(self.config), CONFIG_SOURCE
         declared = {p.slug: p for p in self.config.providers}
+        statics = static_policies(self.config)
         offers: dict[str, tuple[Offer, ...]] = {}
         for model_id, listed in snapshot.items():
-            usable = tuple(_hosted(o, declared[o.provider_slug]) for o in listed if o.provider_slug in declared)
+            usable = tuple(
+                _hosted(o, declared[o.provider_slug], statics.get(o.key)) for o in listed if o.provider_slug in declared
+            )
             if usable:
                 offers[model_id] = usable
         self._snapshot, self._offers, self.source = snapshot, offers, source
@@ -120,11 +155,20 @@ class Catalog:
         return dict(self._offers)
 
 
-def _hosted(offer: Offer, provider: ProviderConfig) -> Offer:
-    """The offer with the configured provider's URL and key variable (never the database's), and
-    what it serves: the provider's `endpoints` narrowed by the offer's own."""
-    endpoints = offer.endpoints & frozenset(provider.endpoints)
-    return replace(offer, base_url=provider.base_url, api_key_env=provider.api_key_env, endpoints=endpoints)
+def _hosted(offer: Offer, provider: ProviderConfig, static: StaticOffer | None) -> Offer:
+    """The offer with the configured provider's URL and key variable (never the database's), the
+    data policies the config declares for it (`data_collection`, `zdr`, `quantization`), and what it
+    serves: the provider's `endpoints` narrowed by the offer's own."""
+    data_collection, zdr, quantization = _policy(provider, static)
+    return replace(
+        offer,
+        base_url=provider.base_url,
+        api_key_env=provider.api_key_env,
+        data_collection=data_collection,
+        zdr=zdr,
+        quantization=quantization,
+        endpoints=offer.endpoints & frozenset(provider.endpoints),
+    )
 
 
 def _narrowed(offers: Mapping[str, tuple[Offer, ...]]) -> dict[tuple[str, str], tuple[Offer, ...]]:

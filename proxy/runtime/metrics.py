@@ -28,6 +28,7 @@ PROXY_METRICS = (
     "gatewayz_requests_total",
     "gatewayz_upstream_attempts_total",
     "gatewayz_failovers_total",
+    "gatewayz_model_fallbacks_total",
     "gatewayz_upstream_ttfb_seconds",
     "gatewayz_request_duration_seconds",
     "gatewayz_overhead_seconds",
@@ -134,6 +135,12 @@ class Metrics:
             "gatewayz_failovers",
             "Moves from one offer to the next, by the reason the first one failed",
             ["model", "from_provider", "reason"],
+            registry=r,
+        )
+        self.model_fallbacks = Counter(
+            "gatewayz_model_fallbacks",
+            "Moves from one canonical model to the next of its fallback chain (catalog models only)",
+            ["from_model", "to_model"],
             registry=r,
         )
         self.tokens = Counter("gatewayz_tokens", "Tokens served, from usage", ["provider", "model", "kind"], registry=r)

@@ -2,7 +2,8 @@
 
 `load_offers` is what the proxy's in-process cache calls: one indexed query over the
 `offer_catalog` view (models joined with providers and their health tracking row). An offer is
-active when its `models` row and its provider both are. Prices come back as floats (USD per token).
+active when its `models` row and its provider both are. Prices come back as floats (USD per token);
+the capability lists (`supported_parameters`, `input_modalities`) as frozensets, NULL as None.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from proxy.types import ALL_ENDPOINTS, Health, Offer
 
 def _float(value: Decimal | float | None) -> float | None:
     return None if value is None else float(value)
+
+
+def _words(value: list[str] | None) -> frozenset[str] | None:
+    return None if value is None else frozenset(value)
 
 
 def offer_from_row(row: asyncpg.Record) -> Offer:
@@ -37,6 +42,11 @@ def offer_from_row(row: asyncpg.Record) -> Offer:
         supports_streaming=row["supports_streaming"],
         offer_id=row["offer_id"],
         endpoints=ALL_ENDPOINTS if row.get("endpoints") is None else frozenset(row["endpoints"]),
+        pricing_request=_float(row["pricing_request"]),
+        context_length=row["context_length"],
+        max_completion_tokens=row["max_completion_tokens"],
+        supported_parameters=_words(row["supported_parameters"]),
+        input_modalities=_words(row["input_modalities"]),
     )
 
 

@@ -5,7 +5,9 @@
 
 - `providers`: one row per configured provider; `health_status` is the worker's roll-up.
 - `models`: one row per *offer* (a provider's way of serving canonical `model_id` under its own
-  `provider_model_id`); prices in USD per token (`pricing_request` per request), NUMERIC;
+  `provider_model_id`); prices in USD per token (`pricing_request` per request), NUMERIC; what the
+  offer can do (migration 0004): `context_length`, `max_completion_tokens`, `supported_parameters`
+  (text[] of OpenAI request fields) and `input_modalities` (text[]), NULL when unknown.
   `endpoints` the endpoint kinds it serves (NULL: all its provider serves; migration 0005).
 - `model_health_tracking`: one row per offer (`offer_id` -> `models.id`); `(provider, model)` is
   the offer key (provider slug, provider model id); counts are incremented atomically;
@@ -27,7 +29,8 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "models": (
         "id", "provider_id", "model_id", "provider_model_id", "pricing_prompt", "pricing_completion",
         "pricing_request", "context_length", "supports_streaming", "is_active", "health_status",
-        "average_response_time_ms", "success_rate", "created_at", "updated_at", "endpoints",
+        "average_response_time_ms", "success_rate", "created_at", "updated_at",
+        "max_completion_tokens", "supported_parameters", "input_modalities", "endpoints",
     ),
     "model_health_tracking": (
         "id", "offer_id", "provider", "model", "success_count", "error_count", "call_count",
@@ -42,6 +45,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
         "pricing_prompt", "pricing_completion", "pricing_request", "context_length", "supports_streaming",
         "provider_id", "provider_slug", "provider_name", "base_url", "api_key_env", "provider_is_active",
         "priority", "provider_health_status", "response_time_ms", "circuit_state", "cooldown_until",
+        "max_completion_tokens", "supported_parameters", "input_modalities",
     ),
     "schema_migrations": ("version", "checksum", "applied_at"),
 }

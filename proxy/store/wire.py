@@ -119,16 +119,41 @@ def offer_to_json(offer: Offer) -> dict[str, Any]:
         "supports_streaming": offer.supports_streaming,
         "offer_id": offer.offer_id,
         "endpoints": sorted(offer.endpoints),
+        "pricing_request": offer.pricing_request,
+        "context_length": offer.context_length,
+        "max_completion_tokens": offer.max_completion_tokens,
+        "supported_parameters": _sorted(offer.supported_parameters),
+        "input_modalities": _sorted(offer.input_modalities),
     }
 
 
+def _sorted(values: frozenset[str] | None) -> list[str] | None:
+    return None if values is None else sorted(values)
+
+
+def _frozen(values: object) -> frozenset[str] | None:
+    if values is None:
+        return None
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValueError("cached offer: a capability list must be a list of strings or null")
+    return frozenset(values)
+
+
 def offer_from_json(raw: object) -> Offer:
+    """An offer from the shared cache; capabilities a writer did not know yet stay unknown (None)."""
     if not isinstance(raw, dict):
         raise ValueError("cached offer: expected an object")
     try:
-        endpoints = frozenset(raw.get("endpoints", ALL_ENDPOINTS))
-        health, provider_health = Health(raw["health"]), Health(raw["provider_health"])
-        return Offer(**{**raw, "health": health, "provider_health": provider_health, "endpoints": endpoints})
+        return Offer(
+            **{
+                **raw,
+                "health": Health(raw["health"]),
+                "provider_health": Health(raw["provider_health"]),
+                "supported_parameters": _frozen(raw.get("supported_parameters")),
+                "input_modalities": _frozen(raw.get("input_modalities")),
+                "endpoints": frozenset(raw.get("endpoints", ALL_ENDPOINTS)),
+            }
+        )
     except (KeyError, TypeError) as exc:
         raise ValueError(f"cached offer: {exc}") from None
 

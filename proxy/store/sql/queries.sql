@@ -5,7 +5,8 @@
 -- Every active offer of every model: what the proxy's in-process catalog holds.
 SELECT offer_id, model_id, provider_model_id, provider_slug, base_url, api_key_env, priority,
        health_status, provider_health_status, response_time_ms, pricing_prompt, pricing_completion,
-       supports_streaming, success_rate, offer_is_active, provider_is_active,
+       supports_streaming, success_rate, offer_is_active, provider_is_active, pricing_request,
+       context_length, max_completion_tokens, supported_parameters, input_modalities,
        (SELECT m.endpoints FROM models m WHERE m.id = offer_id) AS endpoints
 FROM offer_catalog
 WHERE offer_is_active AND provider_is_active
@@ -15,7 +16,8 @@ ORDER BY model_id, provider_slug, provider_model_id;
 -- The active offers of the given canonical models ($1 text[]), by models_active_model_id_idx.
 SELECT offer_id, model_id, provider_model_id, provider_slug, base_url, api_key_env, priority,
        health_status, provider_health_status, response_time_ms, pricing_prompt, pricing_completion,
-       supports_streaming, success_rate, offer_is_active, provider_is_active,
+       supports_streaming, success_rate, offer_is_active, provider_is_active, pricing_request,
+       context_length, max_completion_tokens, supported_parameters, input_modalities,
        (SELECT m.endpoints FROM models m WHERE m.id = offer_id) AS endpoints
 FROM offer_catalog
 WHERE offer_is_active AND provider_is_active AND model_id = ANY($1::text[])
@@ -25,7 +27,8 @@ ORDER BY model_id, provider_slug, provider_model_id;
 -- Every offer of one model ($1), active or not, for operators.
 SELECT offer_id, model_id, provider_model_id, provider_slug, base_url, api_key_env, priority,
        health_status, provider_health_status, response_time_ms, pricing_prompt, pricing_completion,
-       supports_streaming, success_rate, offer_is_active, provider_is_active,
+       supports_streaming, success_rate, offer_is_active, provider_is_active, pricing_request,
+       context_length, max_completion_tokens, supported_parameters, input_modalities,
        (SELECT m.endpoints FROM models m WHERE m.id = offer_id) AS endpoints
 FROM offer_catalog
 WHERE model_id = $1
@@ -56,15 +59,21 @@ RETURNING id;
 
 -- name: upsert_offers
 -- Sync: one provider's ($1) offers, as parallel arrays. Unchanged rows are not touched and not
--- returned; `inserted` tells a new offer from an updated (or reactivated) one.
+-- returned; `inserted` tells a new offer from an updated (or reactivated) one. The two list columns
+-- come as comma-joined text ($10, $11; NULL = unknown, '' = none), since unnest flattens a 2-D array;
+-- so do the endpoint kinds ($12; NULL = every kind its provider serves).
 INSERT INTO models AS m (provider_id, provider_model_id, model_id, pricing_prompt, pricing_completion,
-                         pricing_request, context_length, supports_streaming, is_active, endpoints)
+                         pricing_request, context_length, supports_streaming, is_active,
+                         max_completion_tokens, supported_parameters, input_modalities, endpoints)
 SELECT $1, o.provider_model_id, o.model_id, o.pricing_prompt, o.pricing_completion, o.pricing_request,
-       o.context_length, o.supports_streaming, TRUE, string_to_array(o.endpoints, ',')
+       o.context_length, o.supports_streaming, TRUE, o.max_completion_tokens,
+       string_to_array(o.supported_parameters, ','), string_to_array(o.input_modalities, ','),
+       string_to_array(o.endpoints, ',')
 FROM unnest($2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::numeric[], $7::int[], $8::bool[],
-            $9::text[])
+            $9::int[], $10::text[], $11::text[], $12::text[])
     AS o (provider_model_id, model_id, pricing_prompt, pricing_completion, pricing_request,
-          context_length, supports_streaming, endpoints)
+          context_length, supports_streaming, max_completion_tokens, supported_parameters, input_modalities,
+          endpoints)
 ON CONFLICT (provider_id, provider_model_id) DO UPDATE SET
     model_id = EXCLUDED.model_id,
     pricing_prompt = EXCLUDED.pricing_prompt,
@@ -72,14 +81,19 @@ ON CONFLICT (provider_id, provider_model_id) DO UPDATE SET
     pricing_request = EXCLUDED.pricing_request,
     context_length = EXCLUDED.context_length,
     supports_streaming = EXCLUDED.supports_streaming,
+    max_completion_tokens = EXCLUDED.max_completion_tokens,
+    supported_parameters = EXCLUDED.supported_parameters,
+    input_modalities = EXCLUDED.input_modalities,
     endpoints = EXCLUDED.endpoints,
     is_active = TRUE,
     updated_at = now()
 WHERE (m.model_id, m.pricing_prompt, m.pricing_completion, m.pricing_request, m.context_length,
-       m.supports_streaming, m.endpoints, m.is_active)
+       m.supports_streaming, m.is_active, m.max_completion_tokens, m.supported_parameters, m.input_modalities,
+       m.endpoints)
       IS DISTINCT FROM
       (EXCLUDED.model_id, EXCLUDED.pricing_prompt, EXCLUDED.pricing_completion, EXCLUDED.pricing_request,
-       EXCLUDED.context_length, EXCLUDED.supports_streaming, EXCLUDED.endpoints, TRUE)
+       EXCLUDED.context_length, EXCLUDED.supports_streaming, TRUE, EXCLUDED.max_completion_tokens,
+       EXCLUDED.supported_parameters, EXCLUDED.input_modalities, EXCLUDED.endpoints)
 RETURNING m.provider_model_id, (m.xmax = 0) AS inserted;
 
 -- name: deactivate_missing_offers
