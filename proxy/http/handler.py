@@ -29,9 +29,10 @@ from proxy.errors import (
     UpstreamError,
     UpstreamStatus,
 )
-from proxy.failover.attempts import Served
+from proxy.failover.attempts import Served, settle_stream
 from proxy.failover.client_request import MAX_MODEL_LENGTH, SLUG, ClientRequest, parse_request
 from proxy.failover.model_fallbacks import serve_request
+from proxy.failover.verdict import expected_choices, stream_event_outcome
 from proxy.http.answers import (
     JSON,
     Headers,
@@ -47,7 +48,8 @@ from proxy.http.bearer import bearer_token
 from proxy.http.gateway import Gateway
 from proxy.http.relay import relay_stream
 from proxy.types import Attempt, Message, Offer, Receive, Scope, Send
-from proxy.upstream.usage import Usage, UsageTail, usage_of
+from proxy.upstream.sse import StreamWatch
+from proxy.upstream.usage import Usage, stream_usage, usage_of
 
 access_log = logging.getLogger("gatewayz.access")
 
@@ -183,15 +185,28 @@ class ProxyHandler:
             return
         await send({"type": "http.response.start", "status": ex.status, "headers": headers})
         ex.streaming = True
-        tail = UsageTail()
+        watch = StreamWatch(stream_event_outcome)
         error: UpstreamError | None = None
+
+        def finished() -> None:  # the final event went out: a disconnect or a shutdown now changes nothing
+            ex.finished, ex.streaming = True, False
+
         try:
-            idle = self.gateway.settings.stream_idle_timeout_s
-            error = await relay_stream(send, served.response, served.first, idle, tail)
+            error = await relay_stream(
+                send,
+                served.response,
+                served.first,
+                idle_timeout_s=self.gateway.settings.stream_idle_timeout_s,
+                watch=watch,
+                choices=expected_choices(request.body),
+                on_final=finished,
+            )
             ex.streaming = False
         finally:
             ex.finished = True
-        ex.usage, ex.outcome = tail.usage(), ("ok" if error is None else error.code)
+            settle_stream(self.gateway.context, request, served, error)
+            ex.usage = stream_usage(watch)
+        ex.outcome = "ok" if error is None else error.outcome
 
     async def _pass_through(self, ex: Exchange, send: Send, exc: UpstreamStatus) -> None:
         # a provider that echoes the key we sent it (in a 400 body or a header) must not hand it to the client
