@@ -96,11 +96,15 @@ class ScriptedProvider:
                 self._server.close()
             for writer in list(self._writers):
                 writer.close()
+            if self._server is not None:
+                await self._server.wait_closed()
 
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+        if not self._loop.is_closed() and not self._loop.is_running():
+            self._loop.close()
 
     def __enter__(self) -> ScriptedProvider:
         return self.start()
