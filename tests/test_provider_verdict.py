@@ -18,6 +18,7 @@ from tests.harness import CapturedLogs, ProxyServer, gateway_config
 from tests.scripted_provider import DONE, Reply, ScriptedProvider, chunk, completion, event, json_reply, usage_chunk
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
+ADMIN_TOKEN = "admin-token-verdict-zzzzzzzz"
 OPENROUTER_ERROR = {"error": {"message": "Provider returned error", "code": 502,
                               "metadata": {"raw": "upstream overloaded", "provider_name": "Example"}}}
 
@@ -38,7 +39,7 @@ def scripted() -> Iterator[Any]:
 
 def serve(proxy_server: Any, *providers: tuple[str, str], proxy: dict[str, Any] | None = None,
           contexts: dict[str, int] | None = None, prices: dict[str, tuple[float, float]] | None = None) -> ProxyServer:
-    config = gateway_config(list(providers), proxy=proxy, prices=prices)
+    config = gateway_config(list(providers), proxy=proxy, prices=prices, env={"FAILOVER_ADMIN_TOKEN": ADMIN_TOKEN})
     if contexts:
         from dataclasses import replace
 
@@ -379,8 +380,9 @@ def test_8_an_account_failure_is_not_asked_again_on_every_request(
         raw = sdk(proxy).chat.completions.with_raw_response.create(model="gpt-4", messages=MESSAGES)
         assert raw.headers["x-gatewayz-provider"] == "b"
     assert len(a.requests) == 1
-    admin = proxy.gateway.state.provider_cooldowns["a"] - time.time()
-    assert 250 < admin <= 300  # account_cooldown_s, default 300
+    view = httpx.get(f"{proxy.base}/admin/failover/model/gpt-4", headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    cooling = {o["provider"]: o["cooling_down_s"] for o in view.json()["failover_order"]}
+    assert 250 < cooling["a"] <= 300 and cooling["b"] == 0  # account_cooldown_s, default 300
 
 
 def test_8_after_account_cooldown_s_one_trial_rechecks_the_provider(

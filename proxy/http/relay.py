@@ -3,7 +3,7 @@
 The held bytes up to the first output were read before commit (so a failure before them failed
 over). From here on the 200 is sent, so a failure cannot be retried. How a stream ends:
 
-- complete: its `[DONE]` event went out (then `on_final()` is called at once, so a client that hangs
+- complete: its `[DONE]` event went out (`on_final()` is called as it is sent, so a client that hangs
   up right after reading it, as the openai SDK does, is a finished answer and not a disconnect), or
   the body ended cleanly after every expected choice reported a `finish_reason` (a `[DONE]` is then
   added, so the client still gets a well-formed end);
@@ -108,9 +108,9 @@ async def _pump(
     on_final: Callable[[], None],
 ) -> UpstreamError | None:
     watch.feed(first)
-    await send({"type": "http.response.body", "body": first, "more_body": True})
     if watch.done:
-        on_final()
+        on_final()  # before the send: a client that hangs up on reading it has its whole answer
+    await send({"type": "http.response.body", "body": first, "more_body": True})
     try:
         async with asyncio.timeout(None) as timer:
             idle = IdleWatch(timer, AFTER_DONE_S if watch.done else idle_s)
@@ -118,14 +118,12 @@ async def _pump(
                 done = watch.done
                 async for chunk in response.chunks():
                     progress = watch.feed(chunk)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                    if done:
-                        continue
-                    if watch.done:
+                    if not done and watch.done:
                         done = True
                         on_final()
                         idle.shorten(AFTER_DONE_S)
-                    elif progress:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if progress and not done:
                         idle.touch()
             finally:
                 idle.close()
