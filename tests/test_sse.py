@@ -110,3 +110,21 @@ def test_an_event_too_large_to_inspect_is_skipped_not_buffered() -> None:
     w, _ = watch([*cuts(huge, 65_536), chunk("after", finish="stop"), DONE])
     assert not w.provider_error  # too large to judge: relayed unjudged
     assert w.done and w.finished == {0}
+
+
+def two_choice_chunk(index: int, finish: str | None) -> bytes:
+    choice = {"index": index, "delta": {"content": "x"}, "finish_reason": finish}
+    return b"data: " + orjson.dumps({"object": "chat.completion.chunk", "choices": [choice]}) + b"\n\n"
+
+
+def test_complete_means_every_expected_choice_finished() -> None:
+    w = StreamWatch(stream_event_outcome, choices=2)
+    for piece in (two_choice_chunk(0, None), two_choice_chunk(1, None), two_choice_chunk(0, "stop")):
+        w.feed(piece)
+    w.close()
+    assert not w.complete
+    both = StreamWatch(stream_event_outcome, choices=2)
+    for piece in (two_choice_chunk(0, "stop"), *(chunk("filler") for _ in range(5)), two_choice_chunk(1, "length")):
+        both.feed(piece)
+    both.close()
+    assert both.complete and both.finished == {0, 1}

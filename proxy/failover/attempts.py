@@ -220,7 +220,10 @@ def _check_sse(raw: bytes, *, end: bool) -> bool:
 def _commits(events: list[SseEvent], path: str) -> bool:
     """Does one of these events commit the stream? An event that ends past `MAX_HELD_BYTES` is too
     large to judge and commits as it is; the others are judged in order (a failure raises)."""
-    return any(event.end > MAX_HELD_BYTES or first_event_verdict(path, event) is FirstEvent.OUTPUT for event in events)
+    for event in events:  # noqa: SIM110 (a loop, not any(): it runs per event before commit)
+        if event.end > MAX_HELD_BYTES or first_event_verdict(path, event) is FirstEvent.OUTPUT:
+            return True
+    return False
 
 
 def _whole_body(offer: Offer, response: UpstreamResponse, body: bytes, path: str) -> Served:

@@ -35,6 +35,8 @@ class FirstEvent(Enum):
 
 def error_of(payload: Mapping[str, Any]) -> str | None:
     """The provider's error message when this JSON object is an error, else None."""
+    if "error" not in payload and "object" not in payload and "detail" not in payload:
+        return None  # a plain chunk: no lookups beyond these three
     error = payload.get("error")
     if isinstance(error, dict) and error:
         message = error.get("message")
@@ -67,7 +69,12 @@ def _choice_has_output(choice: Any) -> bool:
     delta = choice.get("delta")
     if not isinstance(delta, dict):
         delta = choice.get("message")
-    return isinstance(delta, dict) and any(delta.get(field) for field in DELTA_OUTPUT_FIELDS)
+    if not isinstance(delta, dict):
+        return False
+    for field in DELTA_OUTPUT_FIELDS:  # noqa: SIM110 (a loop, not any(): it runs on every held chunk)
+        if delta.get(field):
+            return True
+    return False
 
 
 def chat_output(event_name: bytes | None, payload: Mapping[str, Any]) -> bool:
@@ -77,7 +84,12 @@ def chat_output(event_name: bytes | None, payload: Mapping[str, Any]) -> bool:
     if isinstance(payload.get("usage"), dict) and payload["usage"]:
         return True
     choices = payload.get("choices")
-    return isinstance(choices, list) and any(_choice_has_output(c) for c in choices)
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:  # noqa: SIM110 (as above)
+        if _choice_has_output(choice):
+            return True
+    return False
 
 
 OutputPredicate = Callable[[bytes | None, Mapping[str, Any]], bool]

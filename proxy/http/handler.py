@@ -185,7 +185,7 @@ class ProxyHandler:
             return
         await send({"type": "http.response.start", "status": ex.status, "headers": headers})
         ex.streaming = True
-        watch = StreamWatch(stream_event_outcome)
+        watch = StreamWatch(stream_event_outcome, expected_choices(request.body))
         error: UpstreamError | None = None
 
         def finished() -> None:  # the final event went out: a disconnect or a shutdown now changes nothing
@@ -198,7 +198,6 @@ class ProxyHandler:
                 served.first,
                 idle_timeout_s=self.gateway.settings.stream_idle_timeout_s,
                 watch=watch,
-                choices=expected_choices(request.body),
                 on_final=finished,
             )
             ex.streaming = False

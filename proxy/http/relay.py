@@ -78,16 +78,14 @@ async def relay_stream(
     *,
     idle_timeout_s: float,
     watch: StreamWatch,
-    choices: int,
     on_final: Callable[[], None],
 ) -> UpstreamError | None:
-    """Send `first` and every later chunk; return the failure that ended the stream, or None.
-    `choices` is how many choices a complete answer has (the request's `n`)."""
+    """Send `first` and every later chunk; return the failure that ended the stream, or None."""
     ended = False  # the provider's body ended cleanly: its connection can go back to the pool
     try:
         failure = await _pump(send, response, first, idle_s=idle_timeout_s, watch=watch, on_final=on_final)
         ended = failure is None
-        ending, error = _ending(watch, failure, choices)
+        ending, error = _ending(watch, failure)
         await send({"type": "http.response.body", "body": ending, "more_body": False})
         on_final()
         return error
@@ -135,14 +133,14 @@ async def _pump(
     return None
 
 
-def _ending(watch: StreamWatch, error: UpstreamError | None, choices: int) -> tuple[bytes, UpstreamError | None]:
+def _ending(watch: StreamWatch, error: UpstreamError | None) -> tuple[bytes, UpstreamError | None]:
     """What to send last, and the stream's failure (None when it is complete)."""
     if watch.provider_error:
         return b"", StreamErrorEvent("the provider reported an error inside the stream")
     if watch.done:
         return b"", None
     if error is None:
-        if len(watch.finished) >= choices and all(i in watch.finished for i in range(choices)):
+        if watch.complete:
             return (b"\n\n" if watch.unterminated else b"") + DONE_EVENT, None
         error = StreamBroken("the provider's stream ended before it was complete")
     return error_event(error), error

@@ -16,6 +16,7 @@ and `StreamWatch` carry the unfinished event over from one read to the next.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ import orjson
 DONE = b"[DONE]"
 FIELDS = (b"data:", b":", b"event:", b"id:", b"retry:", b"data\n", b"event\n")
 MAX_WATCHED_EVENT = 1024 * 1024  # after commit, a longer event is relayed but not inspected
+RECENT_BLOCKS = 16  # chunks kept (by reference) to read finish reasons and usage at a stream's end
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,8 @@ def looks_like_sse(head: bytes) -> bool:
 
 def parse_event(block: bytes, end: int = 0) -> SseEvent:
     """One event from its lines (line endings already `\\n`, no trailing blank line)."""
+    if block.startswith(b"data: ") and b"\n" not in block:  # the common one-line event, quickly
+        return SseEvent(block[6:], None, end)
     data: list[bytes] = []
     name: bytes | None = None
     for line in block.split(b"\n"):
@@ -126,13 +130,26 @@ class SseFramer:
         return [parse_event(rest, end)] if rest else []
 
 
-def _has_data_line(block: bytes) -> bool:
-    return block.startswith(b"data") or b"\ndata" in block
+def _may_matter(block: bytes) -> bool:
+    """Byte patterns of the events worth parsing after commit: an error, a non-null `finish_reason`
+    (always a string), a usage object (not the `null` some servers put in every chunk). A JSON
+    string cannot hold an unescaped quote, so content text never matches them."""
+    if b'"error"' in block:
+        return True
+    return _followed_by(block, b'"finish_reason":', 0x22) or _followed_by(block, b'"usage":', 0x7B)
 
 
-def _has_usage(block: bytes) -> bool:
-    """A usage object (not the `"usage": null` some servers put in every chunk)."""
-    return b'"usage":{' in block or b'"usage": {' in block
+def _followed_by(block: bytes, key: bytes, first: int) -> bool:
+    """Does some `key` in `block` have the byte `first` as its value's first byte (after one space)?"""
+    at = block.find(key)
+    while at >= 0:
+        at += len(key)
+        if at < len(block) and block[at] == 0x20:
+            at += 1
+        if at < len(block) and block[at] == first:
+            return True
+        at = block.find(key, at)
+    return False
 
 
 DONE_LINES = (b"data: [DONE]\n", b"data:[DONE]\n")
@@ -151,41 +168,86 @@ EventJudge = Callable[[dict[str, Any]], tuple[bool, tuple[int, ...]]]
 
 class StreamWatch:
     """After commit, fed every relayed chunk: did the stream end (`done`), did the provider report an
-    error in the stream (`provider_error`), which choices finished, and was a chunk progress (data,
-    not only comments)? Bytes are looked at first; an event is parsed only when it contains
-    `"error"` or a non-null `"finish_reason"`, so the common content chunk costs a few byte scans."""
+    error in the stream (`provider_error`), which choices finished and what usage it reported
+    (`finished`, `usage`), and was a chunk progress (data, not only comments)?
 
-    __slots__ = ("_cr", "_judge", "_pending", "_skipping", "done", "finished", "provider_error", "usage")
+    Bytes are looked at first, so the common content chunk costs a few byte scans and no JSON parse:
+    every chunk is scanned for `"error"` (an in-band error may come at any point) and for `[DONE]`;
+    finish reasons and usage come at the end of a stream, so they are read from the last
+    `RECENT_BLOCKS` chunks when it ends, and only events whose bytes show one are parsed."""
 
-    def __init__(self, judge: EventJudge) -> None:
+    __slots__ = (
+        "_choices",
+        "_cr",
+        "_finished",
+        "_judge",
+        "_pending",
+        "_recent",
+        "_settled",
+        "_skipping",
+        "_usage",
+        "done",
+        "provider_error",
+    )
+
+    def __init__(self, judge: EventJudge, choices: int = 1) -> None:
         self._judge = judge
+        self._choices = choices  # how many choices a complete answer has (the request's `n`)
         self._pending = b""
         self._cr = False
         self._skipping = False  # the current event outgrew MAX_WATCHED_EVENT: wait for its end
+        self._recent: deque[bytes] = deque(maxlen=RECENT_BLOCKS)
+        self._settled = False
+        self._finished: set[int] = set()
+        self._usage: dict[str, Any] | None = None
         self.done = False
         self.provider_error = False
-        self.finished: set[int] = set()
-        self.usage: dict[str, Any] | None = None
 
     @property
     def unterminated(self) -> bool:
         """Part of an event is still waiting for its blank line."""
         return bool(self._pending.strip()) or self._skipping
 
+    @property
+    def finished(self) -> set[int]:
+        """Indices of the choices that reported a `finish_reason` (read at the end of the stream)."""
+        self._settle()
+        return self._finished
+
+    @property
+    def complete(self) -> bool:
+        """Every expected choice reported a `finish_reason`."""
+        finished = self.finished
+        return all(i in finished for i in range(self._choices))
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """The `usage` object of the last event that carried one (read at the end of the stream)."""
+        self._settle()
+        return self._usage
+
     def feed(self, chunk: bytes) -> bool:
         """Take one relayed chunk; True when it carried data-event bytes (progress for the idle timer)."""
-        chunk, self._cr = _carry_cr(chunk, self._cr)
+        if self._cr or b"\r" in chunk:
+            chunk, self._cr = _carry_cr(chunk, self._cr)
         data = self._pending + chunk if self._pending else chunk
         last = data.rfind(b"\n\n")
         if last < 0:
             return self._hold(data)
-        complete, self._pending = data[: last + 2], data[last + 2 :]
+        if last + 2 == len(data):  # the common case: the chunk ends with its event, no copy
+            complete, self._pending = data, b""
+        else:
+            complete, self._pending = data[: last + 2], data[last + 2 :]
         if self._skipping:
             self._skipping = False
             complete = complete[complete.find(b"\n\n") + 2 :]
-        progress = _has_data_line(complete) or self._pending.startswith(b"data")
-        self._inspect(complete)
-        return progress
+        if not self.done:
+            self._recent.append(complete)
+            if b'"error"' in complete:
+                self._inspect_events(complete)
+            if b"[DONE]" in complete and _is_done_line(complete):
+                self.done = True
+        return complete.startswith(b"data") or b"\ndata" in complete or self._pending.startswith(b"data")
 
     def _hold(self, data: bytes) -> bool:
         if len(data) > MAX_WATCHED_EVENT:
@@ -194,23 +256,10 @@ class StreamWatch:
         self._pending = data
         return self._skipping or data.lstrip(b"\n").startswith(b"data")
 
-    def _inspect(self, complete: bytes) -> None:
-        if self.done:
-            return
-        if b'"error"' in complete or self._finishes(complete) or _has_usage(complete):
-            self._inspect_events(complete)
-        if _is_done_line(complete):
-            self.done = True
-
-    @staticmethod
-    def _finishes(complete: bytes) -> bool:
-        found = complete.count(b'"finish_reason"')
-        return found > complete.count(b'"finish_reason":null') + complete.count(b'"finish_reason": null')
-
     def _inspect_events(self, complete: bytes) -> None:
         for block in complete.split(b"\n\n"):
-            if len(block) > MAX_WATCHED_EVENT:
-                continue  # the same bytes are skipped whether they came in one read or in many
+            if len(block) > MAX_WATCHED_EVENT or not _may_matter(block):
+                continue  # a large one is skipped whether it came in one read or in many
             event = parse_event(block)
             if event.data is None or is_done(event.data):
                 continue
@@ -221,12 +270,24 @@ class StreamWatch:
             if isinstance(payload, dict):
                 error, finished = self._judge(payload)
                 self.provider_error |= error
-                self.finished.update(finished)
+                self._finished.update(finished)
                 if isinstance(payload.get("usage"), dict):
-                    self.usage = payload["usage"]
+                    self._usage = payload["usage"]
+
+    def _settle(self) -> None:
+        """Read the recent chunks, newest first, until every expected choice is seen finished (a usage
+        chunk comes after the finishing one, so it has been read by then)."""
+        if self._settled:
+            return
+        self._settled = True
+        for block in reversed(self._recent):
+            self._inspect_events(block)
+            if len(self._finished) >= self._choices:
+                break
 
     def close(self) -> None:
         """The body ended: an unterminated last event is judged as if its blank line had come."""
         if self._pending.strip() and not self._skipping:
-            self._inspect(self._pending.rstrip(b"\n") + b"\n\n")
+            self._pending, rest = b"", self._pending.rstrip(b"\n") + b"\n\n"
+            self.feed(rest)
         self._pending = b""
