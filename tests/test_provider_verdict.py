@@ -207,8 +207,9 @@ def test_4_clients_hanging_up_after_done_are_successes_with_their_usage(scripted
 # 5. the end of a stream -----------------------------------------------------------------------------------
 
 
-def test_5_a_complete_stream_without_done_ends_cleanly(scripted: Any, proxy_server: Any) -> None:
-    a = scripted(Reply(pieces=(chunk(role="assistant", content=""), chunk("whole answer"), chunk(finish="stop"))))
+@pytest.mark.parametrize("last", [chunk(finish="stop"), chunk(finish="stop").rstrip(b"\n")])
+def test_5_a_complete_stream_without_done_ends_cleanly(scripted: Any, proxy_server: Any, last: bytes) -> None:
+    a = scripted(Reply(pieces=(chunk(role="assistant", content=""), chunk("whole answer"), last)))
     proxy = serve(proxy_server, ("a", a.url))
     assert stream_text(sdk(proxy).chat.completions.create(model="gpt-4", messages=MESSAGES, stream=True)) == (
         "whole answer"

@@ -128,3 +128,12 @@ def test_complete_means_every_expected_choice_finished() -> None:
         both.feed(piece)
     both.close()
     assert both.complete and both.finished == {0, 1}
+
+
+def test_a_body_that_ends_inside_its_last_event_is_judged_and_reported_unterminated() -> None:
+    w = StreamWatch(stream_event_outcome)
+    w.feed(chunk("x"))
+    w.feed(chunk(finish="stop").rstrip(b"\n"))
+    assert w.unterminated
+    w.close()
+    assert w.unterminated and w.complete

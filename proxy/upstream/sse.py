@@ -181,6 +181,7 @@ class StreamWatch:
         "_cr",
         "_finished",
         "_judge",
+        "_open_at_end",
         "_pending",
         "_recent",
         "_settled",
@@ -198,6 +199,7 @@ class StreamWatch:
         self._skipping = False  # the current event outgrew MAX_WATCHED_EVENT: wait for its end
         self._recent: deque[bytes] = deque(maxlen=RECENT_BLOCKS)
         self._settled = False
+        self._open_at_end = False  # the body ended inside an event (no final blank line)
         self._finished: set[int] = set()
         self._usage: dict[str, Any] | None = None
         self.done = False
@@ -205,8 +207,8 @@ class StreamWatch:
 
     @property
     def unterminated(self) -> bool:
-        """Part of an event is still waiting for its blank line."""
-        return bool(self._pending.strip()) or self._skipping
+        """Part of an event is still waiting for its blank line (or was, when the body ended)."""
+        return self._open_at_end or bool(self._pending.strip()) or self._skipping
 
     @property
     def finished(self) -> set[int]:
@@ -287,6 +289,7 @@ class StreamWatch:
 
     def close(self) -> None:
         """The body ended: an unterminated last event is judged as if its blank line had come."""
+        self._open_at_end = self.unterminated
         if self._pending.strip() and not self._skipping:
             self._pending, rest = b"", self._pending.rstrip(b"\n") + b"\n\n"
             self.feed(rest)
