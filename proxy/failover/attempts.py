@@ -100,7 +100,7 @@ async def run_attempts(
             if _is_context_refusal(exc):
                 context_floor = max(context_floor or 0, offer.context_length or 0)
                 exc.retryable = _any_left(ctx, offers[index + 1 :], context_floor, len(attempts) + 1)
-            attempts.append(_failed(ctx, request, offer, exc, elapsed))
+            attempts.append(_failed(ctx, offer, exc, elapsed))
             if not exc.retryable:
                 if isinstance(exc, UpstreamStatus):
                     exc.attempts, exc.offer = tuple(attempts), offer
@@ -112,7 +112,7 @@ async def run_attempts(
             continue
         elapsed = loop.time() - started
         attempts.append(Attempt(offer.provider_slug, offer.provider_model_id, "ok", elapsed * 1000))
-        _answered(ctx, request, offer, elapsed, settled=not request.stream)
+        _answered(ctx, offer, elapsed, settled=not request.stream)
         served.attempts = attempts
         served.upstream_s = upstream_s + elapsed
         served.first_output_s = elapsed
@@ -239,7 +239,7 @@ def _whole_body(offer: Offer, response: UpstreamResponse, body: bytes, path: str
     return Served(offer, response, body, [], 0.0, parsed)
 
 
-def _failed(ctx: AttemptContext, request: ClientRequest, offer: Offer, exc: UpstreamError, elapsed: float) -> Attempt:
+def _failed(ctx: AttemptContext, offer: Offer, exc: UpstreamError, elapsed: float) -> Attempt:
     code = exc.outcome
     metrics = ctx.metrics
     metrics.child(metrics.attempts, metrics.provider(offer.provider_slug), metrics.model(offer.model_id), code).inc()
@@ -273,7 +273,7 @@ def _cooldown(settings: ProxySettings, exc: UpstreamError) -> float | None:
     return settings.default_cooldown_s if exc.status == 429 else None
 
 
-def _answered(ctx: AttemptContext, request: ClientRequest, offer: Offer, elapsed: float, *, settled: bool) -> None:
+def _answered(ctx: AttemptContext, offer: Offer, elapsed: float, *, settled: bool) -> None:
     metrics = ctx.metrics
     provider = metrics.provider(offer.provider_slug)
     metrics.child(metrics.ttfb, provider).observe(elapsed)
@@ -282,7 +282,7 @@ def _answered(ctx: AttemptContext, request: ClientRequest, offer: Offer, elapsed
         ctx.state.record_success(offer, elapsed * 1000, time.time())
 
 
-def settle_stream(ctx: AttemptContext, request: ClientRequest, served: Served, error: UpstreamError | None) -> None:
+def settle_stream(ctx: AttemptContext, served: Served, error: UpstreamError | None) -> None:
     """A committed stream ended: count its attempt once, as `ok` or as the provider's failure that
     ended it (an in-band error, a cut, a stall). A client that hung up is not the provider's failure."""
     metrics = ctx.metrics

@@ -203,7 +203,7 @@ class ProxyHandler:
             ex.streaming = False
         finally:
             ex.finished = True
-            settle_stream(self.gateway.context, request, served, error)
+            settle_stream(self.gateway.context, served, error)
             ex.usage = stream_usage(watch)
         ex.outcome = "ok" if error is None else error.outcome
 
