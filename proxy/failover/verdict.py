@@ -25,7 +25,9 @@ import orjson
 from proxy.errors import EmptyAnswer, ErrorInAnswer, MalformedResponse, UpstreamError
 from proxy.upstream.sse import SseEvent, is_done
 
-DELTA_OUTPUT_FIELDS = ("content", "reasoning", "reasoning_content", "refusal", "tool_calls", "function_call", "audio")
+OUTPUT_FIELDS = frozenset(
+    {"content", "reasoning", "reasoning_content", "refusal", "tool_calls", "function_call", "audio"}
+)
 
 
 class FirstEvent(Enum):
@@ -71,8 +73,8 @@ def _choice_has_output(choice: Any) -> bool:
         delta = choice.get("message")
     if not isinstance(delta, dict):
         return False
-    for field in DELTA_OUTPUT_FIELDS:  # noqa: SIM110 (a loop, not any(): it runs on every held chunk)
-        if delta.get(field):
+    for field, value in delta.items():  # noqa: SIM110 (a role-only delta has two keys: cheaper than every field)
+        if value and field in OUTPUT_FIELDS:
             return True
     return False
 
