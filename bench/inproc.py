@@ -19,14 +19,22 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from bench.upstream import COMPLETION, CONTENT, ROLE
+from bench.upstream import COMPLETION, CONTENT, ROLE, TAIL
 from proxy.config import config_from_mapping
 from proxy.http.gateway import Gateway
 from proxy.http.handler import ProxyHandler
 
 REQUEST = b'{"model":"bench-model","messages":[{"role":"user","content":"Say hello in one short sentence."}]}'
 STREAM_REQUEST = REQUEST[:-1] + b',"stream":true}'
-EVENTS = [ROLE, CONTENT, CONTENT, b"data: [DONE]\n\n"]
+
+
+def _unframed(framed: bytes) -> bytes:
+    """The SSE bytes inside one HTTP chunk of `bench.upstream` (the upstream client removes the framing)."""
+    return framed.split(b"\r\n", 1)[1].removesuffix(b"0\r\n\r\n")[:-2]
+
+
+# What the upstream client yields for a streamed answer: a role chunk, content, then finish, usage, [DONE].
+EVENTS = [_unframed(ROLE), _unframed(CONTENT), _unframed(CONTENT), _unframed(TAIL)]
 
 
 class MemoryResponse:

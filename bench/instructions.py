@@ -5,7 +5,7 @@ Runs `python -m bench.instructions --run N` (the in-process request path of `ben
 requests) under `valgrind --tool=callgrind` twice, with `--few` and `--many` requests, and prints
 (instructions(many) - instructions(few)) / (many - few): start-up and imports cancel out.
 
-    python -m bench.instructions [--few 300] [--many 1300] [--source DIR]   # needs valgrind (Debian package)
+    python -m bench.instructions [--few 300] [--many 1300] [--source DIR] [--stream]   # needs valgrind (Debian package)
 
 `--source DIR` counts another checkout (e.g. `git archive main | tar -x -C /tmp/main`) with this
 environment's interpreter. Bounded: two valgrind runs, about a minute each on an idle machine.
@@ -24,22 +24,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def _requests(count: int) -> None:
+async def _requests(count: int, stream: bool) -> None:
     from bench import inproc
     from proxy.http.handler import ProxyHandler
 
     handler = ProxyHandler(inproc.gateway())
     handler.write_access = lambda line: None  # the line is built, as under serve; not written
     never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    body = inproc.STREAM_REQUEST if stream else inproc.REQUEST
     for _ in range(count):
-        await inproc.one(handler, inproc.REQUEST, never)
+        await inproc.one(handler, body, never)
 
 
-def count(source: Path, requests: int) -> int:
+def count(source: Path, requests: int, stream: bool = False) -> int:
     """Instructions executed by one interpreter serving `requests` requests in process."""
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(source)}
     argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
             sys.executable, str(Path(__file__).resolve()), "--run", str(requests)]  # by path: `source` may lack it
+    argv += ["--stream"] if stream else []
     done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=source, timeout=1800, check=False)
     found = re.search(r"Collected : (\d+)", done.stderr)
     if found is None:
@@ -52,6 +54,7 @@ def main() -> None:
     parser.add_argument("--few", type=int, default=300)
     parser.add_argument("--many", type=int, default=1300)
     parser.add_argument("--source", type=Path, default=ROOT, help="the checkout to count (default: this one)")
+    parser.add_argument("--stream", action="store_true", help="streamed requests (bench.inproc's events)")
     parser.add_argument("--run", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run is not None:
@@ -60,12 +63,13 @@ def main() -> None:
         from proxy.http.server import tune_gc
 
         tune_gc()
-        uvloop.run(_requests(args.run))
+        uvloop.run(_requests(args.run, args.stream))
         return
     if args.many <= args.few:
         parser.error("--many must be larger than --few")
-    few, many = count(args.source, args.few), count(args.source, args.many)
-    print(f"{(many - few) / (args.many - args.few):,.0f} instructions per non-streaming request "
+    few, many = count(args.source, args.few, args.stream), count(args.source, args.many, args.stream)
+    kind = "streamed" if args.stream else "non-streaming"
+    print(f"{(many - few) / (args.many - args.few):,.0f} instructions per {kind} request "
           f"({args.source}, {args.many} - {args.few} requests)")
 
 

@@ -66,6 +66,7 @@ class ProxySettings:
     circuit_failure_threshold: int = 5  # consecutive failures that open an offer's circuit
     circuit_cooldown_s: float = 30.0  # how long an open circuit waits before a half-open trial
     default_cooldown_s: float = 5.0  # a 429/503 without Retry-After cools the offer this long
+    account_cooldown_s: float = 300.0  # a provider's 401/402/403 or quota refusal cools every offer of it this long
     catalog_ttl_s: float = 30.0  # safety-net refresh of the in-process catalog
     health_flush_s: float = 5.0  # how often passive counts are flushed to Postgres
     shutdown_grace_s: float = 30.0  # in-flight requests get this long on SIGTERM

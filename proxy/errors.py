@@ -21,13 +21,18 @@
     │   ├── DeadlineExceeded          the request's deadline_s ran out during this attempt
     │   ├── UpstreamStatus            the provider answered with an error status
     │   ├── MalformedResponse         the provider answered 200 with a body that is not what it claims
-    │   ├── StreamIdle                after commit: no chunk within stream_idle_timeout_s
-    │   └── StreamBroken              after commit: the connection dropped mid-stream
+    │   ├── ErrorInAnswer             a 200 whose body (or first stream event) is an error
+    │   ├── EmptyAnswer               a 200 with no answer in it, or a stream that ended before any output
+    │   ├── StreamIdle                after commit: no data event within stream_idle_timeout_s
+    │   ├── StreamBroken              after commit: the connection dropped, or the body ended incomplete
+    │   └── StreamErrorEvent          after commit: the provider reported an error inside the stream
     ├── AllOffersFailed               503 all_providers_failed, carrying every Attempt
     ├── ClientDisconnected            the client went away before its answer was complete (logged as 499)
     └── ShuttingDown                  the answer was still under way shutdown_grace_s after SIGTERM
 
 Each class has a short `code`: the metric label and the `status` in an answer's `attempts` list.
+An `UpstreamStatus` is labelled by its `outcome`: the status (`"503"`) or, when its body said more,
+the kind of refusal (`"context_length"`, `"rate_limited"`, ...; see `proxy.failover.refusals`).
 """
 
 from __future__ import annotations
@@ -123,6 +128,11 @@ class UpstreamError(GatewayError):
         super().__init__(message or self.code)
         self.message = message or self.code
 
+    @property
+    def outcome(self) -> str:
+        """The attempt's label in metrics, logs and the `attempts` list."""
+        return self.code
+
 
 class ConnectFailed(UpstreamError):
     code = "connect_error"
@@ -142,6 +152,18 @@ class DeadlineExceeded(UpstreamError):
 
 class MalformedResponse(UpstreamError):
     code = "malformed_response"
+
+
+class ErrorInAnswer(UpstreamError):
+    code = "error_in_answer"
+
+
+class EmptyAnswer(UpstreamError):
+    code = "empty_answer"
+
+
+class StreamErrorEvent(UpstreamError):
+    code = "stream_error"
 
 
 class StreamIdle(UpstreamError):
@@ -165,6 +187,9 @@ class UpstreamStatus(UpstreamError):
         body: bytes = b"",
         headers: Sequence[tuple[str, str]] = (),
         retry_after_s: float | None = None,
+        kind: str = "",
+        counts: bool = True,
+        cooldown: str = "",
     ) -> None:
         super().__init__(f"provider answered {status}")
         self.status = status
@@ -172,8 +197,15 @@ class UpstreamStatus(UpstreamError):
         self.body = body
         self.headers = tuple(headers)
         self.retry_after_s = retry_after_s
+        self.kind = kind  # what the body said, when it said more than the status
+        self.counts = counts  # against the offer's health and circuit (an offer-specific limit does not)
+        self.cooldown = cooldown  # "", "offer" (Retry-After) or "provider" (an account failure)
         self.attempts: tuple[Attempt, ...] = ()  # set by the attempt loop when it passes this through
         self.offer: Offer | None = None
+
+    @property
+    def outcome(self) -> str:
+        return self.kind or str(self.status)
 
 
 class AllOffersFailed(GatewayError):

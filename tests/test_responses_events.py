@@ -1,5 +1,6 @@
-"""The pure parts of the Responses API relay: which typed event carries output or a failure, the
-tail that finds the terminal event's usage, and the multipart form whose `model` is rewritten."""
+"""The pure parts of the Responses API relay: which typed event carries output or a failure (the
+verdict's predicates for `/responses` and `/audio/transcriptions`), the watch that finds the terminal
+event and its usage, and the multipart form whose `model` is rewritten."""
 
 from __future__ import annotations
 
@@ -7,10 +8,18 @@ import httpx
 import orjson
 import pytest
 
-from proxy.errors import BadRequest
+from proxy.errors import BadRequest, EmptyAnswer, ErrorInAnswer
 from proxy.failover.form_request import parse_form
-from proxy.upstream.responses_events import ResponsesTail, Verdict, event_verdict
-from proxy.upstream.usage import Usage
+from proxy.failover.verdict import FirstEvent, answer_failure, first_event_verdict
+from proxy.upstream.responses_events import (
+    MAX_TERMINAL_EVENT,
+    TypedStreamWatch,
+    Verdict,
+    event_verdict,
+    response_id_of,
+)
+from proxy.upstream.sse import SseFramer
+from proxy.upstream.usage import Usage, stream_usage
 
 
 @pytest.mark.parametrize(
@@ -37,21 +46,69 @@ def event(kind: str, **fields: object) -> bytes:
     return f"event: {kind}\ndata: ".encode() + orjson.dumps({"type": kind, **fields}) + b"\n\n"
 
 
-def test_the_tail_finds_the_usage_of_a_large_completed_event_split_across_chunks() -> None:
+def watched(stream: bytes, size: int = 4096, *, transcript: bool = False) -> TypedStreamWatch:
+    watch = TypedStreamWatch(transcript=transcript)
+    for at in range(0, len(stream), size):
+        watch.feed(stream[at : at + size])
+    watch.close()
+    return watch
+
+
+def first_verdicts(path: str, stream: bytes) -> list[FirstEvent]:
+    return [first_event_verdict(path, e) for e in SseFramer().feed(stream)]
+
+
+def test_a_responses_stream_commits_on_its_first_output_through_the_verdicts_table() -> None:
+    created = event("response.created", response={"id": "resp_1", "status": "in_progress"})
+    stream = created + event("response.output_item.added", item={}) + event("response.output_text.delta", delta="Hi")
+    assert first_verdicts("/responses", stream) == [FirstEvent.HOLD, FirstEvent.HOLD, FirstEvent.OUTPUT]
+    assert response_id_of(created + b": keep-alive\n\n") == "resp_1"
+    with pytest.raises(ErrorInAnswer, match="server_error"):
+        first_verdicts("/responses", created + event("response.failed", response={"error": {"code": "server_error"}}))
+    with pytest.raises(ErrorInAnswer, match="rate_limit_exceeded"):
+        first_verdicts("/responses", event("error", code="rate_limit_exceeded", message="slow down"))
+
+
+def test_a_transcript_stream_commits_on_a_non_empty_delta() -> None:
+    delta = b'data: {"type":"transcript.text.delta","delta":"hi"}\n\n'
+    empty = b'data: {"type":"transcript.text.delta","delta":""}\n\n'
+    assert first_verdicts("/audio/transcriptions", empty + delta) == [FirstEvent.HOLD, FirstEvent.OUTPUT]
+    with pytest.raises(ErrorInAnswer):
+        first_verdicts("/audio/transcriptions", b'data: {"type":"error","message":"bad audio"}\n\n')
+    with pytest.raises(EmptyAnswer):
+        first_verdicts("/audio/transcriptions", empty + b"data: [DONE]\n\n")
+
+
+def test_moderations_and_images_without_their_list_are_no_answer() -> None:
+    assert isinstance(answer_failure("/moderations", {"id": "modr-1", "results": []}), EmptyAnswer)
+    assert answer_failure("/moderations", {"id": "modr-1", "results": [{"flagged": False}]}) is None
+    assert isinstance(answer_failure("/images/generations", {"created": 1, "data": []}), EmptyAnswer)
+    assert answer_failure("/images/generations", {"created": 1, "data": [{"url": "http://x/1.png"}]}) is None
+
+
+def test_the_watch_finds_the_usage_of_a_large_completed_event_split_across_chunks() -> None:
     usage = {"input_tokens": 7, "output_tokens": 11, "total_tokens": 18}
     stream = event("response.output_text.delta", delta="x") + event(
         "response.completed", response={"output_text": "y" * 100_000, "usage": usage}
     )
-    tail = ResponsesTail()
-    for at in range(0, len(stream), 4096):
-        tail.feed(stream[at : at + 4096])
-    assert tail.done and not tail.failed and tail.usage() == Usage(7, 11)
+    watch = watched(stream)
+    assert watch.done and not watch.provider_error and stream_usage(watch) == Usage(7, 11)
 
 
-def test_the_tail_marks_an_in_band_failure_as_a_failed_end() -> None:
-    tail = ResponsesTail()
-    tail.feed(event("response.output_text.delta", delta="x") + event("response.failed", response={}))
-    assert tail.done and tail.failed and tail.usage() is None
+def test_the_watch_marks_an_in_band_failure_as_a_failed_end() -> None:
+    watch = watched(event("response.output_text.delta", delta="x") + event("response.failed", response={}))
+    assert watch.done and watch.provider_error and watch.usage is None
+
+
+def test_a_stream_cut_before_its_terminal_event_is_not_done() -> None:
+    watch = watched(event("response.output_text.delta", delta="x") + b'event: response.completed\ndata: {"ty')
+    assert not watch.done and not watch.complete and watch.unterminated
+
+
+def test_a_terminal_event_too_large_to_keep_is_judged_by_its_head() -> None:
+    big = event("response.completed", response={"output_text": "y" * (MAX_TERMINAL_EVENT + 10)})
+    watch = watched(event("response.output_text.delta", delta="x") + big, size=64 * 1024)
+    assert watch.done and not watch.provider_error and watch.usage is None
 
 
 def test_a_form_is_rewritten_without_touching_the_file() -> None:
@@ -94,16 +151,13 @@ async def test_an_upload_is_read_into_one_buffer_never_held_twice() -> None:
 
 
 def test_a_transcript_stream_ends_with_its_done_event_or_done_marker() -> None:
-    from proxy.upstream.responses_events import TranscriptTail
-
     delta = b'data: {"type":"transcript.text.delta","delta":"hi"}\n\n'
     usage = {"type": "tokens", "input_tokens": 3, "output_tokens": 1, "total_tokens": 4}
     done = b"data: " + orjson.dumps({"type": "transcript.text.done", "text": "hi", "usage": usage}) + b"\n\n"
-    tail = TranscriptTail()
-    tail.feed(delta)
-    assert not tail.done
-    tail.feed(done)
-    assert tail.done and not tail.failed and tail.usage() == Usage(3, 1)
-    marked = TranscriptTail()
-    marked.feed(delta + b"data: [DONE]\n\n")
-    assert marked.done and marked.usage() is None
+    watch = TypedStreamWatch(transcript=True)
+    watch.feed(delta)
+    assert not watch.done
+    watch.feed(done)
+    assert watch.done and not watch.provider_error and stream_usage(watch) == Usage(3, 1)
+    marked = watched(delta + b"data: [DONE]\n\n", transcript=True)
+    assert marked.done and marked.usage is None

@@ -31,3 +31,27 @@ def test_failures_make_an_offer_unhealthy_and_a_minute_forgets_them() -> None:
     for i in range(12):
         runtime.record_success(OFFER, 5.0, 105.0 + i)
     assert runtime.view(OFFER, 117.0).passive_health is Health.DEGRADED  # 4 of 16 failed
+
+
+OTHER_MODEL = Offer("llama", "a", "a/llama", "http://a", "")
+
+
+def test_an_account_failure_cools_every_offer_of_the_provider_and_tells_the_others() -> None:
+    events = []
+    runtime = RuntimeState(ProxySettings(account_cooldown_s=300, first_byte_timeout_s=10), publish=events.append)
+    runtime.cool_provider("a", 1000.0)
+    assert runtime.view(OFFER, 1000.0).cooldown_until == 1300.0
+    assert runtime.view(OTHER_MODEL, 1000.0).cooldown_until == 1300.0  # another model of the same provider
+    assert [(e.kind, e.provider, e.provider_model_id, e.until) for e in events] == [("cooldown", "a", "", 1300.0)]
+    peer = RuntimeState(ProxySettings())
+    peer.set_cooldown(("a", ""), 1300.0)  # how a peer applies the event
+    assert peer.view(OTHER_MODEL, 1000.0).cooldown_until == 1300.0
+
+
+def test_after_the_account_cooldown_one_trial_rechecks_the_provider() -> None:
+    runtime = RuntimeState(ProxySettings(account_cooldown_s=300, first_byte_timeout_s=10))
+    runtime.cool_provider("a", 1000.0)
+    runtime.take(OFFER, 1301.0)  # the cooldown is over: this request is the trial
+    assert runtime.view(OTHER_MODEL, 1301.0).cooldown_until == 1311.0  # the others wait for its answer
+    runtime.record_success(OFFER, 5.0, 1302.0)
+    assert runtime.view(OTHER_MODEL, 1302.0).cooldown_until == 0.0

@@ -1,11 +1,13 @@
 """The attempt loop: walk the ranked offers until one serves the request, within one deadline.
 
 For each offer: rewrite `model`, send with that provider's key, and wait for the status and (for a
-stream) the first chunk, or (otherwise) the whole body. Nothing has been sent to the client yet, so
-any retryable failure moves on to the next offer. A non-retryable answer (the client's own mistake)
-is raised as `UpstreamStatus` for the caller to pass through; when every offer failed,
-`AllOffersFailed` carries one `Attempt` per try. Classification, cooldowns and circuits are the
-pure modules' decisions; this module only calls them and keeps the records.
+stream) the first event that carries output, or (otherwise) the whole body. Nothing has been sent to
+the client yet, so any retryable failure moves on to the next offer. The verdicts are the pure
+modules': `proxy.failover.refusals` for an error status read with its body, `proxy.failover.verdict`
+for a 200's body and a stream's events. A non-retryable answer (the client's own mistake) is raised
+as `UpstreamStatus` for the caller to pass through; when every offer failed, `AllOffersFailed`
+carries one `Attempt` per try. A committed stream's attempt is counted when it ends (`settle_stream`),
+so an in-band error or a cut after commit counts against the offer, not as a success.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import orjson
@@ -24,21 +26,28 @@ from proxy.errors import (
     ConnectFailed,
     ConnectTimeout,
     DeadlineExceeded,
+    EmptyAnswer,
+    ErrorInAnswer,
     FirstByteTimeout,
     MalformedResponse,
     UpstreamError,
     UpstreamStatus,
 )
-from proxy.failover.classify import COOLDOWN_STATUSES, is_retryable_status, retry_after_seconds
 from proxy.failover.endpoints import PROXIED, Endpoint
+from proxy.failover.refusals import Cooldown, classify_refusal, is_account_failure
+from proxy.failover.verdict import FirstEvent, answer_failure, first_event_verdict
 from proxy.runtime.metrics import Metrics
 from proxy.runtime.state import RuntimeState
 from proxy.types import Attempt, Offer, Preferences, Ranking
 from proxy.upstream.client import MAX_ERROR_BODY, Body, UpstreamClient, UpstreamResponse
-from proxy.upstream.responses_events import first_output
+from proxy.upstream.responses_events import response_id_of
+from proxy.upstream.sse import SseEvent, SseFramer, looks_like_sse
 
-SSE_STARTS = (b"data:", b":", b"event:", b"id:", b"retry:")
-MAX_FIRST_EVENT = 64 * 1024  # a first event longer than this is not a chat chunk
+# What a stream may send before its first output (comments, keep-alives, role-only chunks) is held,
+# up to this many bytes; past it the stream is committed unjudged rather than failed over. Counted
+# in stream bytes, never in reads, so the same bytes get the same verdict however they arrive.
+MAX_HELD_BYTES = 256 * 1024
+CONTEXT_REFUSAL = "context_length"
 CHAT = PROXIED["/v1/chat/completions"]
 
 
@@ -60,11 +69,12 @@ class Served:
 
     offer: Offer
     response: UpstreamResponse
-    first: bytes  # the first stream chunk, or the whole non-streaming body
+    first: bytes  # a stream's bytes up to its first output (held events included), or the whole body
     attempts: list[Attempt]
     upstream_s: float  # time spent waiting on providers, failed attempts included
     parsed: dict[str, Any] | None = None  # the non-streaming body, parsed (for usage and cost)
     response_id: str | None = None  # a Responses API stream's id, from its `response.created` event
+    first_output_s: float = 0.0  # this attempt's time to its first output (a stream) or whole answer
 
 
 @dataclass(slots=True)
@@ -91,18 +101,23 @@ async def run_attempts(
     loop = asyncio.get_running_loop()
     attempts: list[Attempt] = []
     upstream_s = 0.0
-    offers = ranking.offers[: ctx.settings.max_attempts]
+    context_floor: int | None = None  # after a context-length refusal: only larger (or unknown) contexts
+    offers = ranking.offers
     for index, offer in enumerate(offers):
-        remaining = deadline - loop.time()
-        if remaining <= 0:
+        if len(attempts) >= ctx.settings.max_attempts or deadline - loop.time() <= 0:
             break
+        if not _fits_context(offer, context_floor):
+            continue
         started = loop.time()
         try:
             served = await _try_offer(ctx, request, offer, endpoint, path=path, headers=headers, deadline=deadline)
         except UpstreamError as exc:
             elapsed = loop.time() - started
             upstream_s += elapsed
-            attempts.append(_failed(ctx, request, offer, exc, elapsed))
+            if _is_context_refusal(exc):
+                context_floor = max(context_floor or 0, offer.context_length or 0)
+                exc.retryable = _any_left(ctx, offers[index + 1 :], context_floor, len(attempts) + 1)
+            attempts.append(_failed(ctx, offer, exc, elapsed))
             if not exc.retryable:
                 if isinstance(exc, UpstreamStatus):
                     exc.attempts, exc.offer = tuple(attempts), offer
@@ -110,15 +125,30 @@ async def run_attempts(
             if index + 1 < len(offers):
                 model = ctx.metrics.model(offer.model_id)
                 from_provider = ctx.metrics.provider(offer.provider_slug)
-                ctx.metrics.child(ctx.metrics.failovers, model, from_provider, _code(exc)).inc()
+                ctx.metrics.child(ctx.metrics.failovers, model, from_provider, exc.outcome).inc()
             continue
         elapsed = loop.time() - started
         attempts.append(Attempt(offer.provider_slug, offer.provider_model_id, "ok", elapsed * 1000))
-        _succeeded(ctx, request, offer, elapsed)
+        _answered(ctx, offer, elapsed, settled=not request.stream)
         served.attempts = attempts
         served.upstream_s = upstream_s + elapsed
+        served.first_output_s = elapsed
         return served
     raise AllOffersFailed(attempts, retry_after_s=_soonest_usable(ctx, ranking))
+
+
+def _is_context_refusal(exc: UpstreamError) -> bool:
+    return isinstance(exc, UpstreamStatus) and exc.kind == CONTEXT_REFUSAL
+
+
+def _fits_context(offer: Offer, floor: int | None) -> bool:
+    """After a context-length refusal, an offer is worth trying when its known context is larger than
+    the refusing offer's, or unknown (a refusing offer of unknown context rules nothing out)."""
+    return floor is None or offer.context_length is None or offer.context_length > floor
+
+
+def _any_left(ctx: AttemptContext, later: tuple[Offer, ...], floor: int, tried: int) -> bool:
+    return tried < ctx.settings.max_attempts and any(_fits_context(o, floor) for o in later)
 
 
 async def _try_offer(
@@ -151,7 +181,7 @@ async def _try_offer(
                 if response.status >= 300:
                     raise await _status_error(response)
                 if request.stream:
-                    return await _first_of_stream(offer, response, endpoint)
+                    return await _first_of_stream(offer, response, path, endpoint)
                 if endpoint.answer == "binary":
                     return Served(offer, response, await _first_bytes(response), [], 0.0)
                 reading = True
@@ -163,7 +193,7 @@ async def _try_offer(
         if endpoint.answer == "document" and not _is_json(response):
             response.release()
             return Served(offer, response, raw, [], 0.0)
-        return _whole_body(offer, response, raw)
+        return _whole_body(offer, response, raw, path)
     except BaseException:
         if response is not None:
             response.close()
@@ -175,21 +205,23 @@ async def _status_error(response: UpstreamResponse) -> UpstreamStatus:
         body = await response.read(MAX_ERROR_BODY)
     except UpstreamError:
         body = b""
-    retryable = is_retryable_status(response.status)
+    verdict = classify_refusal(response.status, body, response.headers, time.time())
     return UpstreamStatus(
         response.status,
-        retryable=retryable,
+        retryable=verdict.retryable,
         body=body,
         headers=response.headers,
-        retry_after_s=retry_after_seconds(response.headers, time.time()) if retryable else None,
+        retry_after_s=verdict.retry_after_s,
+        kind=verdict.kind,
+        counts=verdict.counts,
+        cooldown=verdict.cooldown.value,
     )
 
 
-async def _first_of_stream(offer: Offer, response: UpstreamResponse, endpoint: Endpoint) -> Served:
-    if endpoint.events == "responses":
-        first, response_id = await first_output(response)
-        return Served(offer, response, first, [], 0.0, response_id=response_id)
-    return Served(offer, response, await _first_event(response), [], 0.0)
+async def _first_of_stream(offer: Offer, response: UpstreamResponse, path: str, endpoint: Endpoint) -> Served:
+    first = await _first_output(response, path)
+    response_id = response_id_of(first) if endpoint.events == "responses" else None
+    return Served(offer, response, first, [], 0.0, response_id=response_id)
 
 
 def _is_json(response: UpstreamResponse) -> bool:
@@ -207,95 +239,113 @@ async def _first_bytes(response: UpstreamResponse) -> bytes:
     raise MalformedResponse("the provider's answer is empty")
 
 
-async def _first_event(response: UpstreamResponse) -> bytes:
-    """The stream up to its first complete event, checked before commit: server-sent events whose
-    first data event is a JSON object and not an error. Returns every byte read, to relay as it came."""
-    buffered = b""
+async def _first_output(response: UpstreamResponse, path: str) -> bytes:
+    """The stream up to and including its first event that carries output, judged before commit:
+    comments, pings and chunks without output are held; an error event, `[DONE]` or the end of the
+    body before any output fail the attempt. Returns every byte read, to relay in order."""
+    framer = SseFramer()
+    held: list[bytes] = []
+    checked = False
     async for chunk in response.chunks():
-        buffered += chunk
-        head = buffered.lstrip()
-        if not head:
-            continue
-        if not head.startswith(SSE_STARTS):
-            raise MalformedResponse("the provider's stream is not server-sent events")
-        end = _event_end(head)
-        if end >= 0:
-            _check_first_event(head[:end])
-            return buffered
-        if len(buffered) > MAX_FIRST_EVENT:
-            raise MalformedResponse("the provider's first event is too long")
-    raise MalformedResponse("the provider's stream ended before its first event")
+        held.append(chunk)
+        if not checked:
+            checked = _check_sse(b"".join(held), end=False)
+        if _commits(framer.feed(chunk), path) or framer.received > MAX_HELD_BYTES:
+            return b"".join(held)
+    if held and (checked or _check_sse(b"".join(held), end=True)) and _commits(framer.close(), path):
+        return b"".join(held)
+    raise EmptyAnswer("the provider's stream ended before any output")
 
 
-def _event_end(data: bytes) -> int:
-    """Where the first event ends (a blank line, in any of the SSE line endings), or -1."""
-    end = data.find(b"\n\n")
-    if b"\r" not in data:
-        return end
-    ends = [i for i in (end, data.find(b"\r\n\r\n"), data.find(b"\r\r")) if i >= 0]
-    return min(ends) if ends else -1
+def _check_sse(raw: bytes, *, end: bool) -> bool:
+    """True once the stream is known to be SSE; raises when it is not; False while too short to say."""
+    head = raw.lstrip()
+    if len(head) < 6 and not end:
+        return False
+    if head and not looks_like_sse(head):
+        raise MalformedResponse("the provider's stream is not server-sent events")
+    return bool(head)
 
 
-def _check_first_event(event: bytes) -> None:
-    data = [line[5:].removeprefix(b" ") for line in event.splitlines() if line.startswith(b"data:")]
-    if not data or data == [b"[DONE]"]:
-        return  # a comment or a bare field: nothing to judge yet
-    try:
-        parsed = orjson.loads(b"\n".join(data))
-    except orjson.JSONDecodeError:
-        raise MalformedResponse("the provider's first event is not valid JSON") from None
-    if not isinstance(parsed, dict):
-        raise MalformedResponse("the provider's first event is not a JSON object")
-    if parsed.get("error") is not None:
-        raise MalformedResponse("the provider's stream opened with an error event")
+def _commits(events: list[SseEvent], path: str) -> bool:
+    """Does one of these events commit the stream? An event that ends past `MAX_HELD_BYTES` is too
+    large to judge and commits as it is; the others are judged in order (a failure raises)."""
+    for event in events:  # noqa: SIM110 (a loop, not any(): it runs per event before commit)
+        if event.end > MAX_HELD_BYTES or first_event_verdict(path, event) is FirstEvent.OUTPUT:
+            return True
+    return False
 
 
-def _whole_body(offer: Offer, response: UpstreamResponse, body: bytes) -> Served:
-    """A non-streaming answer, read in full: checked to be a JSON object, its connection released."""
+def _whole_body(offer: Offer, response: UpstreamResponse, body: bytes, path: str) -> Served:
+    """A non-streaming answer, read in full and judged by its content; its connection released."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise MalformedResponse("the provider's answer is not valid JSON") from None
-    if not isinstance(parsed, dict):
-        raise MalformedResponse("the provider's answer is not a JSON object")
+    failure = answer_failure(path, parsed)
+    if failure is not None:
+        raise failure
     response.release()
     return Served(offer, response, body, [], 0.0, parsed)
 
 
-def _code(exc: UpstreamError) -> str:
-    return str(exc.status) if isinstance(exc, UpstreamStatus) else exc.code
-
-
-def _failed(ctx: AttemptContext, request: ForwardRequest, offer: Offer, exc: UpstreamError, elapsed: float) -> Attempt:
-    code = _code(exc)
+def _failed(ctx: AttemptContext, offer: Offer, exc: UpstreamError, elapsed: float) -> Attempt:
+    code = exc.outcome
     metrics = ctx.metrics
     metrics.child(metrics.attempts, metrics.provider(offer.provider_slug), metrics.model(offer.model_id), code).inc()
-    if exc.retryable:
+    now = time.time()
+    if exc.retryable and (not isinstance(exc, UpstreamStatus) or exc.counts):
         ctx.state.record_failure(
             offer,
             code,
-            time.time(),
+            now,
             connection=isinstance(exc, ConnectFailed | ConnectTimeout),
             cooldown_s=_cooldown(ctx.settings, exc),
         )
+    if _account_failure(exc):
+        ctx.state.cool_provider(offer.provider_slug, now)
     return Attempt(offer.provider_slug, offer.provider_model_id, code, elapsed * 1000, exc.retryable, exc.message)
+
+
+def _account_failure(exc: UpstreamError) -> bool:
+    """The provider refused its own account (key, billing, quota), in a status or inside a 200."""
+    if isinstance(exc, UpstreamStatus):
+        return exc.cooldown == Cooldown.PROVIDER
+    return isinstance(exc, ErrorInAnswer) and is_account_failure(exc.message)
 
 
 def _cooldown(settings: ProxySettings, exc: UpstreamError) -> float | None:
     """How long a provider asked us to stay away: its Retry-After, or a short default on 429."""
-    if not isinstance(exc, UpstreamStatus) or exc.status not in COOLDOWN_STATUSES:
+    if not isinstance(exc, UpstreamStatus) or exc.cooldown != Cooldown.OFFER:
         return None
     if exc.retry_after_s is not None:
         return exc.retry_after_s
     return settings.default_cooldown_s if exc.status == 429 else None
 
 
-def _succeeded(ctx: AttemptContext, request: ForwardRequest, offer: Offer, elapsed: float) -> None:
+def _answered(ctx: AttemptContext, offer: Offer, elapsed: float, *, settled: bool) -> None:
     metrics = ctx.metrics
     provider = metrics.provider(offer.provider_slug)
-    metrics.child(metrics.attempts, provider, metrics.model(offer.model_id), "ok").inc()
     metrics.child(metrics.ttfb, provider).observe(elapsed)
-    ctx.state.record_success(offer, elapsed * 1000, time.time())
+    if settled:
+        metrics.child(metrics.attempts, provider, metrics.model(offer.model_id), "ok").inc()
+        ctx.state.record_success(offer, elapsed * 1000, time.time())
+
+
+def settle_stream(ctx: AttemptContext, served: Served, error: UpstreamError | None) -> None:
+    """A committed stream ended: count its attempt once, as `ok` or as the provider's failure that
+    ended it (an in-band error, a cut, a stall). A client that hung up is not the provider's failure."""
+    metrics = ctx.metrics
+    offer = served.offer
+    code = "ok" if error is None else error.outcome
+    metrics.child(metrics.attempts, metrics.provider(offer.provider_slug), metrics.model(offer.model_id), code).inc()
+    now = time.time()
+    if error is None:
+        ctx.state.record_success(offer, served.first_output_s * 1000, now)
+        return
+    ctx.state.record_failure(offer, code, now)
+    if served.attempts:
+        served.attempts[-1] = replace(served.attempts[-1], outcome=code, detail=error.message)
 
 
 def _soonest_usable(ctx: AttemptContext, ranking: Ranking) -> float | None:

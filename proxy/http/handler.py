@@ -27,11 +27,12 @@ from proxy.errors import (
     UpstreamError,
     UpstreamStatus,
 )
-from proxy.failover.attempts import ForwardRequest, Served, run_attempts
+from proxy.failover.attempts import ForwardRequest, Served, run_attempts, settle_stream
 from proxy.failover.client_request import MAX_MODEL_LENGTH, SLUG, ClientRequest, parse_request
 from proxy.failover.endpoints import PROXIED, Endpoint
 from proxy.failover.form_request import parse_form
 from proxy.failover.model_fallbacks import not_offered, serve_request
+from proxy.failover.verdict import expected_choices, stream_event_outcome
 from proxy.http.answers import (
     JSON,
     Headers,
@@ -49,13 +50,13 @@ from proxy.http.chain import PinnedUnavailable, pinned_ranking, pinned_unavailab
 from proxy.http.gateway import Gateway
 from proxy.http.relay import relay_bytes, relay_stream
 from proxy.types import Attempt, Offer, Ranking, Receive, Scope, Send
-from proxy.upstream.responses_events import ResponsesTail, TranscriptTail
-from proxy.upstream.usage import Usage, UsageTail, usage_of
+from proxy.upstream.responses_events import TypedStreamWatch
+from proxy.upstream.sse import RelayWatch, StreamWatch
+from proxy.upstream.usage import Usage, stream_usage, usage_of
 
 access_log = logging.getLogger("gatewayz.access")
 
 ROUTES = PROXIED
-STREAM_TAILS = {"responses": ResponsesTail, "transcript": TranscriptTail}  # the typed streams' followers
 FORWARDED = frozenset({b"accept", b"user-agent", b"http-referer", b"x-title", b"openai-beta"})
 # Listening for a disconnect takes a task of its own; it starts once a request has run this long,
 # so most answers from a fast provider never pay for it, and a client that leaves sooner is
@@ -221,17 +222,35 @@ class ProxyHandler:
             return
         await send({"type": "http.response.start", "status": ex.status, "headers": headers})
         ex.streaming = True
-        tail = UsageTail() if endpoint.events == "chat" else STREAM_TAILS[endpoint.events]()
+        watch = self._watch(endpoint, request)
         error: UpstreamError | None = None
+
+        def finished() -> None:  # the final event went out: a disconnect or a shutdown now changes nothing
+            ex.finished, ex.streaming = True, False
+
         try:
-            idle = self.gateway.settings.stream_idle_timeout_s
-            error = await relay_stream(send, served.response, served.first, idle, tail)
+            error = await relay_stream(
+                send,
+                served.response,
+                served.first,
+                idle_timeout_s=self.gateway.settings.stream_idle_timeout_s,
+                watch=watch,
+                on_final=finished,
+            )
             ex.streaming = False
         finally:
             ex.finished = True
-        failed = isinstance(tail, ResponsesTail) and tail.failed
-        ex.usage = tail.usage()
-        ex.outcome = "ok" if error is None and not failed else ("response_failed" if error is None else error.code)
+            settle_stream(self.gateway.context, served, error)
+            ex.usage = stream_usage(watch)
+        ex.outcome = "ok" if error is None else error.outcome
+
+    @staticmethod
+    def _watch(endpoint: Endpoint, request: ForwardRequest) -> RelayWatch:
+        """What follows a committed stream: chat-like chunks (`n` choices) or a typed stream's events."""
+        if endpoint.events != "chat":
+            return TypedStreamWatch(transcript=endpoint.events == "transcript")
+        choices = expected_choices(request.body) if isinstance(request, ClientRequest) else 1
+        return StreamWatch(stream_event_outcome, choices)
 
     async def _pin(self, served: Served) -> None:
         """A created response is pinned to its offer before the client can name it in a follow-up."""
@@ -249,7 +268,7 @@ class ProxyHandler:
             await relay_bytes(send, served.response, served.first, idle)
             ex.outcome = "ok"
         except UpstreamError as exc:
-            ex.outcome = exc.code
+            ex.outcome = exc.outcome
             raise _AbortAnswer from exc  # the server drops the connection: the client sees a cut body
         finally:
             ex.finished = True

@@ -1,33 +1,38 @@
 """Relaying a committed stream to the client, chunk by chunk, as it arrives.
 
-The first event was read before commit (so a failure before it failed over). From here on the 200
-is sent, so a failure cannot be retried: an upstream error, a stream that goes quiet for
-`stream_idle_timeout_s`, or a stream that ends without `data: [DONE]` ends the client's stream with
-an SSE error event and no `[DONE]`, so the client sees a failure and never a clean truncation.
-The caller cancels this coroutine when the client disconnects; the upstream response is closed in
-the `finally` either way.
+The held bytes up to the first output were read before commit (so a failure before them failed
+over). From here on the 200 is sent, so a failure cannot be retried. How a stream ends:
+
+- complete: its final event went out (`[DONE]`, or a typed stream's terminal event such as
+  `response.completed`: the watch, `proxy.upstream.sse.RelayWatch`, says which; `on_final()` is
+  called as it is sent, so a client that hangs up right after reading it, as the openai SDK does, is
+  a finished answer and not a disconnect), or the body ended cleanly after every expected choice
+  reported a `finish_reason` (a `[DONE]` is then added, so the client still gets a well-formed end);
+- the provider reported an error inside the stream: relayed as it came, nothing added, and returned
+  as `StreamErrorEvent` so it is counted as a failure;
+- otherwise (a cut, `stream_idle_timeout_s` without a data event, a body that ended incomplete): one
+  SSE error event of ours and no `[DONE]`, so the client sees a failure and never a clean truncation.
+
+Comments (keep-alives) are relayed but do not reset the idle timer: a provider that only sends
+comments is ended after `stream_idle_timeout_s`. The caller cancels this coroutine when the client
+disconnects; the upstream response is closed in the `finally` either way.
+
+`relay_bytes` relays a binary answer (speech audio) as it comes, with the same idle bound.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from collections.abc import Callable
 
-from proxy.errors import StreamBroken, StreamIdle, UpstreamError
+from proxy.errors import StreamBroken, StreamErrorEvent, StreamIdle, UpstreamError
 from proxy.http.answers import error_body
 from proxy.types import Send
 from proxy.upstream.client import UpstreamResponse
-from proxy.upstream.usage import Usage
+from proxy.upstream.sse import RelayWatch
 
-
-class StreamTail(Protocol):
-    """Follows a relayed stream: `done` once it ended as its API ends one (`[DONE]`, or the
-    Responses API's terminal event), and the usage it carried."""
-
-    @property
-    def done(self) -> bool: ...
-    def feed(self, chunk: bytes) -> None: ...
-    def usage(self) -> Usage | None: ...
+DONE_EVENT = b"data: [DONE]\n\n"
+AFTER_DONE_S = 1.0  # after `[DONE]`, how long the provider has to end its body before it is closed
 
 
 def error_event(exc: UpstreamError) -> bytes:
@@ -50,6 +55,13 @@ class IdleWatch:
     def touch(self) -> None:
         self._last = self._loop.time()
 
+    def shorten(self, idle_s: float) -> None:
+        """From now on, allow only `idle_s` more (after the stream's final event)."""
+        self._idle_s = idle_s
+        self.touch()
+        self._handle.cancel()
+        self._handle = self._loop.call_at(self._last + idle_s, self._check)
+
     def _check(self) -> None:
         due = self._last + self._idle_s
         now = self._loop.time()
@@ -63,36 +75,25 @@ class IdleWatch:
 
 
 async def relay_stream(
-    send: Send, response: UpstreamResponse, first: bytes, idle_timeout_s: float, tail: StreamTail
+    send: Send,
+    response: UpstreamResponse,
+    first: bytes,
+    *,
+    idle_timeout_s: float,
+    watch: RelayWatch,
+    on_final: Callable[[], None],
 ) -> UpstreamError | None:
-    """Send `first` and every later chunk; return the error that ended the stream, or None."""
-    error: UpstreamError | None = None
-    clean = False
+    """Send `first` and every later chunk; return the failure that ended the stream, or None."""
+    ended = False  # the provider's body ended cleanly: its connection can go back to the pool
     try:
-        tail.feed(first)
-        await send({"type": "http.response.body", "body": first, "more_body": True})
-        try:
-            async with asyncio.timeout(None) as timer:
-                watch = IdleWatch(timer, idle_timeout_s)
-                try:
-                    async for chunk in response.chunks():
-                        tail.feed(chunk)
-                        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                        watch.touch()
-                finally:
-                    watch.close()
-        except TimeoutError:
-            error = StreamIdle(f"the provider sent nothing for {idle_timeout_s:g} s")
-        except UpstreamError as exc:
-            error = exc
-        if error is None and not tail.done:
-            error = StreamBroken("the provider's stream ended without [DONE]")
-        ending = error_event(error) if error is not None else b""
+        failure = await _pump(send, response, first, idle_s=idle_timeout_s, watch=watch, on_final=on_final)
+        ended = failure is None
+        ending, error = _ending(watch, failure)
         await send({"type": "http.response.body", "body": ending, "more_body": False})
-        clean = error is None
+        on_final()
         return error
     finally:
-        if clean:
+        if ended:
             response.release()
         else:
             response.close()
@@ -123,3 +124,53 @@ async def relay_bytes(send: Send, response: UpstreamResponse, first: bytes, idle
             response.release()
         else:
             response.close()
+
+
+async def _pump(
+    send: Send,
+    response: UpstreamResponse,
+    first: bytes,
+    *,
+    idle_s: float,
+    watch: RelayWatch,
+    on_final: Callable[[], None],
+) -> UpstreamError | None:
+    watch.feed(first)
+    if watch.done:
+        on_final()  # before the send: a client that hangs up on reading it has its whole answer
+    await send({"type": "http.response.body", "body": first, "more_body": True})
+    try:
+        async with asyncio.timeout(None) as timer:
+            idle = IdleWatch(timer, AFTER_DONE_S if watch.done else idle_s)
+            try:
+                done = watch.done
+                async for chunk in response.chunks():
+                    progress = watch.feed(chunk)
+                    if not done and watch.done:
+                        done = True
+                        on_final()
+                        idle.shorten(AFTER_DONE_S)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if progress and not done:
+                        idle.touch()
+            finally:
+                idle.close()
+    except TimeoutError:
+        return StreamIdle(f"the provider sent no data for {idle_s:g} s")
+    except UpstreamError as exc:
+        return exc
+    watch.close()
+    return None
+
+
+def _ending(watch: RelayWatch, error: UpstreamError | None) -> tuple[bytes, UpstreamError | None]:
+    """What to send last, and the stream's failure (None when it is complete)."""
+    if watch.provider_error:
+        return b"", StreamErrorEvent("the provider reported an error inside the stream")
+    if watch.done:
+        return b"", None
+    if error is None:
+        if watch.complete:
+            return (b"\n\n" if watch.unterminated else b"") + DONE_EVENT, None
+        error = StreamBroken("the provider's stream ended before it was complete")
+    return error_event(error), error

@@ -73,6 +73,7 @@ class RuntimeState:
         self.publish = publish
         self.offers: dict[OfferKey, OfferState] = {}
         self.providers: dict[str, Circuit] = {}
+        self.provider_cooldowns: dict[str, float] = {}  # slug -> until: its account failed (key, billing, quota)
 
     def _offer(self, key: OfferKey) -> OfferState:
         state = self.offers.get(key)
@@ -95,11 +96,12 @@ class RuntimeState:
 
     def view(self, offer: Offer, now: float) -> RuntimeView:
         state = self.offers.get(offer.key)
-        if state is None and offer.provider_slug not in self.providers:
+        provider_until = self.provider_cooldowns.get(offer.provider_slug, 0.0) if self.provider_cooldowns else 0.0
+        if state is None and offer.provider_slug not in self.providers and not provider_until:
             return NO_VIEW
         state = state or OfferState()
         return RuntimeView(
-            cooldown_until=state.cooldown_until,
+            cooldown_until=max(state.cooldown_until, provider_until),
             circuit=self.circuit(offer.key, now),
             latency_ms=state.ewma_ms,
             passive_health=state.passive_health(now, self.health),
@@ -117,6 +119,11 @@ class RuntimeState:
         provider = self.providers.get(offer.provider_slug)
         if provider is not None and provider.opened_at is not None:
             self.providers[offer.provider_slug] = take_trial(provider, now, cooldown)
+        until = self.provider_cooldowns.get(offer.provider_slug) if self.provider_cooldowns else None
+        if until is not None and until <= now:
+            # The account cooldown is over: this request is the trial that re-checks the provider;
+            # the others keep away until it answers (success clears it, another refusal renews it).
+            self.provider_cooldowns[offer.provider_slug] = now + self.settings.first_byte_timeout_s
 
     def record_success(self, offer: Offer, ttfb_ms: float, now: float) -> None:
         state = self._offer(offer.key)
@@ -125,6 +132,8 @@ class RuntimeState:
         state.circuit = record_success(state.circuit)
         if offer.provider_slug in self.providers:
             del self.providers[offer.provider_slug]
+        if self.provider_cooldowns:
+            self.provider_cooldowns.pop(offer.provider_slug, None)
         state.ewma_ms = ttfb_ms if state.ewma_ms is None else state.ewma_ms + EWMA_ALPHA * (ttfb_ms - state.ewma_ms)
         state.observe(now, True)
         counts = state.counts
@@ -170,8 +179,18 @@ class RuntimeState:
             self._emit("circuit_open", slug, "", now)
 
     def set_cooldown(self, key: OfferKey, until: float) -> None:
+        """Keep an offer out until `until`; an empty provider model id means every offer of the provider."""
+        if not key[1]:
+            self.provider_cooldowns[key[0]] = max(self.provider_cooldowns.get(key[0], 0.0), until)
+            return
         state = self._offer(key)
         state.cooldown_until = max(state.cooldown_until, until)
+
+    def cool_provider(self, slug: str, now: float) -> None:
+        """The provider refused its own account (key, billing, quota): none of its offers for
+        `account_cooldown_s`, on this instance and (through `publish`) the others."""
+        self.set_cooldown((slug, ""), now + self.settings.account_cooldown_s)
+        self._emit("cooldown", slug, "", self.provider_cooldowns[slug])
 
     def open_circuit(self, provider: str, provider_model_id: str, opened_at: float) -> None:
         """Apply a circuit another instance opened (an empty model id means the whole provider)."""

@@ -1,36 +1,41 @@
-"""The Responses API's typed server-sent events: which carry output, which fail, and what they used.
+"""The OpenAI API's typed server-sent events: which carry output, which fail, and what they used.
 
 A `/v1/responses` stream is `event: <type>` + `data: {"type": <type>, ...}` pairs (OpenAI's
 "Streaming events" reference): `response.created` and `response.in_progress` first, then output
 items (`response.output_item.added`, `response.content_part.added`, `response.output_text.delta`,
 ...), and one terminal event: `response.completed`, `response.incomplete` or `response.failed`
-(an `error` event may come instead). The same rule as for chat streams applies: the proxy commits
-on the first event that carries output, so anything before it (a `response.failed` or `error`
-included) fails over.
+(an `error` event may come instead). A streamed transcription sends `transcript.text.delta` events,
+then `transcript.text.done` with the usage (some compatible servers add a `[DONE]`).
 
-`event_verdict` is the pure predicate; `first_output` reads an upstream stream up to that event;
-`ResponsesTail` follows the rest of a committed stream for its terminal event and its usage.
-`TranscriptTail` does the same for a streamed transcription (`transcript.text.delta` events, then
-`transcript.text.done` with the usage), the other typed stream of the OpenAI API.
+The same rule as for chat streams applies: the proxy commits on the first event that carries output,
+so anything before it (a `response.failed` or `error` included) fails over. Framing is
+`proxy.upstream.sse`'s; this module only reads the events' types.
+
+- `responses_output` / `transcript_output`: the "is this event output?" predicates that
+  `proxy.failover.verdict.OUTPUT_PREDICATES` holds for these paths (a failure event raises).
+- `response_id_of(first)`: the response's id, from the `response.created` among the held bytes.
+- `TypedStreamWatch`: the relay's watch (`proxy.upstream.sse.RelayWatch`) for these streams: done at
+  the terminal event, a failure when it is `response.failed`/`error`, usage from the terminal event.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
 import orjson
 
-from proxy.errors import MalformedResponse
-from proxy.upstream.client import UpstreamResponse
-from proxy.upstream.usage import Usage, usage_of
+from proxy.errors import ErrorInAnswer
+from proxy.upstream.sse import SseEvent, SseFramer, is_done
 
-MAX_BEFORE_OUTPUT = 256 * 1024  # events before the first output longer than this: not a Responses stream
 MAX_TERMINAL_EVENT = 4 * 1024 * 1024  # the final event repeats the whole response; larger ones are skipped
+SKIPPED_HEAD = 256  # bytes of a skipped event kept to read its type
 TERMINAL_OK = frozenset({"response.completed", "response.incomplete"})
 FAILED = frozenset({"response.failed", "error"})
 # events that carry output although their type does not end in `.delta`
 OUTPUT = frozenset({"response.output_item.done", "response.content_part.done", "response.output_text.done"})
+TRANSCRIPT_DONE = frozenset({"transcript.text.done"})
 
 
 class Verdict(Enum):
@@ -39,78 +44,44 @@ class Verdict(Enum):
     FAILED = "failed"  # the response failed in-band
 
 
-def event_verdict(name: str | None, data: Any) -> Verdict:
-    """Judge one event by its type (the `event:` field, else the data's `type`) and its payload."""
-    kind = data.get("type") if isinstance(data, dict) else None
-    kind = kind if isinstance(kind, str) else name
-    if kind in FAILED or (isinstance(data, dict) and data.get("error") and kind not in TERMINAL_OK):
+def _kind(name: bytes | str | None, data: Any) -> str | None:
+    """An event's type: the data's `type`, else its `event:` field."""
+    kind = data.get("type") if isinstance(data, Mapping) else None
+    if isinstance(kind, str):
+        return kind
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else name
+
+
+def event_verdict(name: bytes | str | None, data: Any) -> Verdict:
+    """Judge one Responses event by its type (the data's `type`, else the `event:` field) and payload."""
+    kind = _kind(name, data)
+    if kind in FAILED or (isinstance(data, Mapping) and data.get("error") and kind not in TERMINAL_OK):
         return Verdict.FAILED
     if kind in TERMINAL_OK or kind in OUTPUT:
         return Verdict.OUTPUT
-    if isinstance(kind, str) and kind.endswith(".delta") and isinstance(data, dict) and data.get("delta"):
+    if isinstance(kind, str) and kind.endswith(".delta") and isinstance(data, Mapping) and data.get("delta"):
         return Verdict.OUTPUT
     return Verdict.PENDING
 
 
-def split_event(buffer: bytes) -> tuple[bytes, bytes] | None:
-    """The first complete event of `buffer` and the rest, or None while it is incomplete."""
-    ends = [(i, n) for i, n in ((buffer.find(b"\n\n"), 2), (buffer.find(b"\r\n\r\n"), 4)) if i >= 0]
-    if not ends:
-        return None
-    at, width = min(ends)
-    return buffer[:at], buffer[at + width :]
+def responses_output(event_name: bytes | None, payload: Mapping[str, Any]) -> bool:
+    """Does this `/responses` event carry output? Raises `ErrorInAnswer` for a failure event."""
+    verdict = event_verdict(event_name, payload)
+    if verdict is Verdict.FAILED:
+        raise ErrorInAnswer(f"the provider's response failed before any output: {_reason(payload)}")
+    return verdict is Verdict.OUTPUT
 
 
-def parse_event(raw: bytes) -> tuple[str | None, Any]:
-    """(`event:` name, parsed `data:`) of one event; data is None for a comment or an empty event."""
-    name: str | None = None
-    data: list[bytes] = []
-    for line in raw.splitlines():
-        if line.startswith(b"event:"):
-            name = line[6:].strip().decode("utf-8", "replace")
-        elif line.startswith(b"data:"):
-            data.append(line[5:].removeprefix(b" "))
-    if not data:
-        return name, None
-    try:
-        return name, orjson.loads(b"\n".join(data))
-    except orjson.JSONDecodeError:
-        raise MalformedResponse("the provider's Responses stream has an event that is not JSON") from None
+def transcript_output(event_name: bytes | None, payload: Mapping[str, Any]) -> bool:
+    """Does this streamed-transcription event carry output (a non-empty delta, or the final text)?
+    Raises `ErrorInAnswer` for an `error` event."""
+    kind = _kind(event_name, payload)
+    if kind in FAILED:
+        raise ErrorInAnswer(f"the provider's transcription failed before any output: {_reason(payload)}")
+    return kind in TRANSCRIPT_DONE or (kind == "transcript.text.delta" and bool(payload.get("delta")))
 
 
-async def first_output(response: UpstreamResponse) -> tuple[bytes, str | None]:
-    """Every byte up to and including the first event that carries output, and the response's id
-    (from `response.created`). Raises `MalformedResponse` (fail over) for a failure event, garbage,
-    or a stream that ends or grows too long before any output."""
-    buffered, pending, response_id = b"", b"", None
-    async for chunk in response.chunks():
-        buffered += chunk
-        pending += chunk
-        while (found := split_event(pending)) is not None:
-            raw, pending = found
-            name, data = parse_event(raw)
-            if data is None:
-                continue
-            if not isinstance(data, dict):
-                raise MalformedResponse("the provider's Responses stream has an event that is not an object")
-            response_id = response_id or _response_id(data)
-            verdict = event_verdict(name, data)
-            if verdict is Verdict.FAILED:
-                raise MalformedResponse(f"the provider's response failed before any output: {_reason(data)}")
-            if verdict is Verdict.OUTPUT:
-                return buffered, response_id
-        if len(buffered) > MAX_BEFORE_OUTPUT:
-            raise MalformedResponse("the provider's Responses stream sent no output in its first 256 KiB")
-    raise MalformedResponse("the provider's Responses stream ended before any output")
-
-
-def _response_id(data: dict[str, Any]) -> str | None:
-    response = data.get("response")
-    ident = response.get("id") if isinstance(response, dict) else None
-    return ident if isinstance(ident, str) else None
-
-
-def _reason(data: dict[str, Any]) -> str:
+def _reason(data: Mapping[str, Any]) -> str:
     error = data.get("error")
     response = data.get("response")
     if error is None and isinstance(response, dict):
@@ -119,65 +90,119 @@ def _reason(data: dict[str, Any]) -> str:
     return str(code or data.get("type") or "error")[:64]
 
 
-class ResponsesTail:
-    """Follows a committed Responses stream: its terminal event, and the usage that event carries.
+def _payload(event: SseEvent) -> dict[str, Any] | None:
+    if event.data is None or is_done(event.data):
+        return None
+    try:
+        data = orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
 
-    `done` is true once a terminal event (`response.completed`, `response.incomplete`, or an in-band
-    `response.failed`/`error`) has passed: the stream ended as the API ends one. `failed` says it was
-    a failure, relayed as it came and counted by the caller."""
 
-    __slots__ = ("_pending", "_usage", "done", "failed")
-    TERMINAL: frozenset[str] = TERMINAL_OK
-    MARKERS: tuple[bytes, ...] = (b"response.", b"error")  # an event without one is not parsed
+def response_id_of(first: bytes) -> str | None:
+    """The id of the response a Responses stream created (`response.created`'s `response.id`), read
+    from the bytes held before commit; None when they carry none."""
+    framer = SseFramer()
+    for event in [*framer.feed(first), *framer.close()]:
+        data = _payload(event)
+        response = data.get("response") if data is not None else None
+        ident = response.get("id") if isinstance(response, dict) else None
+        if isinstance(ident, str):
+            return ident
+    return None
 
-    def __init__(self) -> None:
-        self._pending = b""
-        self._usage: Usage | None = None
+
+class TypedStreamWatch:
+    """The relay's watch for a typed stream (`proxy.upstream.sse.RelayWatch`).
+
+    `done` once a terminal event has passed: for a Responses stream `response.completed`,
+    `response.incomplete`, or an in-band `response.failed`/`error` (then `provider_error` too); for a
+    transcription (`transcript=True`) `transcript.text.done`, `[DONE]` or an `error`. Only events
+    whose bytes name one of those types are parsed. `usage` is the terminal event's usage object
+    (`response.usage` of a Responses event, `usage` of a transcript's). An event longer than
+    `MAX_TERMINAL_EVENT` is relayed but not buffered: its type is read from its first bytes (its
+    end is found in the next chunk holding a blank line; one split across two reads is missed, and
+    the event after it is then skipped as well)."""
+
+    __slots__ = ("_framer", "_head", "_open_at_end", "_skipping", "_transcript", "_usage", "done", "provider_error")
+
+    def __init__(self, *, transcript: bool = False) -> None:
+        self._framer = SseFramer()
+        self._transcript = transcript
+        self._usage: dict[str, Any] | None = None
+        self._skipping = False
+        self._head = b""
+        self._open_at_end = False  # the body ended inside an event (no final blank line)
         self.done = False
-        self.failed = False
+        self.provider_error = False
 
-    def feed(self, chunk: bytes) -> None:
-        pending = self._pending + chunk
-        while (found := split_event(pending)) is not None:
-            raw, pending = found
-            if any(marker in raw for marker in self.MARKERS):
-                self._judge(raw)
-        # an event is kept only until it ends; one larger than the limit is skipped, not buffered
-        self._pending = pending if len(pending) <= MAX_TERMINAL_EVENT else b""
+    @property
+    def complete(self) -> bool:
+        return False  # a typed stream ends with its terminal event, never with one we add
 
-    def _judge(self, raw: bytes) -> None:
-        try:
-            name, data = parse_event(raw)
-        except MalformedResponse:
-            return
-        kind = data.get("type") if isinstance(data, dict) else name
-        if kind in self.TERMINAL:
-            self.done = True
-            assert isinstance(data, dict)
-            self._usage = self._usage_from(data)
-        elif kind in FAILED:
-            self.done = self.failed = True
+    @property
+    def unterminated(self) -> bool:
+        return self._open_at_end or self._skipping or self._framer.buffered > 0
 
-    def _usage_from(self, terminal: dict[str, Any]) -> Usage | None:
-        return usage_of(terminal.get("response"))
-
-    def usage(self) -> Usage | None:
+    @property
+    def usage(self) -> dict[str, Any] | None:
         return self._usage
 
+    def feed(self, chunk: bytes) -> bool:
+        """Take one relayed chunk; True when it carried data-event bytes (progress for the idle timer)."""
+        if self._skipping:
+            chunk = self._skip(chunk)
+        events = self._framer.feed(chunk) if chunk else []
+        for event in events:
+            self._judge(event)
+        if self._framer.buffered > MAX_TERMINAL_EVENT:
+            self._start_skipping()
+        return any(event.data is not None for event in events) or b"data" in chunk
 
-class TranscriptTail(ResponsesTail):
-    """A streamed transcription: `transcript.text.done` ends it and carries the `usage` (a `[DONE]`,
-    which some compatible servers add, is tolerated and ends it as well)."""
+    def close(self) -> None:
+        """The body ended: an unterminated last event is judged as if its blank line had come."""
+        self._open_at_end = self.unterminated
+        for event in self._framer.close():
+            self._judge(event)
 
-    __slots__ = ()
-    TERMINAL = frozenset({"transcript.text.done"})
-    MARKERS = (b"transcript.text.done", b"error", b"[DONE]")
+    def _start_skipping(self) -> None:
+        self._head = self._framer.head(SKIPPED_HEAD)
+        self._framer, self._skipping = SseFramer(), True
 
-    def _judge(self, raw: bytes) -> None:
-        if raw.rstrip().endswith(b"data: [DONE]") or raw.rstrip().endswith(b"data:[DONE]"):
-            self.done = True
+    def _skip(self, chunk: bytes) -> bytes:
+        """Drop the skipped event's bytes up to its blank line; judge it by its head; the rest is new."""
+        ends = [i for i in (chunk.find(b"\n\n"), chunk.find(b"\r\n\r\n")) if i >= 0]
+        if not ends:
+            return b""
+        self._skipping = False
+        self._judge_kind(self._head)
+        at = min(ends)
+        return chunk[at + (4 if chunk[at : at + 4] == b"\r\n\r\n" else 2) :]
+
+    def _judge(self, event: SseEvent) -> None:
+        if self.done or event.data is None:
             return
-        super()._judge(raw)
+        if is_done(event.data):
+            self.done = self._transcript
+            return
+        if b"response." not in event.data and b"error" not in event.data and b"transcript.text.done" not in event.data:
+            return  # a delta: nothing to decide
+        data = _payload(event)
+        if data is None:
+            return
+        kind = _kind(event.name, data)
+        if kind in FAILED:
+            self.done = self.provider_error = True
+        elif kind in (TRANSCRIPT_DONE if self._transcript else TERMINAL_OK):
+            self.done = True
+            usage = (data if self._transcript else data.get("response") or {}).get("usage")
+            self._usage = usage if isinstance(usage, dict) else None
 
-    def _usage_from(self, terminal: dict[str, Any]) -> Usage | None:
-        return usage_of(terminal)
+    def _judge_kind(self, head: bytes) -> None:
+        """A skipped (too large) event, judged by the type named in its first bytes; no usage."""
+        terminal = TRANSCRIPT_DONE if self._transcript else TERMINAL_OK
+        if any(kind.encode() in head for kind in terminal):
+            self.done = True
+        elif any(f'"{kind}"'.encode() in head for kind in FAILED):
+            self.done = self.provider_error = True

@@ -1,8 +1,9 @@
 """Tokens and cost of one answer, from its `usage` and the offer's prices. Pure.
 
-For a stream, the usage comes from the last event that carries one (providers send it in the final
-chunk when asked with `stream_options.include_usage`); `UsageTail` keeps just enough of the stream's
-end to find it, without buffering the stream.
+A non-streaming answer carries `usage` in its body. A stream carries it in its final chunk when
+asked with `stream_options.include_usage` (the Responses API in `response.completed`): the relay's
+watch (`proxy.upstream.sse.RelayWatch`) keeps the last usage object it saw while relaying, so the
+stream is never buffered for it.
 """
 
 from __future__ import annotations
@@ -10,11 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from proxy.types import Offer
-
-TAIL_BYTES = 8192
+from proxy.upstream.sse import RelayWatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,29 +43,6 @@ def usage_of(answer: Any) -> Usage | None:
     return Usage(prompt, completion)
 
 
-class UsageTail:
-    """The end of a stream, bounded, and whether it ended with `data: [DONE]`."""
-
-    __slots__ = ("tail",)
-
-    def __init__(self) -> None:
-        self.tail = b""
-
-    def feed(self, chunk: bytes) -> None:
-        tail = self.tail + chunk
-        self.tail = tail[-TAIL_BYTES:] if len(tail) > TAIL_BYTES else tail
-
-    @property
-    def done(self) -> bool:
-        return b"data: [DONE]" in self.tail or b"data:[DONE]" in self.tail
-
-    def usage(self) -> Usage | None:
-        for line in reversed(self.tail.split(b"\n")):
-            if b'"usage"' in line and line.startswith(b"data:"):
-                try:
-                    found = usage_of(orjson.loads(line[5:]))
-                except orjson.JSONDecodeError:
-                    continue
-                if found is not None:
-                    return found
-        return None
+def stream_usage(watch: RelayWatch) -> Usage | None:
+    """The usage a relayed stream reported (its last usage object), or None."""
+    return usage_of({"usage": watch.usage}) if watch.usage is not None else None

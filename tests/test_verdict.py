@@ -1,0 +1,138 @@
+"""The verdict on a 200 (`proxy.failover.verdict`): an answer, an error, or nothing yet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from proxy.errors import EmptyAnswer, ErrorInAnswer, MalformedResponse
+from proxy.failover.verdict import (
+    OUTPUT_PREDICATES,
+    FirstEvent,
+    answer_failure,
+    carries_output,
+    expected_choices,
+    first_event_verdict,
+    stream_event_outcome,
+)
+from proxy.upstream.sse import SseEvent
+from tests.scripted_provider import completion
+
+
+def event(payload: Any, name: bytes | None = None) -> SseEvent:
+    data = payload if isinstance(payload, bytes) or payload is None else orjson.dumps(payload)
+    return SseEvent(data, name, 0)
+
+
+def chunk(**delta: Any) -> dict[str, Any]:
+    finish = delta.pop("finish_reason", None)
+    return {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": {"message": "Provider returned error", "code": 502}},  # OpenRouter, in a 200
+        {"error": "model overloaded"},
+        {"object": "error", "message": "The model `x` does not exist.", "type": "NotFoundError", "code": 404},  # vLLM
+        {"detail": "Internal Server Error"},  # FastAPI
+    ],
+)
+def test_an_error_in_a_200_is_a_failed_attempt(body: Any) -> None:
+    assert isinstance(answer_failure("/chat/completions", body), ErrorInAnswer)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/chat/completions", {"id": "x", "choices": None}),
+        ("/chat/completions", {"id": "x", "choices": []}),
+        ("/chat/completions", {"id": "x"}),
+        ("/chat/completions", {"id": "x", "choices": [{"index": 0, "finish_reason": "stop"}]}),
+        ("/completions", {"id": "x", "choices": [{"index": 0}]}),
+        ("/embeddings", {"object": "list", "data": []}),
+        ("/embeddings", {"object": "list", "data": None}),
+    ],
+)
+def test_a_200_without_an_answer_is_a_failed_attempt(path: str, body: Any) -> None:
+    assert isinstance(answer_failure(path, body), EmptyAnswer)
+
+
+def test_real_answers_pass() -> None:
+    assert answer_failure("/chat/completions", completion()) is None
+    assert answer_failure("/completions", {"choices": [{"text": "", "index": 0}]}) is None
+    assert answer_failure("/embeddings", {"data": [{"embedding": [0.1]}]}) is None
+    assert isinstance(answer_failure("/chat/completions", [1, 2]), MalformedResponse)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        chunk(role="assistant", content=""),  # role-only first chunk
+        chunk(),  # empty delta
+        {"choices": [], "prompt_filter_results": [{"prompt_index": 0}]},  # Azure content-filter preamble
+        {"type": "ping"},
+        chunk(content=None, tool_calls=[]),
+    ],
+)
+def test_chunks_without_output_are_held(payload: Any) -> None:
+    assert first_event_verdict("/chat/completions", event(payload)) is FirstEvent.HOLD
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        chunk(content="Hi"),
+        chunk(reasoning="thinking"),
+        chunk(reasoning_content="thinking"),
+        chunk(tool_calls=[{"index": 0, "id": "call_1", "function": {"name": "f", "arguments": ""}}]),
+        chunk(refusal="no"),
+        chunk(audio={"id": "a", "data": "AAAA"}),
+        chunk(finish_reason="stop"),
+        {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 0}},
+        {"choices": [{"index": 0, "text": "Hi", "finish_reason": None}]},  # text completion
+    ],
+)
+def test_output_commits(payload: Any) -> None:
+    assert first_event_verdict("/chat/completions", event(payload)) is FirstEvent.OUTPUT
+
+
+def test_comments_and_pings_are_held() -> None:
+    assert first_event_verdict("/chat/completions", event(None)) is FirstEvent.HOLD
+    assert first_event_verdict("/chat/completions", event(None, b"ping")) is FirstEvent.HOLD
+
+
+def test_failures_before_output() -> None:
+    with pytest.raises(ErrorInAnswer):
+        first_event_verdict("/chat/completions", event({"error": {"message": "Provider returned error"}}))
+    with pytest.raises(ErrorInAnswer):
+        first_event_verdict("/chat/completions", event(chunk(finish_reason="error")))
+    with pytest.raises(EmptyAnswer):
+        first_event_verdict("/chat/completions", event(b"[DONE]"))
+    with pytest.raises(MalformedResponse):
+        first_event_verdict("/chat/completions", event(b"{not json"))
+
+
+def test_an_endpoint_with_typed_events_has_its_own_output_predicate(monkeypatch: pytest.MonkeyPatch) -> None:
+    typed = event({"type": "response.output_text.delta", "delta": "x"}, b"response.output_text.delta")
+    assert first_event_verdict("/responses", typed) is FirstEvent.OUTPUT  # the Responses API's rule
+    assert first_event_verdict("/future", typed) is FirstEvent.HOLD  # unregistered: chat rules see no choices
+    monkeypatch.setitem(OUTPUT_PREDICATES, "/future", lambda name, payload: name == b"response.output_text.delta")
+    assert carries_output("/future", typed.name, {}) is True
+    assert first_event_verdict("/future", typed) is FirstEvent.OUTPUT
+
+
+def test_stream_event_outcome() -> None:
+    assert stream_event_outcome(chunk(content="x")) == (False, ())
+    assert stream_event_outcome(chunk(finish_reason="stop")) == (False, (0,))
+    assert stream_event_outcome({"error": {"message": "boom"}}) == (True, ())
+    assert stream_event_outcome(chunk(finish_reason="error")) == (True, (0,))
+
+
+def test_expected_choices_is_n() -> None:
+    assert expected_choices({}) == 1
+    assert expected_choices({"n": 3}) == 3
+    assert expected_choices({"n": "3"}) == 1
+    assert expected_choices({"n": True}) == 1
