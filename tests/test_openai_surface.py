@@ -17,6 +17,7 @@ from proxy.mock.background import BackgroundServer
 from proxy.mock.media import speech_bytes
 from proxy.mock.wire import Exchange
 from tests.harness import gateway_config
+from tests.test_responses_api import metric
 
 FIRST = {"x-gatewayz-provider": "flaky"}
 
@@ -219,3 +220,38 @@ def test_a_streamed_transcription_is_relayed_as_its_events_after_a_failover(pair
     assert flaky.stats()["paths"]["/v1/audio/transcriptions"] == 1
     exposition = proxy.gateway.metrics.exposition().decode()
     assert 'gatewayz_tokens_total{kind="completion",model="whisper-1",provider="steady"}' in exposition
+
+
+async def empty_lists(scope: Any, receive: Any, send: Any) -> None:
+    """A provider that answers 200 with an empty answer: moderations without results, images without data."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    moderation = scope["path"].endswith("/moderations")
+    body = b'{"id":"modr-0","model":"m","results":[]}' if moderation else b'{"created":1,"data":[]}'
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_a_200_without_results_or_images_fails_over(
+    mock_provider: Callable[..., Any], proxy_server: Callable[..., Any]
+) -> None:
+    empty = BackgroundServer(empty_lists)
+    empty.start()
+    try:
+        steady = mock_provider("steady")
+        models = {"gpt-4": ["flaky", "steady"], "omni-moderation-latest": ["flaky", "steady"]}
+        proxy = proxy_server(
+            gateway_config([("flaky", f"http://127.0.0.1:{empty.port}/v1"), ("steady", steady.url)], models)
+        )
+        sdk = client(proxy)
+        moderated = sdk.moderations.with_raw_response.create(model="omni-moderation-latest", input="hello")
+        images = sdk.images.with_raw_response.generate(model="gpt-4", prompt="a cat", n=2)
+    finally:
+        empty.stop()
+    assert len(moderated.parse().results) == 1 and moderated.headers["x-gatewayz-provider"] == "steady"
+    assert len(images.parse().data) == 2 and images.headers["x-gatewayz-provider"] == "steady"
+    assert images.headers["x-gatewayz-attempts"] == "2"
+    assert metric(proxy, "gatewayz_failovers_total", from_provider="flaky", reason="empty_answer") == 2
