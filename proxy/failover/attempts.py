@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -34,6 +34,8 @@ from proxy.errors import (
     UpstreamStatus,
 )
 from proxy.failover.client_request import ClientRequest
+from proxy.failover.first_output import first_output_seen, first_output_timeout, first_output_wait
+from proxy.failover.hedge import CANCELLED_ATTEMPT, HedgePlan, Hedging, Leg, race
 from proxy.failover.refusals import Cooldown, classify_refusal, is_account_failure
 from proxy.failover.verdict import FirstEvent, answer_failure, first_event_verdict
 from proxy.runtime.metrics import Metrics
@@ -69,6 +71,7 @@ class AttemptContext:
     state: RuntimeState
     keys: Mapping[str, Secret]
     metrics: Metrics
+    hedging: Hedging | None = None
 
 
 async def run_attempts(
@@ -80,44 +83,141 @@ async def run_attempts(
     headers: Mapping[str, str],
     deadline: float,
 ) -> Served:
-    """Try the ranked offers in order; `deadline` is on the event loop's clock."""
+    """Try the ranked offers in order; `deadline` is on the event loop's clock. The first offer of a
+    model with hedging on may have the second one raced against it (`proxy.failover.hedge`)."""
     loop = asyncio.get_running_loop()
-    attempts: list[Attempt] = []
-    upstream_s = 0.0
-    context_floor: int | None = None  # after a context-length refusal: only larger (or unknown) contexts
-    offers = ranking.offers
-    for index, offer in enumerate(offers):
-        if len(attempts) >= ctx.settings.max_attempts or deadline - loop.time() <= 0:
+    run = _Run(ctx, request, ranking.offers)
+    offers = run.offers
+
+    def start(offer: Offer) -> Awaitable[Served]:
+        run.started += 1
+        more = offers.index(offer) + 1 < len(offers) and run.started < ctx.settings.max_attempts
+        return _try_offer(ctx, request, offer, path=path, headers=headers, deadline=deadline, more=more)
+
+    skip = 0
+    hedge = _hedge_plan(ctx, request, offers)
+    if hedge is not None:
+        served = await _hedged(run, start, hedge)
+        if served is not None:
+            return served
+        skip = len(run.attempts)
+    for offer in offers[skip:]:
+        if len(run.attempts) >= ctx.settings.max_attempts or deadline - loop.time() <= 0:
             break
-        if not _fits_context(offer, context_floor):
+        if not _fits_context(offer, run.context_floor):
             continue
         started = loop.time()
         try:
-            served = await _try_offer(ctx, request, offer, path=path, headers=headers, deadline=deadline)
+            served = await start(offer)
         except UpstreamError as exc:
-            elapsed = loop.time() - started
-            upstream_s += elapsed
-            if _is_context_refusal(exc):
-                context_floor = max(context_floor or 0, offer.context_length or 0)
-                exc.retryable = _any_left(ctx, offers[index + 1 :], context_floor, len(attempts) + 1)
-            attempts.append(_failed(ctx, offer, exc, elapsed))
-            if not exc.retryable:
-                if isinstance(exc, UpstreamStatus):
-                    exc.attempts, exc.offer = tuple(attempts), offer
-                raise
-            if index + 1 < len(offers):
-                model = ctx.metrics.model(offer.model_id)
-                from_provider = ctx.metrics.provider(offer.provider_slug)
-                ctx.metrics.child(ctx.metrics.failovers, model, from_provider, exc.outcome).inc()
+            run.failed(offer, exc, loop.time() - started)
             continue
-        elapsed = loop.time() - started
-        attempts.append(Attempt(offer.provider_slug, offer.provider_model_id, "ok", elapsed * 1000))
-        _answered(ctx, offer, elapsed, settled=not request.stream)
-        served.attempts = attempts
-        served.upstream_s = upstream_s + elapsed
+        return run.succeeded(served, loop.time() - started)
+    raise AllOffersFailed(run.attempts, retry_after_s=_soonest_usable(ctx, ranking))
+
+
+class _Run:
+    """The attempts of one request so far, and the bookkeeping of each one's end."""
+
+    __slots__ = ("attempts", "context_floor", "ctx", "offers", "request", "started", "upstream_s")
+
+    def __init__(self, ctx: AttemptContext, request: ClientRequest, offers: tuple[Offer, ...]) -> None:
+        self.ctx, self.request, self.offers = ctx, request, offers
+        self.attempts: list[Attempt] = []
+        self.upstream_s = 0.0
+        self.started = 0  # attempts started (a race runs two at once)
+        self.context_floor: int | None = None  # after a context-length refusal: only larger (or unknown) contexts
+
+    def failed(self, offer: Offer, exc: UpstreamError, elapsed: float, *, hedge: bool = False) -> None:
+        """Record a failed attempt; raise `exc` when it is not retryable (the caller passes it through)."""
+        ctx, index = self.ctx, self.offers.index(offer)
+        self.upstream_s += elapsed
+        if _is_context_refusal(exc):
+            self.context_floor = max(self.context_floor or 0, offer.context_length or 0)
+            later = self.offers[index + 1 :]
+            exc.retryable = _any_left(ctx, later, self.context_floor, len(self.attempts) + 1)
+        self.attempts.append(_failed(ctx, offer, exc, elapsed, hedge=hedge))
+        if not exc.retryable:
+            if isinstance(exc, UpstreamStatus):
+                exc.attempts, exc.offer = tuple(self.attempts), offer
+            raise exc
+        if index + 1 < len(self.offers):
+            model = ctx.metrics.model(offer.model_id)
+            from_provider = ctx.metrics.provider(offer.provider_slug)
+            ctx.metrics.child(ctx.metrics.failovers, model, from_provider, exc.outcome).inc()
+
+    def succeeded(self, served: Served, elapsed: float, *, hedge: bool = False) -> Served:
+        offer = served.offer
+        self.attempts.append(Attempt(offer.provider_slug, offer.provider_model_id, "ok", elapsed * 1000, hedge=hedge))
+        _answered(self.ctx, offer, elapsed, settled=not self.request.stream)
+        served.attempts = self.attempts
+        served.upstream_s = self.upstream_s + elapsed
         served.first_output_s = elapsed
         return served
-    raise AllOffersFailed(attempts, retry_after_s=_soonest_usable(ctx, ranking))
+
+    def settle(self, leg: Leg, *, taken: bool) -> tuple[Served | None, UpstreamError | None]:
+        """Record how one leg of a race ended: (its answer if it is the one served, its error if that
+        must be passed through). `taken`: an earlier leg already served."""
+        outcome = leg.result
+        if isinstance(outcome, Served) and not taken:
+            return self.succeeded(outcome, leg.elapsed, hedge=leg.hedge), None
+        if isinstance(outcome, UpstreamError):
+            try:
+                self.failed(leg.offer, outcome, leg.elapsed, hedge=leg.hedge)
+            except UpstreamError as final:
+                return None, final
+            return None, None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if isinstance(outcome, Served):
+            outcome.response.close()  # answered in the same instant as the winner: too late
+        self.cancelled(leg.offer, leg.elapsed, hedge=leg.hedge)
+        return None, None
+
+    def cancelled(self, offer: Offer, elapsed: float, *, hedge: bool) -> None:
+        metrics = self.ctx.metrics
+        provider, model = metrics.provider(offer.provider_slug), metrics.model(offer.model_id)
+        metrics.child(metrics.attempts, provider, model, CANCELLED_ATTEMPT).inc()
+        detail = "cancelled: the other attempt of the hedged request answered first"
+        ms = elapsed * 1000
+        attempt = Attempt(offer.provider_slug, offer.provider_model_id, CANCELLED_ATTEMPT, ms, True, detail, hedge)
+        self.attempts.append(attempt)
+
+
+def _hedge_plan(ctx: AttemptContext, request: ClientRequest, offers: tuple[Offer, ...]) -> HedgePlan | None:
+    """The first two offers, the hedge delay and the model's budget, when this request may be hedged."""
+    hedging = ctx.hedging
+    if hedging is None or not hedging.any_enabled or not offers:
+        return None
+    budget = hedging.admit(offers[0].model_id)
+    if budget is None or len(offers) < 2 or ctx.settings.max_attempts < 2 or not request.prefs.allow_fallbacks:
+        return None
+    delay = ctx.state.first_output.hedge_delay_s(offers[0].key, request.stream)
+    return None if delay is None else HedgePlan(offers[0], offers[1], delay, budget)
+
+
+async def _hedged(run: _Run, start: Callable[[Offer], Awaitable[Served]], plan: HedgePlan) -> Served | None:
+    """The first offer, raced against the second after the hedge delay; the answer, or None when
+    every leg failed (retryably). A leg's non-retryable answer is raised once both are recorded."""
+    result = await race(start, plan)
+    if result.outcome is not None:
+        metrics = run.ctx.metrics
+        metrics.child(metrics.hedges, metrics.model(plan.first.model_id), result.outcome).inc()
+    winner: Served | None = None
+    final: UpstreamError | None = None
+    upstream_s = run.upstream_s + result.elapsed_s  # the legs overlap: the race's own time, not their sum
+    for leg in result.legs:
+        served, error = run.settle(leg, taken=winner is not None)
+        winner, final = winner or served, final or error
+    run.upstream_s = upstream_s
+    if winner is not None:
+        winner.attempts, winner.upstream_s = run.attempts, upstream_s
+        return winner
+    if final is not None:
+        if isinstance(final, UpstreamStatus):
+            final.attempts = tuple(run.attempts)
+        raise final
+    return None
 
 
 def _is_context_refusal(exc: UpstreamError) -> bool:
@@ -135,8 +235,17 @@ def _any_left(ctx: AttemptContext, later: tuple[Offer, ...], floor: int, tried: 
 
 
 async def _try_offer(
-    ctx: AttemptContext, request: ClientRequest, offer: Offer, *, path: str, headers: Mapping[str, str], deadline: float
+    ctx: AttemptContext,
+    request: ClientRequest,
+    offer: Offer,
+    *,
+    path: str,
+    headers: Mapping[str, str],
+    deadline: float,
+    more: bool,
 ) -> Served:
+    """One attempt. With another offer to try (`more`), the wait for the first output is bounded by the
+    offer's learned deadline rather than the configured `first_byte_timeout_s`."""
     settings = ctx.settings
     loop = asyncio.get_running_loop()
     remaining = deadline - loop.time()
@@ -146,9 +255,11 @@ async def _try_offer(
         send_headers["authorization"] = f"Bearer {key.reveal()}"
     url = offer.base_url + path
     body = request.encode_for(offer.provider_model_id)
-    budget = min(settings.first_byte_timeout_s, remaining)
+    wait = first_output_wait(ctx.state, offer, request.stream, settings.first_byte_timeout_s, more=more)
+    budget = min(wait, remaining)
     ctx.state.take(offer, time.time())
     response: UpstreamResponse | None = None
+    started = loop.time()
     reading = False  # the status line is in: the rest of a non-streaming answer has until the deadline
     try:
         try:
@@ -157,13 +268,17 @@ async def _try_offer(
                 if response.status >= 300:
                     raise await _status_error(response)
                 if request.stream:
-                    return Served(offer, response, await _first_output(response, path), [], 0.0)
+                    first = await _first_output(response, path)
+                    first_output_seen(ctx.state, offer, request.stream, loop.time() - started)
+                    return Served(offer, response, first, [], 0.0)
+                first_output_seen(ctx.state, offer, request.stream, loop.time() - started)
                 reading = True
                 timer.reschedule(max(deadline, loop.time() + 0.001))
                 raw = await response.read()
         except TimeoutError:
-            deadline_bound = reading or remaining <= settings.first_byte_timeout_s
-            raise (DeadlineExceeded() if deadline_bound else FirstByteTimeout()) from None
+            if reading or remaining <= wait:
+                raise DeadlineExceeded() from None
+            raise first_output_timeout(ctx.state, offer, request.stream, wait, settings.first_byte_timeout_s) from None
         return _whole_body(offer, response, raw, path)
     except BaseException:
         if response is not None:
@@ -239,7 +354,7 @@ def _whole_body(offer: Offer, response: UpstreamResponse, body: bytes, path: str
     return Served(offer, response, body, [], 0.0, parsed)
 
 
-def _failed(ctx: AttemptContext, offer: Offer, exc: UpstreamError, elapsed: float) -> Attempt:
+def _failed(ctx: AttemptContext, offer: Offer, exc: UpstreamError, elapsed: float, *, hedge: bool) -> Attempt:
     code = exc.outcome
     metrics = ctx.metrics
     metrics.child(metrics.attempts, metrics.provider(offer.provider_slug), metrics.model(offer.model_id), code).inc()
@@ -251,10 +366,12 @@ def _failed(ctx: AttemptContext, offer: Offer, exc: UpstreamError, elapsed: floa
             now,
             connection=isinstance(exc, ConnectFailed | ConnectTimeout),
             cooldown_s=_cooldown(ctx.settings, exc),
+            slow=isinstance(exc, FirstByteTimeout),
         )
     if _account_failure(exc):
         ctx.state.cool_provider(offer.provider_slug, now)
-    return Attempt(offer.provider_slug, offer.provider_model_id, code, elapsed * 1000, exc.retryable, exc.message)
+    detail = exc.message
+    return Attempt(offer.provider_slug, offer.provider_model_id, code, elapsed * 1000, exc.retryable, detail, hedge)
 
 
 def _account_failure(exc: UpstreamError) -> bool:
@@ -294,8 +411,11 @@ def settle_stream(ctx: AttemptContext, served: Served, error: UpstreamError | No
         ctx.state.record_success(offer, served.first_output_s * 1000, now)
         return
     ctx.state.record_failure(offer, code, now)
-    if served.attempts:
-        served.attempts[-1] = replace(served.attempts[-1], outcome=code, detail=error.message)
+    for index in range(len(served.attempts) - 1, -1, -1):  # the served attempt (a cancelled hedge may follow it)
+        attempt = served.attempts[index]
+        if attempt.outcome == "ok" and (attempt.provider, attempt.provider_model_id) == offer.key:
+            served.attempts[index] = replace(attempt, outcome=code, detail=error.message)
+            break
 
 
 def _soonest_usable(ctx: AttemptContext, ranking: Ranking) -> float | None:

@@ -64,7 +64,25 @@ def _capabilities(offer: Offer) -> dict[str, Any]:
     }
 
 
-def _order_entry(position: int, offer: Offer, view: RuntimeView) -> dict[str, Any]:
+def _seconds_ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def _first_output(gateway: Gateway, offer: Offer) -> dict[str, Any]:
+    """What this instance learned of the offer's time to first output, streams and whole answers apart."""
+    out: dict[str, Any] = {}
+    for kind, stream in (("stream", True), ("non_stream", False)):
+        learned = gateway.state.first_output.learned(offer.key, stream, gateway.settings.first_byte_timeout_s)
+        out[kind] = {
+            "samples": learned.samples,
+            "usual_ms": _seconds_ms(learned.first_output_s),
+            "hedge_delay_ms": _seconds_ms(learned.hedge_delay_s),
+            "deadline_s": round(learned.deadline_s, 3),
+        }
+    return out
+
+
+def _order_entry(gateway: Gateway, position: int, offer: Offer, view: RuntimeView) -> dict[str, Any]:
     return {
         "priority": position,
         "provider": offer.provider_slug,
@@ -77,6 +95,8 @@ def _order_entry(position: int, offer: Offer, view: RuntimeView) -> dict[str, An
         "pricing_prompt": offer.pricing_prompt,
         "pricing_completion": offer.pricing_completion,
         "capabilities": _capabilities(offer),
+        "ranked_behind_s": round(max(0.0, view.slow_until - time.time()), 1),
+        "first_output": _first_output(gateway, offer),
     }
 
 
@@ -130,13 +150,15 @@ async def failover_model(request: Request) -> Response:
         )
         return Response(body, status_code=404, media_type="application/json")
     ranked, views = _ranked(gateway, offers)
-    order = [_order_entry(i + 1, o, views[o.key]) for i, o in enumerate(ranked)]
+    order = [_order_entry(gateway, i + 1, o, views[o.key]) for i, o in enumerate(ranked)]
     canonical = offers[0].model_id if offers else model_id
+    hedge = gateway.hedging.rule(canonical)
     return JSONResponse(
         {
             "model": canonical,
             "model_chain": [canonical, *gateway.router.fallbacks.get(canonical, ())],
             "strategy": gateway.settings.strategy.value,
+            "hedge": {"enabled": hedge.enabled, "budget": hedge.budget},
             "providers_available": len(order),
             "failover_order": order,
             "recommendation": _recommendation(order),

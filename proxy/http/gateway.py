@@ -32,6 +32,7 @@ from prometheus_client import Gauge
 from proxy.config import Config
 from proxy.errors import CatalogError
 from proxy.failover.attempts import AttemptContext
+from proxy.failover.hedge import Hedging
 from proxy.failover.model_fallbacks import ModelRouter
 from proxy.http.reload import live_config, reload_summary, restart_only_changes
 from proxy.runtime.catalog import Catalog
@@ -91,7 +92,8 @@ class Gateway:
                 config.database_url.reveal(), self.refresher.request, on_state=self.pg_peers.receive
             )
         self.flusher = HealthFlusher(self.state, config.health, lambda: self.pool)
-        self.context = AttemptContext(self.settings, self.client, self.state, self.keys, self.metrics)
+        self.hedging = Hedging(config)
+        self.context = AttemptContext(self.settings, self.client, self.state, self.keys, self.metrics, self.hedging)
         self.router = ModelRouter(self.catalog, self.context, config.model_fallbacks)
         self._bind_labels()
 
