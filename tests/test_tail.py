@@ -10,16 +10,19 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from proxy.cli import main
 from proxy.config import Config, config_from_mapping
 from proxy.mock.testing import MockProvider
 from proxy.runtime.first_output import DEADLINE_FLOOR_S, MIN_SAMPLES
 from tests.harness import CapturedLogs, ProxyServer
+from tests.health_helpers import eventually, health_config, sync, tracking, wait_until
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
 ENV = {
@@ -277,3 +280,41 @@ def test_the_admin_view_shows_learned_first_output(mock_provider: Any, proxy_ser
     assert 0 < learned["stream"]["usual_ms"] <= learned["stream"]["hedge_delay_ms"] < 1000
     assert learned["stream"]["deadline_s"] == DEADLINE_FLOOR_S
     assert learned["non_stream"]["samples"] == 0  # streams and whole answers are learned apart
+
+
+@pytest.fixture
+def explain_env(fresh_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`failover explain` run from an empty folder against the test's database."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FAILOVER_CONFIG", raising=False)
+    monkeypatch.setenv("DATABASE_URL", fresh_database_url)
+    return fresh_database_url
+
+
+async def test_explain_shows_what_a_proxy_learned(
+    explain_env: str, mock_provider: Any, proxy_server: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh_database_url = explain_env
+    a, b = mock_provider("a"), mock_provider("b")
+    env = {"DATABASE_URL": fresh_database_url}
+    config = health_config([("a", a.url), ("b", b.url)], env=env, proxy={"health_flush_s": 0.2})
+    await sync(fresh_database_url, config)
+    proxy = proxy_server(config)
+    wait_until(lambda: proxy.gateway.database_ok)
+    await asyncio.to_thread(warm_up, proxy, stream=True)
+
+    async def flushed() -> Any:
+        return (await tracking(fresh_database_url))["a"]["first_output"]
+
+    await eventually(flushed)
+    assert await asyncio.to_thread(main, ["explain", "gpt-4", "--json"]) == 0
+    order = {o["provider"]: o for o in json.loads(capsys.readouterr().out)["failover_order"]}
+    stream = order["a"]["first_output"]["stream"]
+    assert stream["samples"] >= MIN_SAMPLES
+    assert 0 < stream["usual_ms"] <= stream["hedge_delay_ms"] < 1000
+    assert stream["deadline_s"] == DEADLINE_FLOOR_S
+    assert order["a"]["first_output"]["non_stream"]["usual_ms"] is None
+    assert await asyncio.to_thread(main, ["explain", "gpt-4"]) == 0
+    table = capsys.readouterr().out
+    assert f"first output (streams): usually {stream['usual_ms']:g} ms, hedge after" in table
+    assert "first output (whole answers)" not in table

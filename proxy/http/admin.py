@@ -19,6 +19,7 @@ from proxy.failover.ranking import offer_health, rank_offers
 from proxy.http.answers import error_body
 from proxy.http.bearer import bearer_token
 from proxy.http.gateway import Gateway
+from proxy.runtime.first_output import learned_json
 from proxy.types import CircuitState, Health, Offer, RuntimeView
 
 
@@ -64,24 +65,6 @@ def _capabilities(offer: Offer) -> dict[str, Any]:
     }
 
 
-def _seconds_ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 1)
-
-
-def _first_output(gateway: Gateway, offer: Offer) -> dict[str, Any]:
-    """What this instance learned of the offer's time to first output, streams and whole answers apart."""
-    out: dict[str, Any] = {}
-    for kind, stream in (("stream", True), ("non_stream", False)):
-        learned = gateway.state.first_output.learned(offer.key, stream, gateway.settings.first_byte_timeout_s)
-        out[kind] = {
-            "samples": learned.samples,
-            "usual_ms": _seconds_ms(learned.first_output_s),
-            "hedge_delay_ms": _seconds_ms(learned.hedge_delay_s),
-            "deadline_s": round(learned.deadline_s, 3),
-        }
-    return out
-
-
 def _order_entry(gateway: Gateway, position: int, offer: Offer, view: RuntimeView) -> dict[str, Any]:
     return {
         "priority": position,
@@ -96,7 +79,7 @@ def _order_entry(gateway: Gateway, position: int, offer: Offer, view: RuntimeVie
         "pricing_completion": offer.pricing_completion,
         "capabilities": _capabilities(offer),
         "ranked_behind_s": round(max(0.0, view.slow_until - time.time()), 1),
-        "first_output": _first_output(gateway, offer),
+        "first_output": learned_json(gateway.state.first_output, offer.key, gateway.settings.first_byte_timeout_s),
     }
 
 

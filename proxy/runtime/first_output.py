@@ -43,14 +43,16 @@ SLOW_PENALTY_S = 10.0
 class FirstOutputHistogram:
     """Weights per bucket; `quantile(q)` is the upper bound of the bucket that holds the q-th share."""
 
-    __slots__ = ("_cumulative", "counts", "weight")
+    __slots__ = ("_cumulative", "counts", "recorded", "weight")
 
     def __init__(self) -> None:
         self.counts = [0.0] * BUCKETS
         self.weight = 0.0
+        self.recorded = 0  # samples ever recorded (the weight decays; this does not)
         self._cumulative: list[float] | None = None
 
     def record(self, seconds: float) -> None:
+        self.recorded += 1
         index = min(bisect.bisect_left(BOUNDS, seconds), BUCKETS - 1)
         self.counts[index] += 1.0
         self.weight += 1.0
@@ -108,6 +110,13 @@ class FirstOutputTimes:
             histogram = self._histograms[(key, stream)] = FirstOutputHistogram()
         histogram.record(seconds)
 
+    def recorded(self) -> dict[OfferKey, int]:
+        """Samples ever recorded per offer, streams and non-streams together: a change detector."""
+        out: dict[OfferKey, int] = {}
+        for (key, _), histogram in self._histograms.items():
+            out[key] = out.get(key, 0) + histogram.recorded
+        return out
+
     def histogram(self, key: OfferKey, stream: bool) -> FirstOutputHistogram | None:
         return self._histograms.get((key, stream))
 
@@ -126,3 +135,22 @@ class FirstOutputTimes:
             hedge_delay_s=delay,
             deadline_s=learned_deadline_s(histogram, configured_s),
         )
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def learned_json(times: FirstOutputTimes, key: OfferKey, configured_s: float) -> dict[str, dict[str, object]]:
+    """One offer's learned times as the admin view shows and `model_health_tracking.first_output` keeps
+    them: `stream` and `non_stream`, each {samples, usual_ms (median), hedge_delay_ms, deadline_s}."""
+    out: dict[str, dict[str, object]] = {}
+    for kind, stream in (("stream", True), ("non_stream", False)):
+        learned = times.learned(key, stream, configured_s)
+        out[kind] = {
+            "samples": learned.samples,
+            "usual_ms": _ms(learned.first_output_s),
+            "hedge_delay_ms": _ms(learned.hedge_delay_s),
+            "deadline_s": round(learned.deadline_s, 3),
+        }
+    return out
