@@ -318,3 +318,16 @@ async def test_explain_shows_what_a_proxy_learned(
     table = capsys.readouterr().out
     assert f"first output (streams): usually {stream['usual_ms']:g} ms, hedge after" in table
     assert "first output (whole answers)" not in table
+
+
+def test_a_client_that_leaves_cancels_both_attempts(mock_provider: Any, proxy_server: Any) -> None:
+    a, b, proxy = start(mock_provider, proxy_server, hedge=True, hedge_budget=1.0)
+    warm_up(proxy, stream=False)
+    a.set_faults(fault="slow_first_byte", first_byte_ms=5000)
+    b.set_faults(fault="slow_first_byte", first_byte_ms=5000)
+    a.reset_stats()
+    b.reset_stats()
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{proxy.url}/chat/completions", json={"model": "gpt-4", "messages": MESSAGES}, timeout=0.5)
+    a.wait_for_disconnects(1)
+    b.wait_for_disconnects(1)
