@@ -174,7 +174,9 @@ def table(rows: list[tuple[str, str, dict[str, float]]], args: argparse.Namespac
         f"Written by `python -m bench.hedge` on {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}: "
         f"offer `a` answers after {args.latency_ms:g} ms, and after {args.slow_ms:g} ms on every tenth request; "
         f"offer `b` after {args.latency_ms:g} ms. {args.warm_up} unmeasured requests, then {args.requests} sequential "
-        "ones per row, each a fresh proxy; the client times the whole answer. Load average "
+        "ones per row, each a fresh proxy; the client times the whole answer. `served by b` counts the measured "
+        "requests; `hedges started` and `over budget` come from the proxy's `gatewayz_hedges_total` and include "
+        "the warm-up. Load average "
         f"{os.getloadavg()[0]:.2f} (a shared machine: compare rows of one run).",
         "",
         "| requests | hedging | p50 ms | p99 ms | max ms | mean ms | served by b | hedges started | over budget |",
