@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from proxy.failover.hedge import BUDGET_CAP, HedgeBudget
+from proxy.failover.hedge import BUDGET_CAP, HedgeBudget, hedge_outcome
 from proxy.failover.ranking import rank_offers
 from proxy.runtime.first_output import (
     BUCKET_RATIO,
@@ -17,7 +19,7 @@ from proxy.runtime.first_output import (
     hedge_delay_s,
     learned_deadline_s,
 )
-from proxy.types import Offer, RuntimeView
+from proxy.types import Attempt, Offer, RuntimeView
 
 KEY = ("a", "a/gpt-4")
 
@@ -103,3 +105,20 @@ def test_a_quiet_model_saves_up_at_most_the_cap() -> None:
     for _ in range(1000):
         budget.deposit()
     assert sum(budget.take() for _ in range(100)) == BUDGET_CAP
+
+
+def test_a_hedge_attempt_says_so_in_the_attempts_list() -> None:
+    plain = Attempt("a", "a/gpt-4", "cancelled", 12.345)
+    hedge = Attempt("b", "b/gpt-4", "ok", 20.0, hedge=True)
+    assert "hedge" not in plain.as_json()
+    assert hedge.as_json() == {
+        "provider": "b",
+        "provider_model_id": "b/gpt-4",
+        "status": "ok",
+        "elapsed_ms": 20.0,
+        "hedge": True,
+    }
+    assert hedge_outcome([plain, hedge]) == "won"
+    assert hedge_outcome([Attempt("a", "a/gpt-4", "ok", 1.0), replace(hedge, outcome="cancelled")]) == "lost"
+    assert hedge_outcome([Attempt("a", "a/gpt-4", "500", 1.0), replace(hedge, outcome="502")]) == "cancelled"
+    assert hedge_outcome([plain]) is None
