@@ -1,4 +1,4 @@
-"""The tail benchmark: p50/p99 when the first offer is slow 10 % of the time, hedging off vs on.
+"""The hedging benchmark (issue 17): p50/p99 when the first offer is slow 10 % of the time, hedging off vs on.
 
     python -m bench.hedge                       # about 2 minutes; prints a table and writes it into RESULTS.md
     python -m bench.hedge --requests 100 --no-write
@@ -33,7 +33,7 @@ from bench.procs import Processes, Started, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
-SECTION = "## Tail: one offer slow 10 % of the time, hedging off vs on"
+SECTION = "## Hedged requests (issue 17): one offer slow 10 % of the time, hedging off vs on"
 SETTINGS = (("off", None), ("on, hedge_budget 0.1", 0.1), ("on, hedge_budget 0.25", 0.25))
 BODY = {"model": "gpt-4", "messages": [{"role": "user", "content": "hello"}]}
 
