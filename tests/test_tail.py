@@ -291,30 +291,30 @@ def explain_env(fresh_database_url: str, tmp_path: Path, monkeypatch: pytest.Mon
     return fresh_database_url
 
 
-async def test_explain_shows_what_a_proxy_learned(
+def test_explain_shows_what_a_proxy_learned(
     explain_env: str, mock_provider: Any, proxy_server: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fresh_database_url = explain_env
     a, b = mock_provider("a"), mock_provider("b")
     env = {"DATABASE_URL": fresh_database_url}
     config = health_config([("a", a.url), ("b", b.url)], env=env, proxy={"health_flush_s": 0.2})
-    await sync(fresh_database_url, config)
+    asyncio.run(sync(fresh_database_url, config))
     proxy = proxy_server(config)
     wait_until(lambda: proxy.gateway.database_ok)
-    await asyncio.to_thread(warm_up, proxy, stream=True)
+    warm_up(proxy, stream=True)
 
     async def flushed() -> Any:
         return (await tracking(fresh_database_url))["a"]["first_output"]
 
-    await eventually(flushed)
-    assert await asyncio.to_thread(main, ["explain", "gpt-4", "--json"]) == 0
+    asyncio.run(eventually(flushed))
+    assert main(["explain", "gpt-4", "--json"]) == 0
     order = {o["provider"]: o for o in json.loads(capsys.readouterr().out)["failover_order"]}
     stream = order["a"]["first_output"]["stream"]
     assert stream["samples"] >= MIN_SAMPLES
     assert 0 < stream["usual_ms"] <= stream["hedge_delay_ms"] < 1000
     assert stream["deadline_s"] == DEADLINE_FLOOR_S
     assert order["a"]["first_output"]["non_stream"]["usual_ms"] is None
-    assert await asyncio.to_thread(main, ["explain", "gpt-4"]) == 0
+    assert main(["explain", "gpt-4"]) == 0
     table = capsys.readouterr().out
     assert f"first output (streams): usually {stream['usual_ms']:g} ms, hedge after" in table
     assert "first output (whole answers)" not in table
