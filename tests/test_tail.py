@@ -331,3 +331,13 @@ def test_a_client_that_leaves_cancels_both_attempts(mock_provider: Any, proxy_se
         httpx.post(f"{proxy.url}/chat/completions", json={"model": "gpt-4", "messages": MESSAGES}, timeout=0.5)
     a.wait_for_disconnects(1)
     b.wait_for_disconnects(1)
+
+
+def test_a_reload_turns_hedging_on(mock_provider: Any, proxy_server: Any) -> None:
+    a, b = mock_provider("a"), mock_provider("b")
+    proxy = proxy_server(tail_config([a, b]))
+    view = httpx.get(f"{proxy.base}/admin/failover/model/gpt-4", headers=ADMIN).json()
+    assert view["hedge"] == {"enabled": False, "budget": 0.1}
+    proxy.gateway.reload(tail_config([a, b], hedge=True, hedge_budget=0.3))
+    view = httpx.get(f"{proxy.base}/admin/failover/model/gpt-4", headers=ADMIN).json()
+    assert view["hedge"] == {"enabled": True, "budget": 0.3}

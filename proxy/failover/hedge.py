@@ -69,6 +69,11 @@ class Hedging:
     """The hedging rules of every model and their budgets, built once from the config."""
 
     def __init__(self, config: Config) -> None:
+        self.budgets: dict[str, HedgeBudget] = {}
+        self.reconfigure(config)
+
+    def reconfigure(self, config: Config) -> None:
+        """Apply a (re-read) config: the rules change, each model's balance stays, at its new share."""
         self.default = HedgeRule(config.proxy.hedge, config.proxy.hedge_budget)
         self.rules = {
             m.model_id: HedgeRule(
@@ -78,7 +83,8 @@ class Hedging:
             for m in config.models
         }
         self.any_enabled = self.default.enabled or any(r.enabled for r in self.rules.values())
-        self.budgets: dict[str, HedgeBudget] = {}
+        for model_id, budget in self.budgets.items():
+            budget.share = self.rule(model_id).budget
 
     def rule(self, model_id: str) -> HedgeRule:
         return self.rules.get(model_id, self.default)

@@ -219,6 +219,7 @@ class Gateway:
         self.context.settings, self.context.keys = config.proxy, self.keys
         self.catalog.reconfigure(config)
         self.router.fallbacks = config.model_fallbacks
+        self.hedging.reconfigure(config)
         self._bind_labels()
         return summary
 
