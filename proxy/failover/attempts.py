@@ -35,7 +35,7 @@ from proxy.errors import (
 )
 from proxy.failover.client_request import ClientRequest
 from proxy.failover.first_output import first_output_seen, first_output_timeout, first_output_wait
-from proxy.failover.hedge import CANCELLED_ATTEMPT, HedgePlan, Hedging, Leg, race
+from proxy.failover.hedge import CANCELLED_ATTEMPT, HedgePlan, Hedging, Leg, hedge_plan, race
 from proxy.failover.refusals import Cooldown, classify_refusal, is_account_failure
 from proxy.failover.verdict import FirstEvent, answer_failure, first_event_verdict
 from proxy.runtime.metrics import Metrics
@@ -95,7 +95,9 @@ async def run_attempts(
         return _try_offer(ctx, request, offer, path=path, headers=headers, deadline=deadline, more=more)
 
     skip = 0
-    hedge = _hedge_plan(ctx, request, offers)
+    hedge = hedge_plan(
+        ctx.hedging, ctx.state.first_output, offers, request=request, max_attempts=ctx.settings.max_attempts
+    )
     if hedge is not None:
         served = await _hedged(run, start, hedge)
         if served is not None:
@@ -180,20 +182,10 @@ class _Run:
         metrics.child(metrics.attempts, provider, model, CANCELLED_ATTEMPT).inc()
         detail = "cancelled: the other attempt of the hedged request answered first"
         ms = elapsed * 1000
-        attempt = Attempt(offer.provider_slug, offer.provider_model_id, CANCELLED_ATTEMPT, ms, True, detail, hedge)
+        attempt = Attempt(
+            offer.provider_slug, offer.provider_model_id, CANCELLED_ATTEMPT, ms, True, detail, hedge=hedge
+        )
         self.attempts.append(attempt)
-
-
-def _hedge_plan(ctx: AttemptContext, request: ClientRequest, offers: tuple[Offer, ...]) -> HedgePlan | None:
-    """The first two offers, the hedge delay and the model's budget, when this request may be hedged."""
-    hedging = ctx.hedging
-    if hedging is None or not hedging.any_enabled or not offers:
-        return None
-    budget = hedging.admit(offers[0].model_id)
-    if budget is None or len(offers) < 2 or ctx.settings.max_attempts < 2 or not request.prefs.allow_fallbacks:
-        return None
-    delay = ctx.state.first_output.hedge_delay_s(offers[0].key, request.stream)
-    return None if delay is None else HedgePlan(offers[0], offers[1], delay, budget)
 
 
 async def _hedged(run: _Run, start: Callable[[Offer], Awaitable[Served]], plan: HedgePlan) -> Served | None:
@@ -371,7 +363,9 @@ def _failed(ctx: AttemptContext, offer: Offer, exc: UpstreamError, elapsed: floa
     if _account_failure(exc):
         ctx.state.cool_provider(offer.provider_slug, now)
     detail = exc.message
-    return Attempt(offer.provider_slug, offer.provider_model_id, code, elapsed * 1000, exc.retryable, detail, hedge)
+    return Attempt(
+        offer.provider_slug, offer.provider_model_id, code, elapsed * 1000, exc.retryable, detail, hedge=hedge
+    )
 
 
 def _account_failure(exc: UpstreamError) -> bool:

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 from proxy.config import Config
 from proxy.errors import UpstreamError
+from proxy.failover.client_request import ClientRequest
+from proxy.runtime.first_output import FirstOutputTimes
 from proxy.types import Attempt, Offer
 
 BUDGET_CAP = 10.0  # hedges a quiet model may save up for a burst
@@ -109,6 +111,25 @@ class HedgePlan:
     second: Offer
     delay_s: float
     budget: HedgeBudget
+
+
+def hedge_plan(
+    hedging: Hedging | None,
+    times: FirstOutputTimes,
+    offers: Sequence[Offer],
+    *,
+    request: ClientRequest,
+    max_attempts: int,
+) -> HedgePlan | None:
+    """The first two offers, the first one's hedge delay and the model's budget (credited for this
+    request), when this request may be hedged; None otherwise."""
+    if hedging is None or not hedging.any_enabled or not offers:
+        return None
+    budget = hedging.admit(offers[0].model_id)
+    if budget is None or len(offers) < 2 or max_attempts < 2 or not request.prefs.allow_fallbacks:
+        return None
+    delay = times.hedge_delay_s(offers[0].key, request.stream)
+    return None if delay is None else HedgePlan(offers[0], offers[1], delay, budget)
 
 
 @dataclass(slots=True)
