@@ -111,7 +111,8 @@ def test_a_hedge_attempt_says_so_in_the_attempts_list() -> None:
     plain = Attempt("a", "a/gpt-4", "cancelled", 12.345)
     hedge = Attempt("b", "b/gpt-4", "ok", 20.0, hedge=True)
     assert "hedge" not in plain.as_json()
-    assert hedge.as_json() == {
+    assert hedge.as_json("gpt-4") == {
+        "model": "gpt-4",
         "provider": "b",
         "provider_model_id": "b/gpt-4",
         "status": "ok",
