@@ -10,7 +10,7 @@
   (text[] of OpenAI request fields) and `input_modalities` (text[]), NULL when unknown.
 - `model_health_tracking`: one row per offer (`offer_id` -> `models.id`); `(provider, model)` is
   the offer key (provider slug, provider model id); counts are incremented atomically;
-  `call_count` is generated; `average_response_time_ms` is an EWMA; `first_output` is the learned
+  `call_count` is generated; `average_response_time_ms` is an EWMA; `first_output` (migration 0006) is the learned
   time to first output a proxy flushed last (JSON, `proxy.runtime.first_output.learned_json`).
 - `model_health_history`: one row per observation, `source` is `probe` or `traffic`.
 - `offer_catalog`: a view joining the three, what every ranked-offer read selects from.
