@@ -71,6 +71,8 @@ class ProxySettings:
     health_flush_s: float = 5.0  # how often passive counts are flushed to Postgres
     shutdown_grace_s: float = 30.0  # in-flight requests get this long on SIGTERM
     response_pin_ttl_s: float = 2_592_000.0  # how long a Responses API response id stays pinned to its offer
+    hedge: bool = False  # hedged requests (proxy.failover.hedge); [[models]] may say otherwise per model
+    hedge_budget: float = 0.1  # the largest share of a model's requests that may be hedged, in (0, 1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,8 @@ class ModelConfig:
     model_id: str
     offers: tuple[StaticOffer, ...] = ()
     fallbacks: tuple[str, ...] = ()  # canonical models tried, in order, when every offer of this one failed
+    hedge: bool | None = None  # None: [proxy] hedge
+    hedge_budget: float | None = None  # None: [proxy] hedge_budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +291,11 @@ def _positive(reader: _Reader, settings: object, where: str) -> None:
         raise reader.fail(f"{where}.port", f"must be a TCP port, got {port}")
 
 
+def _share(reader: _Reader, name: str, value: float | None) -> None:
+    if value is not None and not 0 < value <= 1:
+        raise reader.fail(name, f"must be a share of requests, greater than 0 and at most 1, got {value:g}")
+
+
 def _providers(reader: _Reader, raw: Any, env: Mapping[str, str]) -> tuple[ProviderConfig, ...]:
     if not isinstance(raw, list):
         raise reader.fail("providers", "expected an array of tables ([[providers]])")
@@ -358,7 +367,16 @@ def _models(reader: _Reader, raw: Any, slugs: set[str]) -> tuple[ModelConfig, ..
             reader.policies(offer, owhere)
             offers.append(offer)
         fallbacks = tuple(m for m in model.fallbacks if m != model.model_id)
-        out.append(ModelConfig(model_id=model.model_id, offers=tuple(offers), fallbacks=fallbacks))
+        _share(reader, f"{where}.hedge_budget", model.hedge_budget)
+        out.append(
+            ModelConfig(
+                model_id=model.model_id,
+                offers=tuple(offers),
+                fallbacks=fallbacks,
+                hedge=model.hedge,
+                hedge_budget=model.hedge_budget,
+            )
+        )
     return tuple(out)
 
 
@@ -422,6 +440,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, 
     health = reader.table(data.get("health", {}), HealthSettings, "health")
     _positive(reader, proxy, "proxy")
     _positive(reader, health, "health")
+    _share(reader, "proxy.hedge_budget", proxy.hedge_budget)
     providers = _providers(reader, data.get("providers", []), env)
     models = _models(reader, data.get("models", []), {p.slug for p in providers})
     keys = tuple(Secret(k.strip()) for k in env.get("FAILOVER_API_KEYS", "").split(",") if k.strip())

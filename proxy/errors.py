@@ -18,6 +18,7 @@
     │   ├── ConnectFailed             refused, reset or unresolvable before a byte was sent
     │   ├── ConnectTimeout            no connection within connect_timeout_s
     │   ├── FirstByteTimeout          connected, but no status/first chunk within first_byte_timeout_s
+    │   │   └── FirstOutputLate       ... nor within the offer's learned deadline (proxy.runtime.first_output)
     │   ├── DeadlineExceeded          the request's deadline_s ran out during this attempt
     │   ├── UpstreamStatus            the provider answered with an error status
     │   ├── MalformedResponse         the provider answered 200 with a body that is not what it claims
@@ -144,6 +145,10 @@ class ConnectTimeout(UpstreamError):
 
 class FirstByteTimeout(UpstreamError):
     code = "first_byte_timeout"
+
+
+class FirstOutputLate(FirstByteTimeout):
+    code = "first_output_late"
 
 
 class DeadlineExceeded(UpstreamError):

@@ -134,6 +134,7 @@ class RuntimeView:
     circuit: CircuitState = CircuitState.CLOSED
     latency_ms: float | None = None  # passive EWMA of time to first byte
     passive_health: Health = Health.UNKNOWN
+    slow_until: float = 0.0  # wall clock seconds; after a first-output timeout it ranks behind its peers
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,16 +157,20 @@ class Attempt:
     retryable: bool = True
     detail: str = field(default="", compare=False)
     model: str = ""  # the canonical model of the offer tried, when a request tried several models
+    hedge: bool = False  # started alongside the attempt before it (a hedged request)
 
     def as_json(self, model: str = "") -> dict[str, object]:
         """The entry of a 503's `attempts` list; `model` names the model when the attempt does not."""
-        return {
+        out: dict[str, object] = {
             "model": self.model or model,
             "provider": self.provider,
             "provider_model_id": self.provider_model_id,
             "status": self.outcome,
             "elapsed_ms": round(self.elapsed_ms, 1),
         }
+        if self.hedge:
+            out["hedge"] = True
+        return out
 
 
 @dataclass(frozen=True, slots=True)

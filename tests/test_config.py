@@ -92,6 +92,15 @@ def test_is_frozen_and_masks_secrets(tmp_path: Path) -> None:
         (GOOD.replace('listing = "openrouter"', 'listing = "xml"'), "providers[0].listing"),
         (GOOD.replace("https://api.featherless", "ftp://api.featherless"), "providers[1].base_url"),
         ("[proxy\nport=1", "not valid TOML"),
+        (
+            GOOD.replace("max_attempts = 4", "max_attempts = 4\nhedge_budget = 1.5"),
+            "proxy.hedge_budget: must be a share",
+        ),
+        (GOOD.replace("max_attempts = 4", "max_attempts = 4\nhedge = 1"), "proxy.hedge: expected true or false"),
+        (
+            GOOD.replace('\nmodel_id = "gpt-4"', '\nmodel_id = "gpt-4"\nhedge_budget = 0'),
+            "models[0].hedge_budget: must be",
+        ),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, fragment: str) -> None:

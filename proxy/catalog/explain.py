@@ -1,11 +1,12 @@
 """`failover explain MODEL [--json]`: the ranked failover order of one model, and why.
 
 The human form is a table (rank, provider, provider model id, health, latency, prices) with the
-reason under each row, and the model fallback chain (`[[models]] fallbacks`) when there is one;
-`--json` prints `explain_failover_for_model`'s shape, the guide's, plus `model_chain`. The model
-is found the way the proxy finds it: the id as given, else its canonical id (`GPT-4`, `openai/gpt-4`
--> `gpt-4`, or the config's `[aliases]`). A model with no active offer is an error: a message (with
-close matches) on stderr and exit code 1.
+reason under each row, what a proxy learned of the offer's time to first output when one has flushed
+it (`model_health_tracking.first_output`), and the model fallback chain (`[[models]] fallbacks`) when
+there is one; `--json` prints `explain_failover_for_model`'s shape, the guide's, plus `model_chain`.
+The model is found the way the proxy finds it: the id as given, else its canonical id (`GPT-4`,
+`openai/gpt-4` -> `gpt-4`, or the config's `[aliases]`). A model with no active offer is an error: a
+message (with close matches) on stderr and exit code 1.
 """
 
 from __future__ import annotations
@@ -47,6 +48,21 @@ def _row(entry: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+def first_output_lines(learned: dict[str, Any] | None) -> list[str]:
+    """What a proxy learned of the offer's time to first output, one line per kind with samples."""
+    lines = []
+    for kind, label in (("stream", "streams"), ("non_stream", "whole answers")):
+        known = (learned or {}).get(kind) or {}
+        if known.get("usual_ms") is None:
+            continue
+        usual, hedge, deadline = known["usual_ms"], known["hedge_delay_ms"], known["deadline_s"]
+        lines.append(
+            f"     first output ({label}): usually {usual:g} ms, hedge after {hedge:g} ms,"
+            f" learned deadline {deadline:g} s ({known['samples']} samples)"
+        )
+    return lines
+
+
 def render_table(result: dict[str, Any]) -> str:
     """The human form of an explain result."""
     rows = [COLUMNS, *(_row(entry) for entry in result["failover_order"])]
@@ -56,7 +72,9 @@ def render_table(result: dict[str, Any]) -> str:
         cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         lines.append(("  " + "  ".join(cells)).rstrip())
         if i:
-            lines.append(f"     why: {result['failover_order'][i - 1]['reason']}")
+            entry = result["failover_order"][i - 1]
+            lines.append(f"     why: {entry['reason']}")
+            lines.extend(first_output_lines(entry.get("first_output")))
     lines.append(result["recommendation"])
     if len(result.get("model_chain", ())) > 1:
         lines.append(f"model fallbacks: {' -> '.join(result['model_chain'])} (when every offer of a model failed)")

@@ -12,6 +12,7 @@ order here is the order a fresh proxy instance would try.
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypedDict
 
 import asyncpg
@@ -109,10 +110,16 @@ async def explain_failover_for_model(
     pool: asyncpg.Pool, model_id: str, *, strategy: Strategy = Strategy.BALANCED
 ) -> dict[str, Any]:
     """The guide's shape: `model`, `providers_available`, `failover_order` (best first, each with
-    `priority` = its rank from 1, and the `reason` it is there), `recommendation`."""
+    `priority` = its rank from 1, the `reason` it is there, and `first_output`: the learned time to
+    first output a proxy flushed last, `proxy.runtime.first_output.learned_json`, or None),
+    `recommendation`."""
     ranked = await ranked_offers(pool, model_id, strategy=strategy)
     offers = [offer for offer, _ in ranked]
     reasons = explain_order(offers, strategy)
+    learned = {
+        (r["provider"], r["model"]): json.loads(r["first_output"])
+        for r in await pool.fetch(query("first_output_for_model"), model_id)
+    }
     order = [
         {
             "priority": rank,
@@ -124,6 +131,7 @@ async def explain_failover_for_model(
             "pricing_completion": offer.pricing_completion,
             "success_rate": row["success_rate"],
             "provider_priority": offer.priority,
+            "first_output": learned.get(offer.key),  # what a proxy learned and flushed last, or None
             "reason": reason,
         }
         for rank, ((offer, row), reason) in enumerate(zip(ranked, reasons, strict=True), start=1)

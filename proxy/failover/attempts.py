@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -33,7 +33,10 @@ from proxy.errors import (
     UpstreamError,
     UpstreamStatus,
 )
+from proxy.failover.client_request import ClientRequest
 from proxy.failover.endpoints import PROXIED, Endpoint
+from proxy.failover.first_output import first_output_seen, first_output_timeout, first_output_wait
+from proxy.failover.hedge import CANCELLED_ATTEMPT, HedgePlan, Hedging, Leg, hedge_plan, race
 from proxy.failover.refusals import Cooldown, classify_refusal, is_account_failure
 from proxy.failover.verdict import FirstEvent, answer_failure, first_event_verdict
 from proxy.runtime.metrics import Metrics
@@ -49,6 +52,7 @@ from proxy.upstream.sse import SseEvent, SseFramer, looks_like_sse
 MAX_HELD_BYTES = 256 * 1024
 CONTEXT_REFUSAL = "context_length"
 CHAT = PROXIED["/v1/chat/completions"]
+HEDGED_KINDS = frozenset({"chat", "completions", "embeddings"})
 
 
 class ForwardRequest(Protocol):
@@ -84,6 +88,7 @@ class AttemptContext:
     state: RuntimeState
     keys: Mapping[str, Secret]
     metrics: Metrics
+    hedging: Hedging | None = None
 
 
 async def run_attempts(
@@ -97,44 +102,144 @@ async def run_attempts(
     endpoint: Endpoint = CHAT,
 ) -> Served:
     """Try the ranked offers in order; `deadline` is on the event loop's clock. `endpoint` says how
-    an answer is judged before commit (`proxy.failover.endpoints`)."""
+    an answer is judged before commit (`proxy.failover.endpoints`). The first offer of a model with
+    hedging on may have the second one raced against it (`proxy.failover.hedge`; JSON endpoints of
+    `HEDGED_KINDS` only)."""
     loop = asyncio.get_running_loop()
-    attempts: list[Attempt] = []
-    upstream_s = 0.0
-    context_floor: int | None = None  # after a context-length refusal: only larger (or unknown) contexts
-    offers = ranking.offers
-    for index, offer in enumerate(offers):
-        if len(attempts) >= ctx.settings.max_attempts or deadline - loop.time() <= 0:
+    run = _Run(ctx, request, ranking.offers)
+    offers = run.offers
+
+    def start(offer: Offer) -> Awaitable[Served]:
+        run.started += 1
+        more = offers.index(offer) + 1 < len(offers) and run.started < ctx.settings.max_attempts
+        return _try_offer(ctx, request, offer, endpoint, path=path, headers=headers, deadline=deadline, more=more)
+
+    skip = 0
+    hedge = _hedge_plan(ctx, request, offers, endpoint)
+    if hedge is not None:
+        served = await _hedged(run, start, hedge)
+        if served is not None:
+            return served
+        skip = len(run.attempts)
+    for offer in offers[skip:]:
+        if len(run.attempts) >= ctx.settings.max_attempts or deadline - loop.time() <= 0:
             break
-        if not _fits_context(offer, context_floor):
+        if not _fits_context(offer, run.context_floor):
             continue
         started = loop.time()
         try:
-            served = await _try_offer(ctx, request, offer, endpoint, path=path, headers=headers, deadline=deadline)
+            served = await start(offer)
         except UpstreamError as exc:
-            elapsed = loop.time() - started
-            upstream_s += elapsed
-            if _is_context_refusal(exc):
-                context_floor = max(context_floor or 0, offer.context_length or 0)
-                exc.retryable = _any_left(ctx, offers[index + 1 :], context_floor, len(attempts) + 1)
-            attempts.append(_failed(ctx, offer, exc, elapsed))
-            if not exc.retryable:
-                if isinstance(exc, UpstreamStatus):
-                    exc.attempts, exc.offer = tuple(attempts), offer
-                raise
-            if index + 1 < len(offers):
-                model = ctx.metrics.model(offer.model_id)
-                from_provider = ctx.metrics.provider(offer.provider_slug)
-                ctx.metrics.child(ctx.metrics.failovers, model, from_provider, exc.outcome).inc()
+            run.failed(offer, exc, loop.time() - started)
             continue
-        elapsed = loop.time() - started
-        attempts.append(Attempt(offer.provider_slug, offer.provider_model_id, "ok", elapsed * 1000))
-        _answered(ctx, offer, elapsed, settled=not request.stream)
-        served.attempts = attempts
-        served.upstream_s = upstream_s + elapsed
+        return run.succeeded(served, loop.time() - started)
+    raise AllOffersFailed(run.attempts, retry_after_s=_soonest_usable(ctx, ranking))
+
+
+def _hedge_plan(
+    ctx: AttemptContext, request: ForwardRequest, offers: tuple[Offer, ...], endpoint: Endpoint
+) -> HedgePlan | None:
+    """Hedging races two providers on one request: only for the JSON endpoints where a duplicate
+    costs little and leaves nothing behind (not a stored response, an image, audio or an upload)."""
+    if endpoint.kind not in HEDGED_KINDS or not isinstance(request, ClientRequest):
+        return None
+    return hedge_plan(
+        ctx.hedging, ctx.state.first_output, offers, request=request, max_attempts=ctx.settings.max_attempts
+    )
+
+
+class _Run:
+    """The attempts of one request so far, and the bookkeeping of each one's end."""
+
+    __slots__ = ("attempts", "context_floor", "ctx", "offers", "request", "started", "upstream_s")
+
+    def __init__(self, ctx: AttemptContext, request: ForwardRequest, offers: tuple[Offer, ...]) -> None:
+        self.ctx, self.request, self.offers = ctx, request, offers
+        self.attempts: list[Attempt] = []
+        self.upstream_s = 0.0
+        self.started = 0  # attempts started (a race runs two at once)
+        self.context_floor: int | None = None  # after a context-length refusal: only larger (or unknown) contexts
+
+    def failed(self, offer: Offer, exc: UpstreamError, elapsed: float, *, hedge: bool = False) -> None:
+        """Record a failed attempt; raise `exc` when it is not retryable (the caller passes it through)."""
+        ctx, index = self.ctx, self.offers.index(offer)
+        self.upstream_s += elapsed
+        if _is_context_refusal(exc):
+            self.context_floor = max(self.context_floor or 0, offer.context_length or 0)
+            later = self.offers[index + 1 :]
+            exc.retryable = _any_left(ctx, later, self.context_floor, len(self.attempts) + 1)
+        self.attempts.append(_failed(ctx, offer, exc, elapsed, hedge=hedge))
+        if not exc.retryable:
+            if isinstance(exc, UpstreamStatus):
+                exc.attempts, exc.offer = tuple(self.attempts), offer
+            raise exc
+        if index + 1 < len(self.offers):
+            model = ctx.metrics.model(offer.model_id)
+            from_provider = ctx.metrics.provider(offer.provider_slug)
+            ctx.metrics.child(ctx.metrics.failovers, model, from_provider, exc.outcome).inc()
+
+    def succeeded(self, served: Served, elapsed: float, *, hedge: bool = False) -> Served:
+        offer = served.offer
+        self.attempts.append(Attempt(offer.provider_slug, offer.provider_model_id, "ok", elapsed * 1000, hedge=hedge))
+        _answered(self.ctx, offer, elapsed, settled=not self.request.stream)
+        served.attempts = self.attempts
+        served.upstream_s = self.upstream_s + elapsed
         served.first_output_s = elapsed
         return served
-    raise AllOffersFailed(attempts, retry_after_s=_soonest_usable(ctx, ranking))
+
+    def settle(self, leg: Leg, *, taken: bool) -> tuple[Served | None, UpstreamError | None]:
+        """Record how one leg of a race ended: (its answer if it is the one served, its error if that
+        must be passed through). `taken`: an earlier leg already served."""
+        outcome = leg.result
+        if isinstance(outcome, Served) and not taken:
+            return self.succeeded(outcome, leg.elapsed, hedge=leg.hedge), None
+        if isinstance(outcome, UpstreamError):
+            try:
+                self.failed(leg.offer, outcome, leg.elapsed, hedge=leg.hedge)
+            except UpstreamError as final:
+                return None, final
+            return None, None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if isinstance(outcome, Served):
+            outcome.response.close()  # answered in the same instant as the winner: too late
+        self.cancelled(leg.offer, leg.elapsed, hedge=leg.hedge)
+        return None, None
+
+    def cancelled(self, offer: Offer, elapsed: float, *, hedge: bool) -> None:
+        metrics = self.ctx.metrics
+        provider, model = metrics.provider(offer.provider_slug), metrics.model(offer.model_id)
+        metrics.child(metrics.attempts, provider, model, CANCELLED_ATTEMPT).inc()
+        detail = "cancelled: the other attempt of the hedged request answered first"
+        ms = elapsed * 1000
+        attempt = Attempt(
+            offer.provider_slug, offer.provider_model_id, CANCELLED_ATTEMPT, ms, True, detail, hedge=hedge
+        )
+        self.attempts.append(attempt)
+
+
+async def _hedged(run: _Run, start: Callable[[Offer], Awaitable[Served]], plan: HedgePlan) -> Served | None:
+    """The first offer, raced against the second after the hedge delay; the answer, or None when
+    every leg failed (retryably). A leg's non-retryable answer is raised once both are recorded."""
+    result = await race(start, plan)
+    if result.outcome is not None:
+        metrics = run.ctx.metrics
+        metrics.child(metrics.hedges, metrics.model(plan.first.model_id), result.outcome).inc()
+    winner: Served | None = None
+    final: UpstreamError | None = None
+    upstream_s = run.upstream_s + result.elapsed_s  # the legs overlap: the race's own time, not their sum
+    for leg in result.legs:
+        served, error = run.settle(leg, taken=winner is not None)
+        winner, final = winner or served, final or error
+    run.upstream_s = upstream_s
+    if winner is not None:
+        winner.attempts, winner.upstream_s = run.attempts, upstream_s
+        return winner
+    if final is not None:
+        if isinstance(final, UpstreamStatus):
+            final.attempts = tuple(run.attempts)
+        raise final
+    return None
 
 
 def _is_context_refusal(exc: UpstreamError) -> bool:
@@ -160,7 +265,10 @@ async def _try_offer(
     path: str,
     headers: Mapping[str, str],
     deadline: float,
+    more: bool,
 ) -> Served:
+    """One attempt. With another offer to try (`more`), the wait for the first output is bounded by the
+    offer's learned deadline rather than the configured `first_byte_timeout_s`."""
     settings = ctx.settings
     loop = asyncio.get_running_loop()
     remaining = deadline - loop.time()
@@ -170,9 +278,11 @@ async def _try_offer(
         send_headers["authorization"] = f"Bearer {key.reveal()}"
     url = offer.base_url + path
     body = request.encode_for(offer.provider_model_id)
-    budget = min(settings.first_byte_timeout_s, remaining)
+    wait = first_output_wait(ctx.state, offer, request.stream, settings.first_byte_timeout_s, more=more)
+    budget = min(wait, remaining)
     ctx.state.take(offer, time.time())
     response: UpstreamResponse | None = None
+    started = loop.time()
     reading = False  # the status line is in: the rest of a non-streaming answer has until the deadline
     try:
         try:
@@ -181,15 +291,21 @@ async def _try_offer(
                 if response.status >= 300:
                     raise await _status_error(response)
                 if request.stream:
-                    return await _first_of_stream(offer, response, path, endpoint)
+                    first = await _first_output(response, path)
+                    first_output_seen(ctx.state, offer, request.stream, loop.time() - started)
+                    return _streamed(offer, response, first, endpoint)
                 if endpoint.answer == "binary":
-                    return Served(offer, response, await _first_bytes(response), [], 0.0)
+                    first = await _first_bytes(response)
+                    first_output_seen(ctx.state, offer, request.stream, loop.time() - started)
+                    return Served(offer, response, first, [], 0.0)
+                first_output_seen(ctx.state, offer, request.stream, loop.time() - started)
                 reading = True
                 timer.reschedule(max(deadline, loop.time() + 0.001))
                 raw = await response.read()
         except TimeoutError:
-            deadline_bound = reading or remaining <= settings.first_byte_timeout_s
-            raise (DeadlineExceeded() if deadline_bound else FirstByteTimeout()) from None
+            if reading or remaining <= wait:
+                raise DeadlineExceeded() from None
+            raise first_output_timeout(ctx.state, offer, request.stream, wait, settings.first_byte_timeout_s) from None
         if endpoint.answer == "document" and not _is_json(response):
             response.release()
             return Served(offer, response, raw, [], 0.0)
@@ -218,8 +334,8 @@ async def _status_error(response: UpstreamResponse) -> UpstreamStatus:
     )
 
 
-async def _first_of_stream(offer: Offer, response: UpstreamResponse, path: str, endpoint: Endpoint) -> Served:
-    first = await _first_output(response, path)
+def _streamed(offer: Offer, response: UpstreamResponse, first: bytes, endpoint: Endpoint) -> Served:
+    """A stream up to its first output; a Responses stream also names the response it created."""
     response_id = response_id_of(first) if endpoint.events == "responses" else None
     return Served(offer, response, first, [], 0.0, response_id=response_id)
 
@@ -289,7 +405,7 @@ def _whole_body(offer: Offer, response: UpstreamResponse, body: bytes, path: str
     return Served(offer, response, body, [], 0.0, parsed)
 
 
-def _failed(ctx: AttemptContext, offer: Offer, exc: UpstreamError, elapsed: float) -> Attempt:
+def _failed(ctx: AttemptContext, offer: Offer, exc: UpstreamError, elapsed: float, *, hedge: bool) -> Attempt:
     code = exc.outcome
     metrics = ctx.metrics
     metrics.child(metrics.attempts, metrics.provider(offer.provider_slug), metrics.model(offer.model_id), code).inc()
@@ -301,10 +417,14 @@ def _failed(ctx: AttemptContext, offer: Offer, exc: UpstreamError, elapsed: floa
             now,
             connection=isinstance(exc, ConnectFailed | ConnectTimeout),
             cooldown_s=_cooldown(ctx.settings, exc),
+            slow=isinstance(exc, FirstByteTimeout),
         )
     if _account_failure(exc):
         ctx.state.cool_provider(offer.provider_slug, now)
-    return Attempt(offer.provider_slug, offer.provider_model_id, code, elapsed * 1000, exc.retryable, exc.message)
+    detail = exc.message
+    return Attempt(
+        offer.provider_slug, offer.provider_model_id, code, elapsed * 1000, exc.retryable, detail, hedge=hedge
+    )
 
 
 def _account_failure(exc: UpstreamError) -> bool:
@@ -344,8 +464,11 @@ def settle_stream(ctx: AttemptContext, served: Served, error: UpstreamError | No
         ctx.state.record_success(offer, served.first_output_s * 1000, now)
         return
     ctx.state.record_failure(offer, code, now)
-    if served.attempts:
-        served.attempts[-1] = replace(served.attempts[-1], outcome=code, detail=error.message)
+    for index in range(len(served.attempts) - 1, -1, -1):  # the served attempt (a cancelled hedge may follow it)
+        attempt = served.attempts[index]
+        if attempt.outcome == "ok" and (attempt.provider, attempt.provider_model_id) == offer.key:
+            served.attempts[index] = replace(attempt, outcome=code, detail=error.message)
+            break
 
 
 def _soonest_usable(ctx: AttemptContext, ranking: Ranking) -> float | None:

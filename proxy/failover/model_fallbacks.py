@@ -88,7 +88,7 @@ def _tagged(attempts: Sequence[Attempt], model: str) -> list[Attempt]:
 
 
 def _with_model(a: Attempt, model: str) -> Attempt:
-    return Attempt(a.provider, a.provider_model_id, a.outcome, a.elapsed_ms, a.retryable, a.detail, model)
+    return Attempt(a.provider, a.provider_model_id, a.outcome, a.elapsed_ms, a.retryable, a.detail, model, a.hedge)
 
 
 def plan(

@@ -11,10 +11,13 @@ The order (SPEC section 7):
    - `price`: prompt + completion price per token, then priority, then latency;
    - `latency`: latency, then priority, then price;
    and last by provider slug, so equal offers always come in the same order;
-3. offers whose circuit is open come after every other offer, in the same order among themselves:
+3. an offer that recently timed out before its first output (`RuntimeView.slow_until`, for
+   `proxy.runtime.first_output.SLOW_PENALTY_S`) comes after its peers whose circuit is closed, so the
+   next request does not wait on it again;
+4. offers whose circuit is open come after every other offer, in the same order among themselves:
    they get no traffic while any other offer serves, and are the last resort, not a lost request,
    when every other offer failed;
-4. `allow_fallbacks = false` keeps only the offers the request named (or just the best one).
+5. `allow_fallbacks = false` keeps only the offers the request named (or just the best one).
 """
 
 from __future__ import annotations
@@ -133,7 +136,10 @@ def rank_offers(
     live = [o for o in candidates if views.get(o.key, NO_VIEW).cooldown_until <= now]
     closed = [o for o in live if views.get(o.key, NO_VIEW).circuit is not CircuitState.OPEN]
     opened = [o for o in live if views.get(o.key, NO_VIEW).circuit is CircuitState.OPEN]
-    usable = _sorted(closed, key) + _sorted(opened, key)
+    slow = [o for o in closed if views.get(o.key, NO_VIEW).slow_until > now]
+    if slow:
+        closed = [o for o in closed if views.get(o.key, NO_VIEW).slow_until <= now]
+    usable = _sorted(closed, key) + _sorted(slow, key) + _sorted(opened, key)
     if not prefs.allow_fallbacks:
         named = [o for o in usable if o.provider_slug in order]
         usable = named if prefs.order else usable[:1]

@@ -19,6 +19,7 @@ from proxy.failover.ranking import offer_health, rank_offers
 from proxy.http.answers import error_body
 from proxy.http.bearer import bearer_token
 from proxy.http.gateway import Gateway
+from proxy.runtime.first_output import learned_json
 from proxy.types import CircuitState, Health, Offer, RuntimeView
 
 
@@ -64,7 +65,7 @@ def _capabilities(offer: Offer) -> dict[str, Any]:
     }
 
 
-def _order_entry(position: int, offer: Offer, view: RuntimeView) -> dict[str, Any]:
+def _order_entry(gateway: Gateway, position: int, offer: Offer, view: RuntimeView) -> dict[str, Any]:
     return {
         "priority": position,
         "provider": offer.provider_slug,
@@ -77,6 +78,8 @@ def _order_entry(position: int, offer: Offer, view: RuntimeView) -> dict[str, An
         "pricing_prompt": offer.pricing_prompt,
         "pricing_completion": offer.pricing_completion,
         "capabilities": _capabilities(offer),
+        "ranked_behind_s": round(max(0.0, view.slow_until - time.time()), 1),
+        "first_output": learned_json(gateway.state.first_output, offer.key, gateway.settings.first_byte_timeout_s),
     }
 
 
@@ -130,13 +133,15 @@ async def failover_model(request: Request) -> Response:
         )
         return Response(body, status_code=404, media_type="application/json")
     ranked, views = _ranked(gateway, offers)
-    order = [_order_entry(i + 1, o, views[o.key]) for i, o in enumerate(ranked)]
+    order = [_order_entry(gateway, i + 1, o, views[o.key]) for i, o in enumerate(ranked)]
     canonical = offers[0].model_id if offers else model_id
+    hedge = gateway.hedging.rule(canonical)
     return JSONResponse(
         {
             "model": canonical,
             "model_chain": [canonical, *gateway.router.fallbacks.get(canonical, ())],
             "strategy": gateway.settings.strategy.value,
+            "hedge": {"enabled": hedge.enabled, "budget": hedge.budget},
             "providers_available": len(order),
             "failover_order": order,
             "recommendation": _recommendation(order),

@@ -32,6 +32,7 @@ from prometheus_client import Gauge
 from proxy.config import Config
 from proxy.errors import CatalogError
 from proxy.failover.attempts import AttemptContext
+from proxy.failover.hedge import Hedging
 from proxy.failover.model_fallbacks import ModelRouter
 from proxy.http.reload import live_config, reload_summary, restart_only_changes
 from proxy.runtime.catalog import Catalog
@@ -95,7 +96,8 @@ class Gateway:
         pin_redis = redis_client(config.redis_url) if config.redis_url else None
         self.pins = ResponsePins(config.proxy.response_pin_ttl_s, pin_redis, config.redis_prefix)
         self.flusher = HealthFlusher(self.state, config.health, lambda: self.pool)
-        self.context = AttemptContext(self.settings, self.client, self.state, self.keys, self.metrics)
+        self.hedging = Hedging(config)
+        self.context = AttemptContext(self.settings, self.client, self.state, self.keys, self.metrics, self.hedging)
         self.router = ModelRouter(self.catalog, self.context, config.model_fallbacks)
         self._bind_labels()
 
@@ -223,6 +225,7 @@ class Gateway:
         self.context.settings, self.context.keys = config.proxy, self.keys
         self.catalog.reconfigure(config)
         self.router.fallbacks = config.model_fallbacks
+        self.hedging.reconfigure(config)
         self._bind_labels()
         return summary
 

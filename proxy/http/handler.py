@@ -31,6 +31,7 @@ from proxy.failover.attempts import ForwardRequest, Served, run_attempts, settle
 from proxy.failover.client_request import MAX_MODEL_LENGTH, SLUG, ClientRequest, parse_request
 from proxy.failover.endpoints import PROXIED, Endpoint
 from proxy.failover.form_request import parse_form
+from proxy.failover.hedge import hedge_outcome
 from proxy.failover.model_fallbacks import not_offered, serve_request
 from proxy.failover.verdict import expected_choices, stream_event_outcome
 from proxy.http.answers import (
@@ -404,6 +405,7 @@ def _log_line(ex: Exchange, elapsed: float) -> str:
             "provider": ex.provider or None,
             "attempts": len(ex.attempts),
             "tried": [f"{a.provider}:{a.outcome}" for a in ex.attempts],
+            "hedge": hedge_outcome(ex.attempts),
             "status": ex.status,
             "outcome": ex.outcome,
             "latency_ms": round(elapsed * 1000, 2),

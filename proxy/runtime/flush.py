@@ -2,10 +2,12 @@
 
 Every `health_flush_s` it drains `RuntimeState`'s counts and writes them in one transaction: one
 atomic-increment statement for every offer seen (`proxy.store.health_counts`), the offers whose circuit
-or cooldown changed, and a `source = traffic` history row per offer at most once per
-`traffic_history_interval_s`. Nothing is written when nothing happened, and nothing on the request
-path. When the write fails (Postgres down) the counts are kept, merged with the next ones, and
-written once it is back: one pending entry per offer, so memory stays bounded.
+or cooldown changed, a `source = traffic` history row per offer at most once per
+`traffic_history_interval_s`, and the learned time to first output (`proxy.runtime.first_output`) of
+every offer that learned something since the last write, for `failover explain`. Nothing is written
+when nothing happened, and nothing on the request path. When the write fails (Postgres down) the
+counts are kept, merged with the next ones, and written once it is back: one pending entry per
+offer, so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
+import orjson
 
 from proxy.config import HealthSettings
+from proxy.runtime.first_output import learned_json
 from proxy.runtime.state import RuntimeState
 from proxy.store.database import DATABASE_ERRORS
 from proxy.store.health_counts import CountsRow, add_health_counts, mean_latency_ms, merge_counts
@@ -45,6 +49,7 @@ class FlushBatch:
     counts: dict[OfferKey, PassiveCounts]
     circuits: dict[OfferKey, CircuitMark]
     history: dict[OfferKey, PassiveCounts]
+    first_output: dict[OfferKey, tuple[int, str]]  # (samples ever recorded, the JSON to write)
 
 
 class HealthFlusher:
@@ -57,6 +62,7 @@ class HealthFlusher:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
+        self._first_output_at: dict[OfferKey, int] = {}  # samples recorded when last written
         self.history_interval_s = health.traffic_history_interval_s
         self.health = health
         self.pool = pool
@@ -79,7 +85,16 @@ class HealthFlusher:
             for key, counts in self._history.items()
             if now - self._history_at.get(key, 0.0) >= self.history_interval_s
         }
-        return FlushBatch(dict(self.pending), self._circuit_changes(now), due)
+        return FlushBatch(dict(self.pending), self._circuit_changes(now), due, self._first_output_changes())
+
+    def _first_output_changes(self) -> dict[OfferKey, tuple[int, str]]:
+        times = self.state.first_output
+        changed: dict[OfferKey, tuple[int, str]] = {}
+        for key, recorded in times.recorded().items():
+            if recorded != self._first_output_at.get(key):
+                learned = learned_json(times, key, self.state.settings.first_byte_timeout_s)
+                changed[key] = (recorded, orjson.dumps(learned).decode())
+        return changed
 
     def _circuit_changes(self, now: float) -> dict[OfferKey, CircuitMark]:
         changed: dict[OfferKey, CircuitMark] = {}
@@ -104,6 +119,10 @@ class HealthFlusher:
                 await add_health_counts(conn, _rows(batch))
                 if batch.history:
                     await conn.execute(query("add_traffic_history"), *_history_columns(batch.history, self.health))
+                if batch.first_output:
+                    keys = sorted(batch.first_output)
+                    columns = [[k[0] for k in keys], [k[1] for k in keys], [batch.first_output[k][1] for k in keys]]
+                    await conn.execute(query("set_first_output"), *columns)
         except DATABASE_ERRORS:
             if not self.failing:
                 log.warning("health flush failed; keeping %d offers' counts for the next try", len(batch.counts))
@@ -119,6 +138,7 @@ class HealthFlusher:
             self._history.pop(key, None)
             self._history_at[key] = now
         self._circuits.update(batch.circuits)
+        self._first_output_at.update({key: recorded for key, (recorded, _) in batch.first_output.items()})
         self.failing = False
         self.flushes += 1
 

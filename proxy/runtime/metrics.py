@@ -37,6 +37,7 @@ PROXY_METRICS = (
     "gatewayz_tokens_total",
     "gatewayz_cost_usd_total",
     "gatewayz_cache_lookups_total",
+    "gatewayz_hedges_total",
 )
 
 
@@ -146,6 +147,13 @@ class Metrics:
         self.tokens = Counter("gatewayz_tokens", "Tokens served, from usage", ["provider", "model", "kind"], registry=r)
         self.cost = Counter(
             "gatewayz_cost_usd", "Cost in USD from the offer's pricing and usage", ["provider", "model"], registry=r
+        )
+        self.hedges = Counter(
+            "gatewayz_hedges",
+            "Hedged requests by outcome: won (the hedge served), lost (the first attempt served), "
+            "cancelled (neither served), over_budget (wanted but the model's hedge budget was spent)",
+            ["model", "outcome"],
+            registry=r,
         )
         self.cache_lookups = Counter(
             "gatewayz_cache_lookups", "Catalog lookups by cache layer and result", ["layer", "result"], registry=r

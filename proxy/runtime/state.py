@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from proxy.config import HealthSettings, ProxySettings
 from proxy.runtime.circuit import CLOSED, Circuit, circuit_state, record_failure, record_success, take_trial
+from proxy.runtime.first_output import SLOW_PENALTY_S, FirstOutputTimes
 from proxy.types import NO_VIEW, CircuitState, Health, Offer, OfferKey, PassiveCounts, RuntimeView, StateEvent
 
 EWMA_ALPHA = 0.2
@@ -26,6 +27,7 @@ MIN_SAMPLES = 4
 @dataclass(slots=True)
 class OfferState:
     cooldown_until: float = 0.0
+    slow_until: float = 0.0  # a first-output timeout: ranked behind its peers until then
     circuit: Circuit = CLOSED
     ewma_ms: float | None = None
     window: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=WINDOW_SIZE))
@@ -74,6 +76,7 @@ class RuntimeState:
         self.offers: dict[OfferKey, OfferState] = {}
         self.providers: dict[str, Circuit] = {}
         self.provider_cooldowns: dict[str, float] = {}  # slug -> until: its account failed (key, billing, quota)
+        self.first_output = FirstOutputTimes()
 
     def _offer(self, key: OfferKey) -> OfferState:
         state = self.offers.get(key)
@@ -105,6 +108,7 @@ class RuntimeState:
             circuit=self.circuit(offer.key, now),
             latency_ms=state.ewma_ms,
             passive_health=state.passive_health(now, self.health),
+            slow_until=state.slow_until,
         )
 
     def views(self, offers: Iterable[Offer], now: float) -> dict[OfferKey, RuntimeView]:
@@ -130,6 +134,7 @@ class RuntimeState:
         if state.circuit.opened_at is not None:
             state.forget()  # a half-open trial succeeded: the old failures no longer tell anything
         state.circuit = record_success(state.circuit)
+        state.slow_until = 0.0
         if offer.provider_slug in self.providers:
             del self.providers[offer.provider_slug]
         if self.provider_cooldowns:
@@ -151,10 +156,14 @@ class RuntimeState:
         *,
         connection: bool = False,
         cooldown_s: float | None = None,
+        slow: bool = False,
     ) -> None:
         """Count a retryable failure; `connection` errors also count against the whole provider;
-        `cooldown_s` (from Retry-After) keeps the offer out of rankings until then."""
+        `cooldown_s` (from Retry-After) keeps the offer out of rankings until then; `slow` (no first
+        output in time) ranks it behind its peers for `SLOW_PENALTY_S`, so the next request does not wait."""
         state = self._offer(offer.key)
+        if slow:
+            state.slow_until = max(state.slow_until, now + SLOW_PENALTY_S)
         threshold = self.settings.circuit_failure_threshold
         was_open = state.circuit.opened_at is not None
         state.circuit = record_failure(state.circuit, now, threshold)

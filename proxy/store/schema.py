@@ -11,7 +11,8 @@
   `endpoints` the endpoint kinds it serves (NULL: all its provider serves; migration 0005).
 - `model_health_tracking`: one row per offer (`offer_id` -> `models.id`); `(provider, model)` is
   the offer key (provider slug, provider model id); counts are incremented atomically;
-  `call_count` is generated; `average_response_time_ms` is an EWMA.
+  `call_count` is generated; `average_response_time_ms` is an EWMA; `first_output` (migration 0006) is the learned
+  time to first output a proxy flushed last (JSON, `proxy.runtime.first_output.learned_json`).
 - `model_health_history`: one row per observation, `source` is `probe` or `traffic`.
 - `offer_catalog`: a view joining the three, what every ranked-offer read selects from.
 - `schema_migrations`: the migration files applied, with a checksum of each.
@@ -35,7 +36,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "model_health_tracking": (
         "id", "offer_id", "provider", "model", "success_count", "error_count", "call_count",
         "consecutive_failures", "consecutive_successes", "average_response_time_ms", "last_status",
-        "last_error", "circuit_state", "cooldown_until", "updated_at",
+        "last_error", "circuit_state", "cooldown_until", "updated_at", "first_output",
     ),
     "model_health_history": (
         "id", "offer_id", "checked_at", "source", "health_status", "response_time_ms", "http_status", "error",

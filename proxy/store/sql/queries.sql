@@ -262,3 +262,17 @@ WHERE c.offer_is_active AND c.provider_is_active;
 -- name: notify
 -- An event for proxies without Redis ($1 channel, $2 JSON payload), sent at commit.
 SELECT pg_notify($1, $2);
+
+-- name: set_first_output
+-- The tail: each offer's learned time to first output, as this proxy knows it now. Parallel arrays:
+-- $1 provider slug, $2 provider model id, $3 the JSON (proxy.runtime.first_output.learned_json).
+UPDATE model_health_tracking AS t SET first_output = f.first_output::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[]) AS f (provider, model, first_output)
+WHERE t.provider = f.provider AND t.model = f.model;
+
+-- name: first_output_for_model
+-- Explain: the learned first-output times of a canonical model's ($1) offers, by offer key.
+SELECT t.provider, t.model, t.first_output::text AS first_output
+FROM model_health_tracking t
+JOIN models m ON m.id = t.offer_id
+WHERE m.model_id = $1 AND t.first_output IS NOT NULL;
