@@ -341,3 +341,20 @@ def test_a_reload_turns_hedging_on(mock_provider: Any, proxy_server: Any) -> Non
     proxy.gateway.reload(tail_config([a, b], hedge=True, hedge_budget=0.3))
     view = httpx.get(f"{proxy.base}/admin/failover/model/gpt-4", headers=ADMIN).json()
     assert view["hedge"] == {"enabled": True, "budget": 0.3}
+
+
+def test_a_responses_request_is_never_hedged(mock_provider: Any, proxy_server: Any) -> None:
+    """A created response is stored where it was made: racing two providers would leave a second one
+    behind (and a chain pinned to the loser). Chat requests of the same model are hedged."""
+    a, b, proxy = start(mock_provider, proxy_server, hedge=True, hedge_budget=1.0)
+    warm_up(proxy, stream=False)
+    a.set_faults(fault="slow_first_byte", first_byte_ms=400)  # past its hedge delay, within the 1 s floor
+    b.reset_stats()
+    before = all_hedges(proxy)
+    answer = client(proxy).responses.with_raw_response.create(model="gpt-4", input="hello")
+    assert answer.headers["x-gatewayz-provider"] == "a" and answer.parse().output_text
+    assert answer.headers["x-gatewayz-attempts"] == "1"
+    assert b.stats()["requests"] == 0
+    assert sum(hedges_since(proxy, before).values()) == 0
+    _, headers, _ = ask(proxy, stream=False)  # the same slow offer, on chat: hedged
+    assert headers["x-gatewayz-provider"] == "b" and sum(hedges_since(proxy, before).values()) == 1
