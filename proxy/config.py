@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
-import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
+from proxy.config_reader import TableReader, check_positive, check_share, check_url
 from proxy.errors import ConfigError
 from proxy.types import ENDPOINTS, QUANTIZATIONS, Health, Strategy
 
@@ -204,99 +204,12 @@ class Config:
         return values
 
 
-T = TypeVar("T")
-_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
-    "float": ((int, float), "a number"),
-    "int": (int, "an integer"),
-    "bool": (bool, "true or false"),
-    "str": (str, "a string"),
-}
+def _policies(reader: TableReader, item: ProviderConfig | StaticOffer, where: str) -> None:
+    reader.choice(f"{where}.data_collection", item.data_collection, DATA_COLLECTION)
+    reader.choice(f"{where}.quantization", item.quantization, QUANTIZATIONS)
 
 
-class _Reader:
-    """Reads one TOML table into a dataclass, naming the file and key in every error."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.source}: {key}: {message}")
-
-    def table(self, data: Mapping[str, Any], cls: type[T], where: str, skip: tuple[str, ...] = ()) -> T:
-        known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-        values: dict[str, Any] = {}
-        for key, value in data.items():
-            name = f"{where}.{key}"
-            if key not in known or key in skip:
-                raise self.fail(name, f"unknown key (known: {', '.join(k for k in known if k not in skip)})")
-            values[key] = self.value(name, value, known[key].type)
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            missing = [f for f in known if f not in values and f not in skip]
-            raise self.fail(where, f"missing required key(s): {', '.join(missing)}") from exc
-
-    def value(self, name: str, value: Any, annotation: object) -> Any:
-        kind = str(annotation)
-        if "Strategy" in kind:
-            return self.strategy(name, value)
-        if value is None and "None" in kind:
-            return None
-        if kind.startswith("tuple[str"):
-            return self.endpoints(name, value) if name.endswith(".endpoints") else self.words(name, value)
-        base = kind.split(" ", 1)[0]
-        if base not in _TYPES:
-            raise self.fail(name, "this key cannot be set here")
-        accepted, label = _TYPES[base]
-        if isinstance(value, bool) != (base == "bool") or not isinstance(value, accepted):
-            raise self.fail(name, f"expected {label}, got {type(value).__name__}")
-        return float(cast(float, value)) if base == "float" else value
-
-    def endpoints(self, name: str, value: Any) -> tuple[str, ...]:
-        """A list of endpoint kinds (`proxy.types.ENDPOINTS`), each named once."""
-        if not isinstance(value, list) or not value or any(v not in ENDPOINTS for v in value):
-            raise self.fail(name, f"expected a non-empty list of {' | '.join(ENDPOINTS)}, got {value!r}")
-        return tuple(dict.fromkeys(value))
-
-    def words(self, name: str, value: Any) -> tuple[str, ...]:
-        """A TOML array of non-empty strings, duplicates dropped, order kept."""
-        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            raise self.fail(name, "expected an array of non-empty strings")
-        return tuple(dict.fromkeys(v.strip() for v in value))
-
-    def choice(self, name: str, value: str | None, choices: tuple[str, ...]) -> None:
-        if value is not None and value not in choices:
-            raise self.fail(name, f"expected one of {' | '.join(choices)}, got {value!r}")
-
-    def policies(self, item: ProviderConfig | StaticOffer, where: str) -> None:
-        self.choice(f"{where}.data_collection", item.data_collection, DATA_COLLECTION)
-        self.choice(f"{where}.quantization", item.quantization, QUANTIZATIONS)
-
-    def strategy(self, name: str, value: Any) -> Strategy:
-        try:
-            return Strategy(value)
-        except ValueError:
-            choices = " | ".join(s.value for s in Strategy)
-            raise self.fail(name, f"expected one of {choices}, got {value!r}") from None
-
-
-def _positive(reader: _Reader, settings: object, where: str) -> None:
-    for f in fields(settings):  # type: ignore[arg-type]
-        value = getattr(settings, f.name)
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        if numeric and value <= 0 and f.name != "port":
-            raise reader.fail(f"{where}.{f.name}", f"must be greater than 0, got {value}")
-    port = getattr(settings, "port", 1)
-    if not 0 <= port <= 65535:
-        raise reader.fail(f"{where}.port", f"must be a TCP port, got {port}")
-
-
-def _share(reader: _Reader, name: str, value: float | None) -> None:
-    if value is not None and not 0 < value <= 1:
-        raise reader.fail(name, f"must be a share of requests, greater than 0 and at most 1, got {value:g}")
-
-
-def _providers(reader: _Reader, raw: Any, env: Mapping[str, str]) -> tuple[ProviderConfig, ...]:
+def _providers(reader: TableReader, raw: Any, env: Mapping[str, str]) -> tuple[ProviderConfig, ...]:
     if not isinstance(raw, list):
         raise reader.fail("providers", "expected an array of tables ([[providers]])")
     seen: set[str] = set()
@@ -317,7 +230,7 @@ def _providers(reader: _Reader, raw: Any, env: Mapping[str, str]) -> tuple[Provi
         if provider.probe not in PROBE_KINDS:
             raise reader.fail(f"{where}.probe", f"expected one of {' | '.join(PROBE_KINDS)}")
         reader.choice(f"{where}.pricing_unit", provider.pricing_unit, PRICING_UNITS)
-        reader.policies(provider, where)
+        _policies(reader, provider, where)
         seen.add(provider.slug)
         raw_key = env.get(provider.api_key_env, "") if provider.api_key_env else ""
         key = _provider_key(reader, f"{where}.api_key_env", raw_key)
@@ -325,7 +238,7 @@ def _providers(reader: _Reader, raw: Any, env: Mapping[str, str]) -> tuple[Provi
     return tuple(out)
 
 
-def _provider_key(reader: _Reader, where: str, value: str) -> Secret:
+def _provider_key(reader: TableReader, where: str, value: str) -> Secret:
     """The key as it will be sent: surrounding whitespace (a file's final newline) dropped, and no
     control character left that would make every request to this provider fail. Never shown."""
     key = value.strip()
@@ -340,7 +253,7 @@ def _replace(provider: ProviderConfig, **changes: Any) -> ProviderConfig:
     return ProviderConfig(**values)
 
 
-def _models(reader: _Reader, raw: Any, slugs: set[str]) -> tuple[ModelConfig, ...]:
+def _models(reader: TableReader, raw: Any, slugs: set[str]) -> tuple[ModelConfig, ...]:
     if not isinstance(raw, list):
         raise reader.fail("models", "expected an array of tables ([[models]])")
     out = []
@@ -364,10 +277,10 @@ def _models(reader: _Reader, raw: Any, slugs: set[str]) -> tuple[ModelConfig, ..
             if offer.provider not in slugs:
                 raise reader.fail(f"{owhere}.provider", f"names undeclared provider {offer.provider!r}")
             _limits(reader, offer, owhere)
-            reader.policies(offer, owhere)
+            _policies(reader, offer, owhere)
             offers.append(offer)
         fallbacks = tuple(m for m in model.fallbacks if m != model.model_id)
-        _share(reader, f"{where}.hedge_budget", model.hedge_budget)
+        check_share(reader, f"{where}.hedge_budget", model.hedge_budget)
         out.append(
             ModelConfig(
                 model_id=model.model_id,
@@ -380,14 +293,14 @@ def _models(reader: _Reader, raw: Any, slugs: set[str]) -> tuple[ModelConfig, ..
     return tuple(out)
 
 
-def _limits(reader: _Reader, offer: StaticOffer, where: str) -> None:
+def _limits(reader: TableReader, offer: StaticOffer, where: str) -> None:
     for key in ("context_length", "max_completion_tokens"):
         value = getattr(offer, key)
         if value is not None and value <= 0:
             raise reader.fail(f"{where}.{key}", f"must be greater than 0, got {value}")
 
 
-def _aliases(reader: _Reader, raw: Any) -> tuple[tuple[str, str], ...]:
+def _aliases(reader: TableReader, raw: Any) -> tuple[tuple[str, str], ...]:
     if not isinstance(raw, dict):
         raise reader.fail("aliases", "expected a table of provider id = canonical id")
     for key, value in raw.items():
@@ -401,34 +314,16 @@ def _env_secret(env: Mapping[str, str], name: str) -> Secret | None:
     return Secret(value) if value else None
 
 
-URL_SCHEMES = {
-    "DATABASE_URL": (("postgresql", "postgres"), "postgresql://user:password@host:5432/dbname"),
-    "REDIS_URL": (("redis", "rediss", "unix"), "redis://host:6379/0"),
-}
-
-
 def _env_url(env: Mapping[str, str], name: str) -> Secret | None:
-    """A connection URL from the environment, checked for shape now (scheme, port) so that a typo is
-    one `ConfigError` naming the variable at start-up, not a driver's traceback later. The value
-    itself is never shown: it may hold a password."""
+    """A connection URL from the environment, its shape checked now (`check_url`); never shown."""
     secret = _env_secret(env, name)
-    if secret is None:
-        return None
-    schemes, example = URL_SCHEMES[name]
-    try:
-        parts = urllib.parse.urlsplit(secret.reveal())
-        parts.port  # noqa: B018 (raises ValueError for a port that is not a number from 0 to 65535)
-    except ValueError as exc:
-        raise ConfigError(f"{name}: not a usable URL ({exc}); expected the shape {example}") from None
-    if parts.scheme not in schemes:
-        got = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
-        expected = " or ".join(f"{s}://" for s in schemes)
-        raise ConfigError(f"{name}: expected a URL starting with {expected} ({got}), e.g. {example}")
+    if secret is not None:
+        check_url(name, secret.reveal())
     return secret
 
 
 def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Config:
-    reader = _Reader(source)
+    reader = TableReader(source)
     allowed = {"proxy", "health", "providers", "models", "aliases"}
     for key in data:
         if key not in allowed:
@@ -438,9 +333,9 @@ def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, 
             raise reader.fail(section, "expected a table")
     proxy = reader.table(data.get("proxy", {}), ProxySettings, "proxy")
     health = reader.table(data.get("health", {}), HealthSettings, "health")
-    _positive(reader, proxy, "proxy")
-    _positive(reader, health, "health")
-    _share(reader, "proxy.hedge_budget", proxy.hedge_budget)
+    check_positive(reader, proxy, "proxy")
+    check_positive(reader, health, "health")
+    check_share(reader, "proxy.hedge_budget", proxy.hedge_budget)
     providers = _providers(reader, data.get("providers", []), env)
     models = _models(reader, data.get("models", []), {p.slug for p in providers})
     keys = tuple(Secret(k.strip()) for k in env.get("FAILOVER_API_KEYS", "").split(",") if k.strip())

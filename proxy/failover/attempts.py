@@ -18,18 +18,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
-import orjson
-
 from proxy.config import ProxySettings, Secret
 from proxy.errors import (
     AllOffersFailed,
     ConnectFailed,
     ConnectTimeout,
     DeadlineExceeded,
-    EmptyAnswer,
     ErrorInAnswer,
     FirstByteTimeout,
-    MalformedResponse,
     UpstreamError,
     UpstreamStatus,
 )
@@ -37,19 +33,14 @@ from proxy.failover.client_request import ClientRequest
 from proxy.failover.endpoints import PROXIED, Endpoint
 from proxy.failover.first_output import first_output_seen, first_output_timeout, first_output_wait
 from proxy.failover.hedge import CANCELLED_ATTEMPT, HedgePlan, Hedging, Leg, hedge_plan, race
-from proxy.failover.refusals import Cooldown, classify_refusal, is_account_failure
-from proxy.failover.verdict import FirstEvent, answer_failure, first_event_verdict
+from proxy.failover.reading import first_bytes, first_output, is_json, judge_body, status_error
+from proxy.failover.refusals import Cooldown, is_account_failure
 from proxy.runtime.metrics import Metrics
 from proxy.runtime.state import RuntimeState
 from proxy.types import Attempt, Offer, Preferences, Ranking
-from proxy.upstream.client import MAX_ERROR_BODY, Body, UpstreamClient, UpstreamResponse
+from proxy.upstream.client import Body, UpstreamClient, UpstreamResponse
 from proxy.upstream.responses_events import response_id_of
-from proxy.upstream.sse import SseEvent, SseFramer, looks_like_sse
 
-# What a stream may send before its first output (comments, keep-alives, role-only chunks) is held,
-# up to this many bytes; past it the stream is committed unjudged rather than failed over. Counted
-# in stream bytes, never in reads, so the same bytes get the same verdict however they arrive.
-MAX_HELD_BYTES = 256 * 1024
 CONTEXT_REFUSAL = "context_length"
 CHAT = PROXIED["/v1/chat/completions"]
 HEDGED_KINDS = frozenset({"chat", "completions", "embeddings"})
@@ -289,13 +280,13 @@ async def _try_offer(
             async with asyncio.timeout(budget) as timer:
                 response = await ctx.client.send(url, send_headers, body)
                 if response.status >= 300:
-                    raise await _status_error(response)
+                    raise await status_error(response)
                 if request.stream:
-                    first = await _first_output(response, path)
+                    first = await first_output(response, path)
                     first_output_seen(ctx.state, offer, request.stream, loop.time() - started)
                     return _streamed(offer, response, first, endpoint)
                 if endpoint.answer == "binary":
-                    first = await _first_bytes(response)
+                    first = await first_bytes(response)
                     first_output_seen(ctx.state, offer, request.stream, loop.time() - started)
                     return Served(offer, response, first, [], 0.0)
                 first_output_seen(ctx.state, offer, request.stream, loop.time() - started)
@@ -306,7 +297,7 @@ async def _try_offer(
             if reading or remaining <= wait:
                 raise DeadlineExceeded() from None
             raise first_output_timeout(ctx.state, offer, request.stream, wait, settings.first_byte_timeout_s) from None
-        if endpoint.answer == "document" and not _is_json(response):
+        if endpoint.answer == "document" and not is_json(response):
             response.release()
             return Served(offer, response, raw, [], 0.0)
         return _whole_body(offer, response, raw, path)
@@ -316,91 +307,15 @@ async def _try_offer(
         raise
 
 
-async def _status_error(response: UpstreamResponse) -> UpstreamStatus:
-    try:
-        body = await response.read(MAX_ERROR_BODY)
-    except UpstreamError:
-        body = b""
-    verdict = classify_refusal(response.status, body, response.headers, time.time())
-    return UpstreamStatus(
-        response.status,
-        retryable=verdict.retryable,
-        body=body,
-        headers=response.headers,
-        retry_after_s=verdict.retry_after_s,
-        kind=verdict.kind,
-        counts=verdict.counts,
-        cooldown=verdict.cooldown.value,
-    )
-
-
 def _streamed(offer: Offer, response: UpstreamResponse, first: bytes, endpoint: Endpoint) -> Served:
     """A stream up to its first output; a Responses stream also names the response it created."""
     response_id = response_id_of(first) if endpoint.events == "responses" else None
     return Served(offer, response, first, [], 0.0, response_id=response_id)
 
 
-def _is_json(response: UpstreamResponse) -> bool:
-    return any(k.lower() == "content-type" and "json" in v.lower() for k, v in response.headers)
-
-
-async def _first_bytes(response: UpstreamResponse) -> bytes:
-    """A binary answer (audio) up to its first bytes: a JSON body where bytes were promised is an
-    error in disguise, and an answer that ends empty is no answer; both fail over."""
-    if _is_json(response):
-        raise MalformedResponse("the provider answered JSON where audio bytes were expected")
-    async for chunk in response.chunks():
-        if chunk:
-            return chunk
-    raise MalformedResponse("the provider's answer is empty")
-
-
-async def _first_output(response: UpstreamResponse, path: str) -> bytes:
-    """The stream up to and including its first event that carries output, judged before commit:
-    comments, pings and chunks without output are held; an error event, `[DONE]` or the end of the
-    body before any output fail the attempt. Returns every byte read, to relay in order."""
-    framer = SseFramer()
-    held: list[bytes] = []
-    checked = False
-    async for chunk in response.chunks():
-        held.append(chunk)
-        if not checked:
-            checked = _check_sse(b"".join(held), end=False)
-        if _commits(framer.feed(chunk), path) or framer.received > MAX_HELD_BYTES:
-            return b"".join(held)
-    if held and (checked or _check_sse(b"".join(held), end=True)) and _commits(framer.close(), path):
-        return b"".join(held)
-    raise EmptyAnswer("the provider's stream ended before any output")
-
-
-def _check_sse(raw: bytes, *, end: bool) -> bool:
-    """True once the stream is known to be SSE; raises when it is not; False while too short to say."""
-    head = raw.lstrip()
-    if len(head) < 6 and not end:
-        return False
-    if head and not looks_like_sse(head):
-        raise MalformedResponse("the provider's stream is not server-sent events")
-    return bool(head)
-
-
-def _commits(events: list[SseEvent], path: str) -> bool:
-    """Does one of these events commit the stream? An event that ends past `MAX_HELD_BYTES` is too
-    large to judge and commits as it is; the others are judged in order (a failure raises)."""
-    for event in events:  # noqa: SIM110 (a loop, not any(): it runs per event before commit)
-        if event.end > MAX_HELD_BYTES or first_event_verdict(path, event) is FirstEvent.OUTPUT:
-            return True
-    return False
-
-
 def _whole_body(offer: Offer, response: UpstreamResponse, body: bytes, path: str) -> Served:
     """A non-streaming answer, read in full and judged by its content; its connection released."""
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise MalformedResponse("the provider's answer is not valid JSON") from None
-    failure = answer_failure(path, parsed)
-    if failure is not None:
-        raise failure
+    parsed = judge_body(body, path)
     response.release()
     return Served(offer, response, body, [], 0.0, parsed)
 

@@ -48,6 +48,7 @@ from proxy.http.answers import (
 from proxy.http.bearer import bearer_token
 from proxy.http.body import read_body
 from proxy.http.chain import PinnedUnavailable, pinned_ranking, pinned_unavailable
+from proxy.http.disconnect import DisconnectWatch
 from proxy.http.gateway import Gateway
 from proxy.http.relay import relay_bytes, relay_stream
 from proxy.types import Attempt, Offer, Ranking, Receive, Scope, Send
@@ -59,10 +60,6 @@ access_log = logging.getLogger("gatewayz.access")
 
 ROUTES = PROXIED
 FORWARDED = frozenset({b"accept", b"user-agent", b"http-referer", b"x-title", b"openai-beta"})
-# Listening for a disconnect takes a task of its own; it starts once a request has run this long,
-# so most answers from a fast provider never pay for it, and a client that leaves sooner is
-# noticed (and its upstream request cancelled) at this point.
-WATCH_AFTER_S = 0.005
 
 
 @dataclass(slots=True)
@@ -362,38 +359,6 @@ def _request_id(given: bytes | None) -> str:
     if given is not None and len(given) <= 64 and SLUG.match(given.decode("latin-1")):
         return given.decode("latin-1")
     return f"{random.getrandbits(128):032x}"  # as unique as uuid4().hex, without a system call
-
-
-class DisconnectWatch:
-    """Cancels the request's task when its client goes away, listening from `WATCH_AFTER_S` on."""
-
-    __slots__ = ("_task", "_timer")
-
-    def __init__(self, receive: Receive, request: asyncio.Task[None], ex: Exchange) -> None:
-        self._task: asyncio.Task[None] | None = None
-        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            WATCH_AFTER_S, self._listen, receive, request, ex
-        )
-
-    def _listen(self, receive: Receive, request: asyncio.Task[None], ex: Exchange) -> None:
-        self._timer = None
-        self._task = asyncio.ensure_future(_watch_disconnect(receive, request, ex))
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self._task is not None:
-            self._task.cancel()
-
-
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[None], ex: Exchange) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            if not ex.finished:
-                ex.disconnected = True
-                task.cancel()
-            return
 
 
 def _log_line(ex: Exchange, elapsed: float) -> str:

@@ -1,0 +1,108 @@
+"""Reading an attempt's answer up to its verdict, before anything is sent to the client.
+
+An error status is read with its body and classified (`proxy.failover.refusals`); a stream is read up
+to its first event that carries output (`proxy.failover.verdict`, framed by `proxy.upstream.sse`);
+a non-streaming body is parsed and judged whole; a binary answer is read to its first bytes. Each
+raises the `UpstreamError` of the failure it finds; the caller (the attempt loop) owns the response.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from proxy.errors import EmptyAnswer, MalformedResponse, UpstreamError, UpstreamStatus
+from proxy.failover.refusals import classify_refusal
+from proxy.failover.verdict import FirstEvent, answer_failure, first_event_verdict
+from proxy.upstream.client import MAX_ERROR_BODY, UpstreamResponse
+from proxy.upstream.sse import SseEvent, SseFramer, looks_like_sse
+
+# What a stream may send before its first output (comments, keep-alives, role-only chunks) is held,
+# up to this many bytes; past it the stream is committed unjudged rather than failed over. Counted
+# in stream bytes, never in reads, so the same bytes get the same verdict however they arrive.
+MAX_HELD_BYTES = 256 * 1024
+
+
+async def status_error(response: UpstreamResponse) -> UpstreamStatus:
+    try:
+        body = await response.read(MAX_ERROR_BODY)
+    except UpstreamError:
+        body = b""
+    verdict = classify_refusal(response.status, body, response.headers, time.time())
+    return UpstreamStatus(
+        response.status,
+        retryable=verdict.retryable,
+        body=body,
+        headers=response.headers,
+        retry_after_s=verdict.retry_after_s,
+        kind=verdict.kind,
+        counts=verdict.counts,
+        cooldown=verdict.cooldown.value,
+    )
+
+
+def is_json(response: UpstreamResponse) -> bool:
+    return any(k.lower() == "content-type" and "json" in v.lower() for k, v in response.headers)
+
+
+async def first_bytes(response: UpstreamResponse) -> bytes:
+    """A binary answer (audio) up to its first bytes: a JSON body where bytes were promised is an
+    error in disguise, and an answer that ends empty is no answer; both fail over."""
+    if is_json(response):
+        raise MalformedResponse("the provider answered JSON where audio bytes were expected")
+    async for chunk in response.chunks():
+        if chunk:
+            return chunk
+    raise MalformedResponse("the provider's answer is empty")
+
+
+async def first_output(response: UpstreamResponse, path: str) -> bytes:
+    """The stream up to and including its first event that carries output, judged before commit:
+    comments, pings and chunks without output are held; an error event, `[DONE]` or the end of the
+    body before any output fail the attempt. Returns every byte read, to relay in order."""
+    framer = SseFramer()
+    held: list[bytes] = []
+    checked = False
+    async for chunk in response.chunks():
+        held.append(chunk)
+        if not checked:
+            checked = check_sse(b"".join(held), end=False)
+        if commits(framer.feed(chunk), path) or framer.received > MAX_HELD_BYTES:
+            return b"".join(held)
+    if held and (checked or check_sse(b"".join(held), end=True)) and commits(framer.close(), path):
+        return b"".join(held)
+    raise EmptyAnswer("the provider's stream ended before any output")
+
+
+def check_sse(raw: bytes, *, end: bool) -> bool:
+    """True once the stream is known to be SSE; raises when it is not; False while too short to say."""
+    head = raw.lstrip()
+    if len(head) < 6 and not end:
+        return False
+    if head and not looks_like_sse(head):
+        raise MalformedResponse("the provider's stream is not server-sent events")
+    return bool(head)
+
+
+def commits(events: list[SseEvent], path: str) -> bool:
+    """Does one of these events commit the stream? An event that ends past `MAX_HELD_BYTES` is too
+    large to judge and commits as it is; the others are judged in order (a failure raises)."""
+    for event in events:  # noqa: SIM110 (a loop, not any(): it runs per event before commit)
+        if event.end > MAX_HELD_BYTES or first_event_verdict(path, event) is FirstEvent.OUTPUT:
+            return True
+    return False
+
+
+def judge_body(body: bytes, path: str) -> Any:
+    """A non-streaming answer's parsed JSON, judged by its content: raises `MalformedResponse` when
+    it is not JSON and the verdict's failure (`ErrorInAnswer`, `EmptyAnswer`) when it carries one."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedResponse("the provider's answer is not valid JSON") from None
+    failure = answer_failure(path, parsed)
+    if failure is not None:
+        raise failure
+    return parsed
