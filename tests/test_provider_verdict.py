@@ -71,6 +71,14 @@ def access_lines(logs: CapturedLogs) -> list[dict[str, Any]]:
     return [json.loads(line) for line in logs.lines if line.startswith('{"request_id"')]
 
 
+def await_access_lines(logs: CapturedLogs, count: int = 1, timeout: float = 10.0) -> None:
+    """The access line is written once the answer has gone out, a moment after the client read it:
+    wait for it while the logs are still captured."""
+    deadline = time.monotonic() + timeout
+    while len(access_lines(logs)) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def stream_text(stream: Any) -> str:
     return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
@@ -95,6 +103,7 @@ def test_1_a_200_that_is_an_error_fails_over(
     with CapturedLogs().installed() as logs:
         raw = sdk(proxy).chat.completions.with_raw_response.create(model="gpt-4", messages=MESSAGES)
         answer = raw.parse()
+        await_access_lines(logs)
     assert answer.choices[0].message.content.startswith("b#")
     assert raw.headers["x-gatewayz-provider"] == "b" and raw.headers["x-gatewayz-attempts"] == "2"
     assert metric(proxy, "gatewayz_upstream_attempts_total", provider="a", result=code) == 1
@@ -197,6 +206,7 @@ def test_4_clients_hanging_up_after_done_are_successes_with_their_usage(scripted
         deadline = time.monotonic() + 10
         while metric(proxy, "gatewayz_requests_total", outcome="ok") < 20 and time.monotonic() < deadline:
             time.sleep(0.05)
+        await_access_lines(logs, 20)
     assert metric(proxy, "gatewayz_requests_total", outcome="ok") == 20
     assert metric(proxy, "gatewayz_requests_total", outcome="client_disconnected") == 0
     assert metric(proxy, "gatewayz_tokens_total", provider="a", kind="prompt") == 140
@@ -249,6 +259,7 @@ def test_6_an_in_band_error_after_commit_is_relayed_and_counted(
     with CapturedLogs().installed() as logs:
         raw = httpx.post(f"{proxy.url}/chat/completions",
                          json={"model": "gpt-4", "messages": MESSAGES, "stream": True})
+        await_access_lines(logs)
     found = data_events(raw.content)
     assert found == [e.decode()[6:-2] for e in (chunk("partial "), failure)] + ["[DONE]"]  # as it came, nothing added
     assert metric(proxy, "gatewayz_requests_total", outcome="stream_error") == 1
