@@ -30,10 +30,11 @@ from pathlib import Path
 import httpx
 
 from bench.procs import Processes, Started, free_port, wait_http
+from bench.report import HEDGE_SECTION
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
-SECTION = "## Hedged requests (issue 17): one offer slow 10 % of the time, hedging off vs on"
+SECTION = HEDGE_SECTION
 SETTINGS = (("off", None), ("on, hedge_budget 0.1", 0.1), ("on, hedge_budget 0.25", 0.25))
 BODY = {"model": "gpt-4", "messages": [{"role": "user", "content": "hello"}]}
 

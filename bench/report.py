@@ -7,6 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+# The heading `python -m bench.hedge` writes its table under (kept across benchmark runs).
+HEDGE_SECTION = "## Hedged requests (issue 17): one offer slow 10 % of the time, hedging off vs on"
+
 LABELS = {
     "direct": "upstream, direct",
     "fwd-aiohttp": "bare forwarder, aiohttp",
@@ -236,11 +239,14 @@ def write_report(r: dict[str, Any], path: Path) -> None:
                   f"-d{s.get('scaling_seconds', '10')}s, median of {s['rounds']} rounds", "", *_scaling(r)]
     lines += ["", "The profile of the request path, and what was changed because of it: [PROFILE.md](PROFILE.md).",
               ""]
-    path.write_text("\n".join(lines) + _soak_section(path))
+    path.write_text("\n".join(lines) + _kept_sections(path))
 
 
-def _soak_section(path: Path) -> str:
-    """The "Soak" section `python -m bench.soak` wrote into the file, kept across benchmark runs."""
+def _kept_sections(path: Path) -> str:
+    """The sections other scripts wrote into the file (`python -m bench.soak`'s "Soak", then
+    `python -m bench.hedge`'s hedging table), kept across benchmark runs: from the first of them on."""
     text = path.read_text() if path.exists() else ""
+    starts = [i for i in (text.find("## Soak\n\n<!-- soak:start -->"), text.find(HEDGE_SECTION)) if i >= 0]
+    return "\n" + text[min(starts) :].rstrip("\n") + "\n" if starts else ""
     start, end = text.find("## Soak\n\n<!-- soak:start -->"), text.find("<!-- soak:end -->")
     return "\n" + text[start : end + len("<!-- soak:end -->")] + "\n" if 0 <= start < end else ""
