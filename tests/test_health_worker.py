@@ -325,6 +325,9 @@ async def test_health_started_before_its_database_exists_waits_then_probes(
         await sync(url, config)
         assert await asyncio.to_thread(children[0].wait, 60) == 0
         await eventually(lambda: rows(url, "SELECT 1 FROM model_health_history WHERE source = 'probe'"), timeout=30)
+        # the --once worker may have held the leadership for its round: the other takes it once that one left
+        forever_log = tmp_path / "forever.log"
+        await eventually(lambda: _logged(forever_log, "took the probing leadership"), timeout=30)
     finally:
         for child in children:
             if child.poll() is None:
@@ -340,3 +343,7 @@ async def test_health_started_before_its_database_exists_waits_then_probes(
     once, forever = ((tmp_path / f"{kind}.log").read_text() for kind in ("once", "forever"))
     assert "database unavailable, waiting for it" in once and "probed" in once, once
     assert "database unavailable, waiting for it" in forever and "took the probing leadership" in forever, forever
+
+
+async def _logged(path: Path, text: str) -> bool:
+    return text in path.read_text(encoding="utf-8", errors="replace")
