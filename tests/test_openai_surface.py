@@ -13,8 +13,8 @@ import httpx
 import openai
 import pytest
 
+from proxy.mock.answers.media import speech_bytes
 from proxy.mock.background import BackgroundServer
-from proxy.mock.media import speech_bytes
 from proxy.mock.wire import Exchange
 from tests.harness import gateway_config
 from tests.test_responses_api import metric

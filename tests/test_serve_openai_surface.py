@@ -11,7 +11,7 @@ from typing import Any
 
 import openai
 
-from proxy.mock.media import speech_bytes
+from proxy.mock.answers.media import speech_bytes
 from proxy.mock.testing import free_port
 from tests.test_serve import wait_ready
 

@@ -1,13 +1,10 @@
 """An OpenAI-compatible fake provider with fault modes, for tests, the demo and the benchmarks.
 
     settings.py    what a mock is (MockConfig) and how it misbehaves (Faults), validated
-    schedule.py    which requests a fault hits (reproducible)
-    payloads.py    the OpenAI-shaped bodies, pure
-    routes.py      the healthy answer of each /v1 endpoint, pure
-    shaped.py      chat answers that honour `tools`, `n` and `response_format`
-    responses_api.py  the Responses API: create (whole or typed events), retrieve, delete, cancel, input items
-    media.py       moderations, image generation, speech (bytes) and transcriptions (multipart)
-    faults.py      how each fault misbehaves on the wire
+    answers/       what a healthy provider says: payloads.py (the OpenAI-shaped bodies, pure), routes.py
+                   (the answer of each /v1 endpoint, pure), shaped.py (`tools`, `n`, `response_format`),
+                   responses_api.py (the Responses API), media.py (moderations, images, speech, transcriptions)
+    faults/        how it misbehaves: modes.py (each fault on the wire), schedule.py (which requests it hits)
     wire.py        ASGI plumbing: bodies, answers, dropped connections, clients that leave
     log.py         what the mock saw (GET /_mock/stats)
     state.py       config + current faults + log of one running mock

@@ -13,11 +13,11 @@ from typing import Any
 
 import orjson
 
-from proxy.mock import media, responses_api
+from proxy.mock.answers import media, responses_api
+from proxy.mock.answers.routes import ROUTES as BASE_ROUTES
+from proxy.mock.answers.routes import Answer, Call, error
 from proxy.mock.control import handle_control
-from proxy.mock.faults import inject, send_answer
-from proxy.mock.routes import ROUTES as BASE_ROUTES
-from proxy.mock.routes import Answer, Call, error
+from proxy.mock.faults.modes import inject, send_answer
 from proxy.mock.settings import Faults, MockConfig
 from proxy.mock.state import MockState
 from proxy.mock.wire import Exchange, Receive, Scope, Send, answer_unless_gone, read_body

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import orjson
 
-from proxy.mock import payloads
+from proxy.mock.answers import payloads
 from proxy.mock.settings import faults_from_mapping
 from proxy.mock.state import MockState
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Every fault and what it does on the wire (shown by `failover mock-provider --help`; see `proxy.mock.faults`).
+# Every fault and what it does on the wire (shown by `failover mock-provider --help`; see `proxy.mock.faults.modes`).
 FAULT_MEANINGS = {
     "none": "answer normally",
     "down": "close the connection without answering (as a crashed or unreachable server)",

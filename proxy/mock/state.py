@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from proxy.mock.faults.schedule import FaultSchedule
 from proxy.mock.log import RequestLog
-from proxy.mock.schedule import FaultSchedule
 from proxy.mock.settings import Faults, MockConfig
 
 

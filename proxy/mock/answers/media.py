@@ -21,8 +21,8 @@ import orjson
 
 from proxy.errors import BadRequest
 from proxy.failover.form_request import form_fields
-from proxy.mock.payloads import sse
-from proxy.mock.routes import Answer, Call, error
+from proxy.mock.answers.payloads import sse
+from proxy.mock.answers.routes import Answer, Call, error
 
 CATEGORIES = (
     "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.mock import payloads, shaped
+from proxy.mock.answers import payloads, shaped
 from proxy.mock.settings import MockConfig
 
 
@@ -84,7 +84,7 @@ def _generated(call: Call, kind: Generated) -> Answer:
 
 
 def _shaped(call: Call, ident: str, text: str, tokens: dict[str, int]) -> Answer:
-    """A chat answer that honours `tools`, `n` or `response_format` (`proxy.mock.shaped`)."""
+    """A chat answer that honours `tools`, `n` or `response_format` (`proxy.mock.answers.shaped`)."""
     payload, name = call.payload, call.config.name
     problem = shaped.check_shape(payload)
     if problem is not None:

@@ -1,7 +1,7 @@
 """Chat answers shaped by the request: `tools` (a tool call), `n` (several choices), and
 `response_format` (JSON content), as OpenAI shapes them, so demos and tests can show each.
 
-Used by `proxy.mock.routes` only when a request asks for one of them; a plain request keeps the
+Used by `proxy.mock.answers.routes` only when a request asks for one of them; a plain request keeps the
 plain, cheaper path.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from proxy.mock.payloads import _envelope, sse
+from proxy.mock.answers.payloads import _envelope, sse
 
 DONE = b"data: [DONE]\n\n"
 MAX_N = 8

@@ -15,8 +15,8 @@ import asyncio
 import email.utils
 import time
 
-from proxy.mock import payloads
-from proxy.mock.routes import Answer
+from proxy.mock.answers import payloads
+from proxy.mock.answers.routes import Answer
 from proxy.mock.settings import Faults
 from proxy.mock.wire import EVENT_STREAM, JSON, Exchange, forever
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from proxy.mock import payloads
-from proxy.mock.routes import Answer, Call, error
+from proxy.mock.answers import payloads
+from proxy.mock.answers.routes import Answer, Call, error
 
 Store = dict[str, dict[str, Any]]
 

@@ -1,0 +1,1 @@
+"""How a mock provider misbehaves: each fault on the wire, and which requests it hits."""
