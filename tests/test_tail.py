@@ -303,8 +303,9 @@ def test_explain_shows_what_a_proxy_learned(
     wait_until(lambda: proxy.gateway.database_ok)
     warm_up(proxy, stream=True)
 
-    async def flushed() -> Any:
-        return (await tracking(fresh_database_url))["a"]["first_output"]
+    async def flushed() -> Any:  # every sample of the warm-up, not a flush taken half-way through it
+        learned = (await tracking(fresh_database_url))["a"]["first_output"]
+        return learned and json.loads(learned)["stream"]["samples"] >= MIN_SAMPLES + 5
 
     asyncio.run(eventually(flushed))
     assert main(["explain", "gpt-4", "--json"]) == 0
