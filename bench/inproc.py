@@ -111,9 +111,10 @@ async def one(handler: ProxyHandler, body: bytes, never: asyncio.Future[Any]) ->
 
 
 async def run(requests: int, stream: bool, profile: bool) -> None:
-    handler = ProxyHandler(gateway())
+    served = gateway()
+    handler = ProxyHandler(served)
     for sink in logging.getLogger("gatewayz.access").handlers:  # as `failover serve` wires it
-        handler.write_access = getattr(sink, "write_line", None)
+        served.accounting.write_access = getattr(sink, "write_line", None)
     never: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     body = STREAM_REQUEST if stream else REQUEST
     for _ in range(500):

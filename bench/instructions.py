@@ -28,8 +28,11 @@ async def _requests(count: int, stream: bool) -> None:
     from bench import inproc
     from proxy.http.handler import ProxyHandler
 
-    handler = ProxyHandler(inproc.gateway())
-    handler.write_access = lambda line: None  # the line is built, as under serve; not written
+    gateway = inproc.gateway()
+    handler = ProxyHandler(gateway)
+    # the line is built, as under serve, and not written (before the request record, the handler wrote it)
+    writer = getattr(gateway, "accounting", handler)
+    writer.write_access = lambda line: None
     never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     body = inproc.STREAM_REQUEST if stream else inproc.REQUEST
     for _ in range(count):

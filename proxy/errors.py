@@ -32,6 +32,8 @@
     └── ShuttingDown                  the answer was still under way shutdown_grace_s after SIGTERM
 
 Each class has a short `code`: the metric label and the `status` in an answer's `attempts` list.
+Errors are never changed after they are raised: whether an attempt's failure ends the request, and
+the attempts a 503 lists, are the request record's (`proxy.failover.record`), not the error's.
 An `UpstreamStatus` is labelled by its `outcome`: the status (`"503"`) or, when its body said more,
 the kind of refusal (`"context_length"`, `"rate_limited"`, ...; see `proxy.failover.refusals`).
 """
@@ -41,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from proxy.types import Attempt, Offer
+from proxy.types import Attempt
 
 
 class GatewayError(Exception):
@@ -146,6 +148,10 @@ class ConnectTimeout(UpstreamError):
 class FirstByteTimeout(UpstreamError):
     code = "first_byte_timeout"
 
+    def __init__(self, message: str = "", *, waited_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.waited_s = waited_s  # how long the attempt waited: a lower bound of the offer's time to first output
+
 
 class FirstOutputLate(FirstByteTimeout):
     code = "first_output_late"
@@ -205,8 +211,6 @@ class UpstreamStatus(UpstreamError):
         self.kind = kind  # what the body said, when it said more than the status
         self.counts = counts  # against the offer's health and circuit (an offer-specific limit does not)
         self.cooldown = cooldown  # "", "offer" (Retry-After) or "provider" (an account failure)
-        self.attempts: tuple[Attempt, ...] = ()  # set by the attempt loop when it passes this through
-        self.offer: Offer | None = None
 
     @property
     def outcome(self) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class Health(StrEnum):
@@ -82,10 +82,11 @@ class Offer:
     data_collection: str | None = None  # "allow" (the provider may keep or train on prompts) or "deny"
     zdr: bool | None = None  # zero data retention
     quantization: str | None = None  # "fp8", "bf16", ... (OpenRouter's names)
+    # (provider slug, provider model id), made once: the request path asks for it a dozen times a request
+    key: OfferKey = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> OfferKey:
-        return (self.provider_slug, self.provider_model_id)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.provider_slug, self.provider_model_id))
 
     @property
     def effective_health(self) -> Health:
@@ -126,9 +127,9 @@ class MaxPrice:
     request: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RuntimeView:
-    """What this instance knows about an offer beyond the catalog, at one instant."""
+class RuntimeView(NamedTuple):
+    """What this instance knows about an offer beyond the catalog, at one instant (a named tuple:
+    one is made per ranked offer per request, and a tuple is the cheapest immutable record)."""
 
     cooldown_until: float = 0.0  # monotonic seconds; a provider said "not before then"
     circuit: CircuitState = CircuitState.CLOSED

@@ -15,12 +15,14 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import httpx
 import uvicorn
 
 from proxy.config import Config, config_from_mapping
 from proxy.http.app import GatewayApp, create_app
 from proxy.http.head_guard import GuardedHttpToolsProtocol
 from proxy.upstream.client import UpstreamClient
+from tests.metric_reader import metric_value
 
 
 def gateway_config(
@@ -75,6 +77,10 @@ class ProxyServer:
     @property
     def url(self) -> str:
         return f"{self.base}/v1"
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The sum of the samples of `name` with these labels, as `/metrics` shows them now."""
+        return metric_value(httpx.get(f"{self.base}/metrics", timeout=10).text, name, **labels)
 
     def start(self) -> ProxyServer:
         config = uvicorn.Config(

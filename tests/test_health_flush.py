@@ -123,8 +123,8 @@ async def test_concurrent_flushers_never_lose_an_increment(fresh_database_url: s
     offer = Offer("gpt-4", "a", "a/gpt-4", a.url, "A_API_KEY")
     pool = await asyncpg.create_pool(fresh_database_url, min_size=3, max_size=3)
     try:
-        states = [RuntimeState(config.proxy) for _ in range(3)]
-        flushers = [HealthFlusher(s, config.health, lambda: pool) for s in states]
+        states = [RuntimeState(config.proxy, health=config.health) for _ in range(3)]
+        flushers = [HealthFlusher(s, lambda: pool) for s in states]
         for _ in range(10):
             for state in states:
                 for _ in range(7):
@@ -144,11 +144,11 @@ async def test_a_flush_that_fails_keeps_its_counts_for_the_next(fresh_database_u
     config = health_config([("a", a.url)])
     await sync(fresh_database_url, config)
     offer = Offer("gpt-4", "a", "a/gpt-4", a.url, "A_API_KEY")
-    state = RuntimeState(config.proxy)
+    state = RuntimeState(config.proxy, health=config.health)
     broken = await asyncpg.create_pool(fresh_database_url, min_size=1, max_size=1)
     await broken.close()
     current = [broken]
-    flusher = HealthFlusher(state, config.health, lambda: current[0])
+    flusher = HealthFlusher(state, lambda: current[0])
     for _ in range(3):
         state.record_success(offer, 5.0, time.time())
     try:

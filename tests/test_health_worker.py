@@ -15,7 +15,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from health.worker import HealthWorker, RoundReport
 from proxy.cli import main
@@ -24,14 +23,11 @@ from proxy.store.health_counts import CountsRow, add_health_counts
 from proxy.types import PassiveCounts
 from tests.conftest import _swap_database
 from tests.health_helpers import FAST, KEYS, eventually, health_config, offer_health, rows, sync, tracking
+from tests.metric_reader import metric_value
 
 
 def sample(worker: HealthWorker, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(worker.metrics.exposition().decode()):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                return float(s.value)
-    return 0.0
+    return metric_value(worker.metrics.exposition(), name, **labels)
 
 
 async def rounds(worker: HealthWorker, n: int) -> list[RoundReport]:

@@ -49,15 +49,7 @@ def chat(proxy: ProxyServer, **kw: Any) -> Any:
     return sdk.chat.completions.with_raw_response.create(model="gpt-4", messages=HI, **kw)
 
 
-def metric(proxy: ProxyServer, line_start: str) -> float:
-    text = httpx.get(f"{proxy.base}/metrics").text
-    for line in text.splitlines():
-        if line.startswith(line_start):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
-FALLBACK_METRIC = 'gatewayz_model_fallbacks_total{from_model="gpt-4",to_model="gpt-4o"}'
+FALLBACK = {"from_model": "gpt-4", "to_model": "gpt-4o"}
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -82,7 +74,7 @@ def test_models_field_serves_from_the_next_model_when_every_offer_of_the_first_f
     assert "models" not in sent  # removed before forwarding
     assert "models" not in primary.stats()["recent"][-1]["body"]
     assert third.stats()["requests"] == 0
-    assert metric(proxy, FALLBACK_METRIC) == 1.0
+    assert proxy.metric("gatewayz_model_fallbacks_total", **FALLBACK) == 1.0
 
 
 def test_a_healthy_first_model_serves_and_the_header_names_it(three: Any, proxy_server: Any) -> None:
@@ -92,7 +84,7 @@ def test_a_healthy_first_model_serves_and_the_header_names_it(three: Any, proxy_
     assert raw.headers["x-gatewayz-model"] == "gpt-4"
     assert raw.headers["x-gatewayz-attempts"] == "1"
     assert second.stats()["requests"] == 0
-    assert metric(proxy, FALLBACK_METRIC) == 0.0
+    assert proxy.metric("gatewayz_model_fallbacks_total", **FALLBACK) == 0.0
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -124,7 +116,7 @@ def test_a_400_never_moves_to_another_model(three: Any, proxy_server: Any) -> No
         chat(proxy, extra_body={"models": ["claude"]})
     assert caught.value.response.headers["x-gatewayz-model"] == "gpt-4"
     assert second.stats()["requests"] == 0
-    assert metric(proxy, FALLBACK_METRIC) == 0.0
+    assert proxy.metric("gatewayz_model_fallbacks_total", **FALLBACK) == 0.0
 
 
 def test_when_every_model_failed_each_attempt_names_its_model(three: Any, proxy_server: Any) -> None:
@@ -142,7 +134,7 @@ def test_when_every_model_failed_each_attempt_names_its_model(three: Any, proxy_
         ("gpt-4o", "second", "503"),
         ("claude", "third", "503"),
     ]
-    assert metric(proxy, 'gatewayz_model_fallbacks_total{from_model="gpt-4o",to_model="claude"}') == 1.0
+    assert proxy.metric("gatewayz_model_fallbacks_total", from_model="gpt-4o", to_model="claude") == 1.0
 
 
 def test_a_model_no_offer_can_take_falls_back_to_one_that_can(

@@ -17,7 +17,6 @@ from proxy.mock.answers.media import speech_bytes
 from proxy.mock.background import BackgroundServer
 from proxy.mock.wire import Exchange
 from tests.harness import gateway_config
-from tests.test_responses_api import metric
 
 FIRST = {"x-gatewayz-provider": "flaky"}
 
@@ -254,4 +253,4 @@ def test_a_200_without_results_or_images_fails_over(
     assert len(moderated.parse().results) == 1 and moderated.headers["x-gatewayz-provider"] == "steady"
     assert len(images.parse().data) == 2 and images.headers["x-gatewayz-provider"] == "steady"
     assert images.headers["x-gatewayz-attempts"] == "2"
-    assert metric(proxy, "gatewayz_failovers_total", from_provider="flaky", reason="empty_answer") == 2
+    assert proxy.metric("gatewayz_failovers_total", from_provider="flaky", reason="empty_answer") == 2

@@ -55,18 +55,6 @@ def sdk(proxy: ProxyServer) -> openai.OpenAI:
     return openai.OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
 
 
-def metrics(proxy: ProxyServer) -> str:
-    return httpx.get(f"{proxy.base}/metrics").text
-
-
-def metric(proxy: ProxyServer, name: str, **labels: str) -> float:
-    """The value of one series (0 when absent); labels in any order."""
-    for line in metrics(proxy).splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def access_lines(logs: CapturedLogs) -> list[dict[str, Any]]:
     return [json.loads(line) for line in logs.lines if line.startswith('{"request_id"')]
 
@@ -106,8 +94,8 @@ def test_1_a_200_that_is_an_error_fails_over(
         await_access_lines(logs)
     assert answer.choices[0].message.content.startswith("b#")
     assert raw.headers["x-gatewayz-provider"] == "b" and raw.headers["x-gatewayz-attempts"] == "2"
-    assert metric(proxy, "gatewayz_upstream_attempts_total", provider="a", result=code) == 1
-    assert metric(proxy, "gatewayz_failovers_total", from_provider="a", reason=code) == 1
+    assert proxy.metric("gatewayz_upstream_attempts_total", provider="a", result=code) == 1
+    assert proxy.metric("gatewayz_failovers_total", from_provider="a", reason=code) == 1
     assert access_lines(logs)[-1]["tried"] == [f"a:{code}", "b:ok"]
     assert proxy.gateway.state.offers[("a", "a/gpt-4")].counts.errors == 1  # against the offer's health
 
@@ -119,7 +107,7 @@ def test_1_every_offer_answering_an_error_in_a_200_is_a_503(scripted: Any, proxy
         sdk(proxy).chat.completions.create(model="gpt-4", messages=MESSAGES)
     assert caught.value.status_code == 503
     assert caught.value.body["attempts"][0]["status"] == "error_in_answer"  # type: ignore[index]
-    assert metric(proxy, "gatewayz_requests_total", outcome="all_providers_failed") == 1
+    assert proxy.metric("gatewayz_requests_total", outcome="all_providers_failed") == 1
 
 
 # 2. keep-alive comments: not a commit, not progress ------------------------------------------------------
@@ -139,7 +127,7 @@ def test_2_comment_then_error_event_fails_over_with_no_error_shown(
     assert stream_text(sdk(proxy).chat.completions.create(model="gpt-4", messages=MESSAGES, stream=True)).startswith(
         "b#"
     )
-    assert metric(proxy, "gatewayz_failovers_total", from_provider="a", reason="error_in_answer") == 2
+    assert proxy.metric("gatewayz_failovers_total", from_provider="a", reason="error_in_answer") == 2
 
 
 def test_2_keep_alive_comments_do_not_count_as_the_first_output(
@@ -153,7 +141,7 @@ def test_2_keep_alive_comments_do_not_count_as_the_first_output(
     text = stream_text(sdk(proxy).chat.completions.create(model="gpt-4", messages=MESSAGES, stream=True))
     assert text.startswith("b#")
     assert 2.0 <= time.perf_counter() - started < 5.0
-    assert metric(proxy, "gatewayz_failovers_total", from_provider="a", reason="first_byte_timeout") == 1
+    assert proxy.metric("gatewayz_failovers_total", from_provider="a", reason="first_byte_timeout") == 1
 
 
 def test_2_a_provider_that_only_sends_comments_after_output_is_ended_by_the_idle_timeout(
@@ -167,7 +155,7 @@ def test_2_a_provider_that_only_sends_comments_after_output_is_ended_by_the_idle
     assert 1.0 <= time.perf_counter() - started < 4.0  # the comments would have held it for 8 s
     found = data_events(raw.content)
     assert json.loads(found[-1])["error"]["code"] == "stream_idle_timeout"
-    assert metric(proxy, "gatewayz_requests_total", outcome="stream_idle_timeout") == 1
+    assert proxy.metric("gatewayz_requests_total", outcome="stream_idle_timeout") == 1
 
 
 # 3. a large first event is judged the same however the network cuts it -----------------------------------
@@ -204,13 +192,13 @@ def test_4_clients_hanging_up_after_done_are_successes_with_their_usage(scripted
                                                     stream_options={"include_usage": True})
             assert stream_text(stream) == "hi"
         deadline = time.monotonic() + 10
-        while metric(proxy, "gatewayz_requests_total", outcome="ok") < 20 and time.monotonic() < deadline:
+        while proxy.metric("gatewayz_requests_total", outcome="ok") < 20 and time.monotonic() < deadline:
             time.sleep(0.05)
         await_access_lines(logs, 20)
-    assert metric(proxy, "gatewayz_requests_total", outcome="ok") == 20
-    assert metric(proxy, "gatewayz_requests_total", outcome="client_disconnected") == 0
-    assert metric(proxy, "gatewayz_tokens_total", provider="a", kind="prompt") == 140
-    assert metric(proxy, "gatewayz_cost_usd_total", provider="a") == pytest.approx(20 * (7 * 0.001 + 2 * 0.002))
+    assert proxy.metric("gatewayz_requests_total", outcome="ok") == 20
+    assert proxy.metric("gatewayz_requests_total", outcome="client_disconnected") == 0
+    assert proxy.metric("gatewayz_tokens_total", provider="a", kind="prompt") == 140
+    assert proxy.metric("gatewayz_cost_usd_total", provider="a") == pytest.approx(20 * (7 * 0.001 + 2 * 0.002))
     assert [line["status"] for line in access_lines(logs)] == [200] * 20
 
 
@@ -227,7 +215,7 @@ def test_5_a_complete_stream_without_done_ends_cleanly(scripted: Any, proxy_serv
     raw = httpx.post(f"{proxy.url}/chat/completions", json={"model": "gpt-4", "messages": MESSAGES, "stream": True})
     found = data_events(raw.content)
     assert found[-1] == "[DONE]" and not any('"error"' in e for e in found)
-    assert metric(proxy, "gatewayz_requests_total", outcome="ok") == 2
+    assert proxy.metric("gatewayz_requests_total", outcome="ok") == 2
 
 
 def test_5_done_inside_content_does_not_make_a_cut_look_clean(scripted: Any, proxy_server: Any) -> None:
@@ -241,7 +229,7 @@ def test_5_done_inside_content_does_not_make_a_cut_look_clean(scripted: Any, pro
     assert json.loads(found[0])["choices"][0]["delta"]["content"] == text
     assert json.loads(found[-1])["error"]["code"] == "stream_broken"
     assert [e for e in found if '"error"' in e] == [found[-1]]  # exactly one error event
-    assert metric(proxy, "gatewayz_requests_total", outcome="stream_broken") == 2
+    assert proxy.metric("gatewayz_requests_total", outcome="stream_broken") == 2
 
 
 # 6. an in-band error after commit -------------------------------------------------------------------------
@@ -262,9 +250,9 @@ def test_6_an_in_band_error_after_commit_is_relayed_and_counted(
         await_access_lines(logs)
     found = data_events(raw.content)
     assert found == [e.decode()[6:-2] for e in (chunk("partial "), failure)] + ["[DONE]"]  # as it came, nothing added
-    assert metric(proxy, "gatewayz_requests_total", outcome="stream_error") == 1
-    assert metric(proxy, "gatewayz_upstream_attempts_total", provider="a", result="stream_error") == 1
-    assert metric(proxy, "gatewayz_upstream_attempts_total", provider="a", result="ok") == 0
+    assert proxy.metric("gatewayz_requests_total", outcome="stream_error") == 1
+    assert proxy.metric("gatewayz_upstream_attempts_total", provider="a", result="stream_error") == 1
+    assert proxy.metric("gatewayz_upstream_attempts_total", provider="a", result="ok") == 0
     assert access_lines(logs)[-1]["outcome"] == "stream_error"
     assert access_lines(logs)[-1]["tried"] == ["a:stream_error"]
     assert proxy.gateway.state.offers[("a", "a/gpt-4")].counts.errors == 1
@@ -306,7 +294,7 @@ def test_7_offer_specific_refusals_fail_over(
     proxy = serve(proxy_server, ("a", a.url), ("b", b.url))
     raw = sdk(proxy).chat.completions.with_raw_response.create(model="gpt-4", messages=MESSAGES)
     assert raw.headers["x-gatewayz-provider"] == "b"
-    assert metric(proxy, "gatewayz_failovers_total", from_provider="a", reason=reason) == 1
+    assert proxy.metric("gatewayz_failovers_total", from_provider="a", reason=reason) == 1
     sdk(proxy).chat.completions.create(model="gpt-4", messages=MESSAGES)
     assert len(a.requests) == 2  # no cooldown: smaller or other requests may still fit
 
@@ -323,7 +311,7 @@ def test_7_a_rate_limit_as_413_that_says_when_cools_the_offer(
         assert sdk(proxy).chat.completions.with_raw_response.create(
             model="gpt-4", messages=MESSAGES).headers["x-gatewayz-provider"] == "b"
     assert len(a.requests) == 1  # cooling down for the 30 s the provider asked
-    assert metric(proxy, "gatewayz_failovers_total", from_provider="a", reason="rate_limited") == 1
+    assert proxy.metric("gatewayz_failovers_total", from_provider="a", reason="rate_limited") == 1
 
 
 CONTEXT_400 = {"error": {"message": "This model's maximum context length is 8192 tokens. However, you requested "
@@ -355,7 +343,7 @@ def test_7_context_length_is_passed_through_when_no_offer_is_larger(
     assert "maximum context length is 8192" in str(caught.value)
     assert caught.value.response.headers["x-gatewayz-provider"] == "a"
     assert b.stats()["requests"] == 0
-    assert metric(proxy, "gatewayz_requests_total", outcome="upstream_400") == 1
+    assert proxy.metric("gatewayz_requests_total", outcome="upstream_400") == 1
 
 
 def test_7_other_client_mistakes_still_pass_through(scripted: Any, mock_provider: Any, proxy_server: Any) -> None:
@@ -421,7 +409,7 @@ def test_a_role_only_first_chunk_then_an_error_fails_over(
     proxy = serve(proxy_server, ("a", a.url), ("b", b.url))
     text = stream_text(sdk(proxy).chat.completions.create(model="gpt-4", messages=MESSAGES, stream=True))
     assert text.startswith("b#")
-    assert metric(proxy, "gatewayz_failovers_total", from_provider="a", reason="error_in_answer") == 1
+    assert proxy.metric("gatewayz_failovers_total", from_provider="a", reason="error_in_answer") == 1
 
 
 @pytest.mark.parametrize(
@@ -435,7 +423,7 @@ def test_a_stream_that_ends_before_any_output_fails_over(
     proxy = serve(proxy_server, ("a", a.url), ("b", b.url))
     text = stream_text(sdk(proxy).chat.completions.create(model="gpt-4", messages=MESSAGES, stream=True))
     assert text.startswith("b#")
-    assert metric(proxy, "gatewayz_failovers_total", from_provider="a", reason="empty_answer") == 1
+    assert proxy.metric("gatewayz_failovers_total", from_provider="a", reason="empty_answer") == 1
 
 
 @pytest.mark.slow
@@ -453,8 +441,8 @@ def test_100_sdk_streams_in_a_row_are_100_ok_with_their_usage(mock_provider: Any
         assert last is not None and last.usage is not None
         prompt += last.usage.prompt_tokens
     deadline = time.monotonic() + 10
-    while metric(proxy, "gatewayz_requests_total", outcome="ok") < 100 and time.monotonic() < deadline:
+    while proxy.metric("gatewayz_requests_total", outcome="ok") < 100 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert metric(proxy, "gatewayz_requests_total", outcome="ok") == 100
-    assert metric(proxy, "gatewayz_upstream_attempts_total", provider="a", result="ok") == 100
-    assert metric(proxy, "gatewayz_tokens_total", provider="a", kind="prompt") == prompt
+    assert proxy.metric("gatewayz_requests_total", outcome="ok") == 100
+    assert proxy.metric("gatewayz_upstream_attempts_total", provider="a", result="ok") == 100
+    assert proxy.metric("gatewayz_tokens_total", provider="a", kind="prompt") == prompt

@@ -35,17 +35,6 @@ def client(proxy: Any, headers: dict[str, str] | None = None) -> openai.OpenAI:
     return sdk
 
 
-def metric(proxy: Any, name: str, **labels: str) -> float:
-    """The sum of a metric's samples whose labels include `labels`."""
-    total = 0.0
-    wanted = {f'{k}="{v}"' for k, v in labels.items()}
-    for line in proxy.gateway.metrics.exposition().decode().splitlines():
-        head, _, value = line.rpartition(" ")
-        if head.startswith(name + "{") and wanted <= set(head[len(name) + 1 : -1].split(",")):
-            total += float(value)
-    return total
-
-
 @pytest.fixture
 def pair(mock_provider: Callable[..., Any], proxy_server: Callable[..., Any]) -> tuple[Any, Any, Any]:
     flaky = mock_provider("flaky", fault="rate_limit", retry_after="0")
@@ -61,8 +50,8 @@ def test_create_fails_over_and_counts_usage_and_cost(pair: tuple[Any, Any, Any])
     assert response.output_text == "steady#1 steady#2 steady#3 steady#4 steady#5 "
     assert answer.headers["x-gatewayz-provider"] == "steady" and answer.headers["x-gatewayz-attempts"] == "2"
     assert flaky.stats()["paths"]["/v1/responses"] == 1
-    assert metric(proxy, "gatewayz_tokens_total", provider="steady", model="gpt-4", kind="completion") == 5
-    assert metric(proxy, "gatewayz_cost_usd_total", provider="steady") == pytest.approx(2 * 0.001 + 5 * 0.002)
+    assert proxy.metric("gatewayz_tokens_total", provider="steady", model="gpt-4", kind="completion") == 5
+    assert proxy.metric("gatewayz_cost_usd_total", provider="steady") == pytest.approx(2 * 0.001 + 5 * 0.002)
 
 
 async def test_stream_typed_events_arrive_in_order_after_a_failover(pair: tuple[Any, Any, Any]) -> None:
@@ -81,7 +70,7 @@ async def test_stream_typed_events_arrive_in_order_after_a_failover(pair: tuple[
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert text == "steady#1 steady#2 steady#3 steady#4 steady#5 "
     assert events[-1].response.usage is not None
-    assert metric(proxy, "gatewayz_tokens_total", provider="steady", model="gpt-4", kind="completion") == 5
+    assert proxy.metric("gatewayz_tokens_total", provider="steady", model="gpt-4", kind="completion") == 5
 
 
 def test_tools_and_structured_output_are_honoured(pair: tuple[Any, Any, Any]) -> None:
@@ -149,7 +138,7 @@ def test_a_failure_event_before_any_output_fails_over(
         lines = [line for line in answer.iter_lines() if line.startswith("event:")]
     assert lines[0] == "event: response.created" and lines[-1] == "event: response.completed"
     assert "response.failed" not in "".join(lines)
-    assert metric(proxy, "gatewayz_failovers_total", from_provider="flaky", reason="error_in_answer") == 1
+    assert proxy.metric("gatewayz_failovers_total", from_provider="flaky", reason="error_in_answer") == 1
 
 
 def test_a_failure_after_output_is_relayed_and_counted(
@@ -164,7 +153,7 @@ def test_a_failure_after_output_is_relayed_and_counted(
     events = list(client(proxy).responses.create(model="gpt-4", input="hi", stream=True))
     assert [e.type for e in events] == ["response.created", "response.output_text.delta", "response.failed"]
     assert steady.stats()["requests"] == 0
-    assert metric(proxy, "gatewayz_requests_total", route="/v1/responses", outcome="stream_error") == 1
+    assert proxy.metric("gatewayz_requests_total", route="/v1/responses", outcome="stream_error") == 1
 
 
 @pytest.fixture
@@ -214,7 +203,7 @@ async def test_retrieve_cancel_input_items_and_delete_go_to_the_creating_provide
     assert flaky.stats()["requests"] == 0
     assert [r["method"] for r in steady.stats()["recent"][-4:]] == ["GET", "GET", "POST", "DELETE"]
     route = "/v1/responses/{response_id}"
-    assert metric(second, "gatewayz_requests_total", route=route, model="gpt-4", outcome="ok") == 4
+    assert second.metric("gatewayz_requests_total", route=route, model="gpt-4", outcome="ok") == 4
 
 
 def test_the_pinned_provider_down_is_a_503_that_names_it(shared: tuple[Any, Any, Any, Any]) -> None:
@@ -256,3 +245,21 @@ def test_a_pinned_provider_that_rate_limits_is_left_alone_until_its_retry_after(
         assert caught.value.status_code == 503 and int(caught.value.response.headers["retry-after"]) >= 29
         assert f"'steady', which cannot serve this follow-up now ({reason})" in caught.value.message
     assert steady.stats()["requests"] == 1
+
+
+def test_a_pinned_provider_that_fails_a_retrieve_is_cooled_down_and_counted(
+    shared: tuple[Any, Any, Any, Any],
+) -> None:
+    first, _, flaky, steady = shared
+    created = client(first).responses.create(model="gpt-4", input="remember 7")
+    steady.set_faults(fault="rate_limit", retry_after="30")
+    steady.reset_stats()
+    flaky.reset_stats()
+    for reason in ("429", "cooling down"):  # the second GET is not even sent: the provider asked for 30 s
+        fetched = httpx.get(f"{first.url}/responses/{created.id}")
+        assert fetched.status_code == 503 and int(fetched.headers["retry-after"]) >= 29
+        assert f"'steady', which cannot serve this follow-up now ({reason})" in fetched.json()["error"]["message"]
+    assert steady.stats()["requests"] == 1 and flaky.stats()["requests"] == 0
+    assert first.metric("gatewayz_upstream_attempts_total", provider="steady", result="429") == 1
+    route = "/v1/responses/{response_id}"
+    assert first.metric("gatewayz_requests_total", route=route, outcome="pinned_provider_unavailable") == 2

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from proxy.errors import BadRequest, EmptyAnswer, ErrorInAnswer
+from proxy.failover.endpoints import PROXIED
 from proxy.failover.form_request import parse_form
 from proxy.failover.verdict import FirstEvent, answer_failure, first_event_verdict
 from proxy.upstream.responses_events import (
@@ -55,7 +56,9 @@ def watched(stream: bytes, size: int = 4096, *, transcript: bool = False) -> Typ
 
 
 def first_verdicts(path: str, stream: bytes) -> list[FirstEvent]:
-    return [first_event_verdict(path, e) for e in SseFramer().feed(stream)]
+    """The verdicts, event by event, of the endpoint at `/v1{path}` (its row's output predicate)."""
+    output = PROXIED[("POST", "/v1" + path)].events.output
+    return [first_event_verdict(output, e) for e in SseFramer().feed(stream)]
 
 
 def test_a_responses_stream_commits_on_its_first_output_through_the_verdicts_table() -> None:
@@ -80,10 +83,10 @@ def test_a_transcript_stream_commits_on_a_non_empty_delta() -> None:
 
 
 def test_moderations_and_images_without_their_list_are_no_answer() -> None:
-    assert isinstance(answer_failure("/moderations", {"id": "modr-1", "results": []}), EmptyAnswer)
-    assert answer_failure("/moderations", {"id": "modr-1", "results": [{"flagged": False}]}) is None
-    assert isinstance(answer_failure("/images/generations", {"created": 1, "data": []}), EmptyAnswer)
-    assert answer_failure("/images/generations", {"created": 1, "data": [{"url": "http://x/1.png"}]}) is None
+    assert isinstance(answer_failure(PROXIED[("POST", "/v1" + "/moderations")].check, {"id": "modr-1", "results": []}), EmptyAnswer)
+    assert answer_failure(PROXIED[("POST", "/v1" + "/moderations")].check, {"id": "modr-1", "results": [{"flagged": False}]}) is None
+    assert isinstance(answer_failure(PROXIED[("POST", "/v1" + "/images/generations")].check, {"created": 1, "data": []}), EmptyAnswer)
+    assert answer_failure(PROXIED[("POST", "/v1" + "/images/generations")].check, {"created": 1, "data": [{"url": "http://x/1.png"}]}) is None
 
 
 def test_the_watch_finds_the_usage_of_a_large_completed_event_split_across_chunks() -> None:

@@ -239,7 +239,7 @@ def test_a_provider_echoing_our_key_does_not_leak_it(mock_provider: Any, proxy_s
         outputs.append(httpx.get(f"{proxy.base}/metrics").text)
         for path in ("/admin/failover/status", "/admin/failover/model/unauthorized", "/admin/providers", "/readyz"):
             outputs.append(httpx.get(proxy.base + path, headers=admin).text)
-        outputs += [repr(proxy.config), repr(proxy.gateway.keys), str(proxy.config.providers)]
+        outputs += [repr(proxy.config), repr(proxy.gateway.live.current), str(proxy.config.providers)]
     outputs += logs.lines
     everything = "\n".join(outputs)
     assert echoing.seen, "the echoing provider was asked"

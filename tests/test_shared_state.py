@@ -50,7 +50,7 @@ def test_events_survive_the_wire_and_bad_ones_are_refused() -> None:
 
 def test_the_outbox_sends_only_what_is_still_in_force() -> None:
     state = RuntimeState(ProxySettings())
-    shared = SharedState(Secret("redis://127.0.0.1:1"), "p", state, on_rankings=lambda _: None, circuit_cooldown_s=30)
+    shared = SharedState(Secret("redis://127.0.0.1:1"), "p", state, on_rankings=lambda _: None)
     now = time.time()
     events = [
         StateEvent("cooldown", "a", "a/m", now - 1),  # over

@@ -86,15 +86,8 @@ def tail_config(mocks: list[MockProvider], **proxy: Any) -> Config:
     return config_from_mapping(data, "(test)", ENV)
 
 
-def metric(proxy: ProxyServer, line_start: str) -> float:
-    for line in httpx.get(f"{proxy.base}/metrics").text.splitlines():
-        if line.startswith(line_start):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def hedges(proxy: ProxyServer, outcome: str) -> float:
-    return metric(proxy, f'gatewayz_hedges_total{{model="gpt-4",outcome="{outcome}"}}')
+    return proxy.metric("gatewayz_hedges_total", model="gpt-4", outcome=outcome)
 
 
 def all_hedges(proxy: ProxyServer) -> dict[str, float]:
@@ -130,7 +123,7 @@ def test_a_hang_costs_the_learned_deadline_once_then_nothing(
     order = {o["provider"]: o for o in admin["failover_order"]}
     assert [o["provider"] for o in admin["failover_order"]] == ["b", "a"]
     assert order["a"]["ranked_behind_s"] > 0
-    failures = metric(proxy, 'gatewayz_upstream_attempts_total{model="gpt-4",provider="a",result="first_output_late"}')
+    failures = proxy.metric("gatewayz_upstream_attempts_total", model="gpt-4", provider="a", result="first_output_late")
     assert failures == 1.0
     circuit = proxy.gateway.state.offers[("a", "a/gpt-4")].circuit
     assert circuit.failures == 1  # the circuit counted it

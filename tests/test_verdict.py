@@ -8,17 +8,28 @@ import orjson
 import pytest
 
 from proxy.errors import EmptyAnswer, ErrorInAnswer, MalformedResponse
+from proxy.failover.endpoints import PROXIED
 from proxy.failover.verdict import (
-    OUTPUT_PREDICATES,
+    AnswerCheck,
     FirstEvent,
+    OutputPredicate,
     answer_failure,
-    carries_output,
+    chat_output,
     expected_choices,
     first_event_verdict,
     stream_event_outcome,
 )
 from proxy.upstream.sse import SseEvent
 from tests.scripted_provider import completion
+
+
+def check(path: str) -> AnswerCheck | None:
+    """The answer check of the endpoint at `/v1{path}` (the endpoint table's)."""
+    return PROXIED[("POST", "/v1" + path)].check
+
+
+def output(path: str) -> OutputPredicate:
+    return PROXIED[("POST", "/v1" + path)].events.output
 
 
 def event(payload: Any, name: bytes | None = None) -> SseEvent:
@@ -41,7 +52,7 @@ def chunk(**delta: Any) -> dict[str, Any]:
     ],
 )
 def test_an_error_in_a_200_is_a_failed_attempt(body: Any) -> None:
-    assert isinstance(answer_failure("/chat/completions", body), ErrorInAnswer)
+    assert isinstance(answer_failure(check("/chat/completions"), body), ErrorInAnswer)
 
 
 @pytest.mark.parametrize(
@@ -57,14 +68,14 @@ def test_an_error_in_a_200_is_a_failed_attempt(body: Any) -> None:
     ],
 )
 def test_a_200_without_an_answer_is_a_failed_attempt(path: str, body: Any) -> None:
-    assert isinstance(answer_failure(path, body), EmptyAnswer)
+    assert isinstance(answer_failure(check(path), body), EmptyAnswer)
 
 
 def test_real_answers_pass() -> None:
-    assert answer_failure("/chat/completions", completion()) is None
-    assert answer_failure("/completions", {"choices": [{"text": "", "index": 0}]}) is None
-    assert answer_failure("/embeddings", {"data": [{"embedding": [0.1]}]}) is None
-    assert isinstance(answer_failure("/chat/completions", [1, 2]), MalformedResponse)
+    assert answer_failure(check("/chat/completions"), completion()) is None
+    assert answer_failure(check("/completions"), {"choices": [{"text": "", "index": 0}]}) is None
+    assert answer_failure(check("/embeddings"), {"data": [{"embedding": [0.1]}]}) is None
+    assert isinstance(answer_failure(check("/chat/completions"), [1, 2]), MalformedResponse)
 
 
 @pytest.mark.parametrize(
@@ -78,7 +89,7 @@ def test_real_answers_pass() -> None:
     ],
 )
 def test_chunks_without_output_are_held(payload: Any) -> None:
-    assert first_event_verdict("/chat/completions", event(payload)) is FirstEvent.HOLD
+    assert first_event_verdict(output("/chat/completions"), event(payload)) is FirstEvent.HOLD
 
 
 @pytest.mark.parametrize(
@@ -96,32 +107,30 @@ def test_chunks_without_output_are_held(payload: Any) -> None:
     ],
 )
 def test_output_commits(payload: Any) -> None:
-    assert first_event_verdict("/chat/completions", event(payload)) is FirstEvent.OUTPUT
+    assert first_event_verdict(output("/chat/completions"), event(payload)) is FirstEvent.OUTPUT
 
 
 def test_comments_and_pings_are_held() -> None:
-    assert first_event_verdict("/chat/completions", event(None)) is FirstEvent.HOLD
-    assert first_event_verdict("/chat/completions", event(None, b"ping")) is FirstEvent.HOLD
+    assert first_event_verdict(output("/chat/completions"), event(None)) is FirstEvent.HOLD
+    assert first_event_verdict(output("/chat/completions"), event(None, b"ping")) is FirstEvent.HOLD
 
 
 def test_failures_before_output() -> None:
     with pytest.raises(ErrorInAnswer):
-        first_event_verdict("/chat/completions", event({"error": {"message": "Provider returned error"}}))
+        first_event_verdict(output("/chat/completions"), event({"error": {"message": "Provider returned error"}}))
     with pytest.raises(ErrorInAnswer):
-        first_event_verdict("/chat/completions", event(chunk(finish_reason="error")))
+        first_event_verdict(output("/chat/completions"), event(chunk(finish_reason="error")))
     with pytest.raises(EmptyAnswer):
-        first_event_verdict("/chat/completions", event(b"[DONE]"))
+        first_event_verdict(output("/chat/completions"), event(b"[DONE]"))
     with pytest.raises(MalformedResponse):
-        first_event_verdict("/chat/completions", event(b"{not json"))
+        first_event_verdict(output("/chat/completions"), event(b"{not json"))
 
 
-def test_an_endpoint_with_typed_events_has_its_own_output_predicate(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_endpoint_with_typed_events_has_its_own_output_predicate() -> None:
     typed = event({"type": "response.output_text.delta", "delta": "x"}, b"response.output_text.delta")
-    assert first_event_verdict("/responses", typed) is FirstEvent.OUTPUT  # the Responses API's rule
-    assert first_event_verdict("/future", typed) is FirstEvent.HOLD  # unregistered: chat rules see no choices
-    monkeypatch.setitem(OUTPUT_PREDICATES, "/future", lambda name, payload: name == b"response.output_text.delta")
-    assert carries_output("/future", typed.name, {}) is True
-    assert first_event_verdict("/future", typed) is FirstEvent.OUTPUT
+    assert first_event_verdict(output("/responses"), typed) is FirstEvent.OUTPUT  # the Responses API's rule
+    assert first_event_verdict(chat_output, typed) is FirstEvent.HOLD  # chat rules see no choices in it
+    assert first_event_verdict(lambda name, payload: name == b"response.output_text.delta", typed) is FirstEvent.OUTPUT
 
 
 def test_stream_event_outcome() -> None:

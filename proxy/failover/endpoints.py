@@ -1,56 +1,177 @@
-"""The proxied endpoints: which kind of offer serves each, and how its body and answer are read. Pure.
+"""The proxied endpoints, one row each: everything the request path knows about an endpoint.
 
-Every route that fails over is one row here; the handler, the app's router and the 404 hint all read
-this table, so they cannot disagree.
+Each `Endpoint` says which offers serve it (`kind`), how the client's request is read (`form`), how
+a provider's answer is judged before it is committed (`answer`, `check`, `events`) and what else
+applies to it (`hedged`, `pins`, `pinned`). The handler, the attempt loop, the app's router and the
+404 hint all read this one table (`PROXIED`, keyed once by method and route), so adding an endpoint
+is adding a row.
 
-- `form`: `json` (parsed once, `model` rewritten) or `multipart` (a form upload whose `model` field is
-  rewritten per offer, the file kept once).
-- `answer`: `json` (a JSON object, or server-sent events when `stream` is true), `document` (JSON, or
-  the plain text some formats ask for, such as a transcript with `response_format: "text"`), or
-  `binary` (audio bytes: judged by status and content type, streamed through as they come).
-- `events`: how a stream's events are judged: `chat` (data-only chunks, `[DONE]`), `responses` (the
-  Responses API's typed events, `proxy.upstream.responses_events`) or `transcript` (a streamed
-  transcription: its first event checked as chat's, its end by `transcript.text.done`).
+- `form`: `json` (parsed once, `model` rewritten per offer), `multipart` (a form upload whose
+  `model` field is rewritten per offer, the file kept once) or `none` (the request names a stored
+  response in its path; the pin says where it goes).
+- `answer`: `json` (a JSON object judged by the verdict and `check`, or server-sent events when
+  `stream` is true), `document` (JSON, or the plain text some formats ask for, such as a transcript
+  with `response_format: "text"`), `binary` (audio bytes: judged by status and content type,
+  streamed through as they come) or `raw` (passed through as the provider said it).
+- `events`: how a stream is judged: before commit, which event is the first that carries output
+  (`output`, which may raise the attempt's failure); after commit, what watches it (`watch`).
+- `pinned`: the request continues a response stored at one provider: it goes to that offer alone,
+  and the provider's 404 ("no such response") is its answer, not a reason to fail over.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
+
+from proxy.failover.client_request import ClientRequest, parse_request
+from proxy.failover.form_request import parse_form
+from proxy.failover.verdict import (
+    AnswerCheck,
+    OutputPredicate,
+    chat_output,
+    expected_choices,
+    has_choice,
+    has_data,
+    has_results,
+    stream_event_outcome,
+)
+from proxy.types import Preferences
+from proxy.upstream.client import Body
+from proxy.upstream.responses_events import TypedStreamWatch, responses_output, transcript_output
+from proxy.upstream.sse import RelayWatch, StreamWatch
+
+
+class ForwardRequest(Protocol):
+    """What the attempt loop needs of a client's request (a JSON body, a multipart form, a pinned call)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def stream(self) -> bool: ...
+    @property
+    def prefs(self) -> Preferences: ...
+    def encode_for(self, provider_model_id: str) -> Body: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Events:
+    """How an endpoint's stream is judged: `output` before commit, a `watch(request)` after it."""
+
+    output: OutputPredicate
+    watch: Callable[[ForwardRequest], RelayWatch]
+    names_response: bool = False  # its first events name the response it creates (Responses API)
+
+
+def _chat_watch(request: ForwardRequest) -> RelayWatch:
+    """Chat-like chunks, `n` choices of them (each must finish for the stream to be complete)."""
+    choices = expected_choices(request.body) if isinstance(request, ClientRequest) else 1
+    return StreamWatch(stream_event_outcome, choices)
+
+
+CHAT_EVENTS = Events(chat_output, _chat_watch)
+RESPONSES_EVENTS = Events(responses_output, lambda request: TypedStreamWatch(), names_response=True)
+TRANSCRIPT_EVENTS = Events(transcript_output, lambda request: TypedStreamWatch(transcript=True))
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    upstream: str  # the path after the provider's base_url
+    route: str  # the client's path, or its pattern (`/v1/responses/{response_id}`)
+    upstream: str  # the path after the provider's base_url (`{response_id}` filled in per request)
     kind: str  # one of proxy.types.ENDPOINTS: only offers that serve it are tried
+    method: str = "POST"
     form: str = "json"
     answer: str = "json"
-    events: str = "chat"
+    check: AnswerCheck | None = None  # a 200 JSON body that fails it carries no answer (`EmptyAnswer`)
+    events: Events = CHAT_EVENTS
+    hedged: bool = False  # a duplicate costs little and leaves nothing behind (proxy.failover.hedge)
+    pins: bool = False  # a response it creates is pinned to its offer, for the chain's follow-ups
+    pinned: bool = False  # it continues a stored response: that offer alone, its 404 is the answer
+    label: str = ""  # its `route` label in metrics and the access line, when not `route` itself
+
+    def parse(
+        self, raw: bytes | bytearray, headers: Mapping[bytes, bytes], provider_header: str | None
+    ) -> ForwardRequest:
+        """The client's request (`BadRequest` when it is not one); `form` is `json` or `multipart`."""
+        if self.form == "json":
+            return parse_request(raw, provider_header)
+        return parse_form(raw, headers.get(b"content-type", b""), provider_header)
+
+    def content_type(self, headers: Mapping[bytes, bytes]) -> str:
+        """The content type sent to providers: JSON, or the client's own (a form's boundary)."""
+        if self.form == "multipart":
+            return headers.get(b"content-type", b"").decode("latin-1")
+        return "application/json"
+
+    def final_status(self, status: int) -> bool:
+        """A provider status that is this endpoint's answer, passed through and never failed over."""
+        return self.pinned and status == 404
 
 
-PROXIED: dict[str, Endpoint] = {
-    "/v1/chat/completions": Endpoint("/chat/completions", "chat"),
-    "/v1/completions": Endpoint("/completions", "completions"),
-    "/v1/embeddings": Endpoint("/embeddings", "embeddings"),
-    "/v1/responses": Endpoint("/responses", "responses", events="responses"),
-    "/v1/moderations": Endpoint("/moderations", "moderations"),
-    "/v1/images/generations": Endpoint("/images/generations", "images"),
-    "/v1/audio/speech": Endpoint("/audio/speech", "audio", answer="binary"),
-    "/v1/audio/transcriptions": Endpoint(
-        "/audio/transcriptions", "audio", form="multipart", answer="document", events="transcript"
-    ),
-    "/v1/audio/translations": Endpoint("/audio/translations", "audio", form="multipart", answer="document"),
-}
+def _row(endpoint: Endpoint) -> tuple[tuple[str, str], Endpoint]:
+    return (endpoint.method, endpoint.route), endpoint
 
-RESPONSE_ROUTES = (
-    "GET /v1/responses/{response_id}",
-    "DELETE /v1/responses/{response_id}",
-    "POST /v1/responses/{response_id}/cancel",
-    "GET /v1/responses/{response_id}/input_items",
+
+RESPONSE = "/v1/responses/{response_id}"
+PROXIED: dict[tuple[str, str], Endpoint] = dict(
+    map(
+        _row,
+        (
+            Endpoint("/v1/chat/completions", "/chat/completions", "chat", check=has_choice("message"), hedged=True),
+            Endpoint("/v1/completions", "/completions", "completions", check=has_choice("text"), hedged=True),
+            Endpoint("/v1/embeddings", "/embeddings", "embeddings", check=has_data, hedged=True),
+            Endpoint("/v1/responses", "/responses", "responses", events=RESPONSES_EVENTS, pins=True),
+            Endpoint("/v1/moderations", "/moderations", "moderations", check=has_results),  # a result per input
+            Endpoint("/v1/images/generations", "/images/generations", "images", check=has_data),  # an image per `n`
+            Endpoint("/v1/audio/speech", "/audio/speech", "audio", answer="binary"),
+            Endpoint(
+                "/v1/audio/transcriptions", "/audio/transcriptions", "audio", form="multipart", answer="document",
+                events=TRANSCRIPT_EVENTS,
+            ),
+            Endpoint("/v1/audio/translations", "/audio/translations", "audio", form="multipart", answer="document"),
+            # A stored response's follow-ups: at the provider that holds it (proxy.http.chain).
+            Endpoint(RESPONSE, "/responses/{response_id}", "responses", "GET", "none", "raw", pinned=True),
+            Endpoint(RESPONSE, "/responses/{response_id}", "responses", "DELETE", "none", "raw", pinned=True),
+            Endpoint(
+                RESPONSE + "/cancel", "/responses/{response_id}/cancel", "responses", "POST", "none", "raw",
+                pinned=True, label=RESPONSE,
+            ),
+            Endpoint(
+                RESPONSE + "/input_items", "/responses/{response_id}/input_items", "responses", "GET", "none", "raw",
+                pinned=True, label=RESPONSE,
+            ),
+        ),
+    )
 )
+PROXIED_POSTS = frozenset(route for (method, route), e in PROXIED.items() if method == "POST" and not e.pinned)
+_RESPONSES_PREFIX = "/v1/responses/"
 OTHER_ROUTES = ("GET /v1/models", "GET /v1/models/{model}")
+
+
+def match(method: str, path: str) -> tuple[Endpoint, str] | None:
+    """The endpoint serving `method path`, and the response id its path names ("" for none)."""
+    endpoint = PROXIED.get((method, path))
+    if endpoint is not None:
+        return endpoint, ""
+    if not path.startswith(_RESPONSES_PREFIX):
+        return None
+    ident, _, rest = path[len(_RESPONSES_PREFIX) :].partition("/")
+    if not ident:
+        return None
+    found = PROXIED.get((method, RESPONSE + (f"/{rest}" if rest else "")))
+    return None if found is None else (found, ident)
+
+
+def route_patterns() -> dict[str, list[str]]:
+    """Each proxied route (pattern) with its methods, for the app's router (405s name the right one)."""
+    out: dict[str, list[str]] = {}
+    for method, route in PROXIED:
+        out.setdefault(route, []).append(method)
+    return out
 
 
 def route_list() -> str:
     """Every route this proxy serves under /v1, for the 404 hint."""
-    posts = [f"POST {path}" for path in PROXIED]
-    return ", ".join([*posts, *RESPONSE_ROUTES, *OTHER_ROUTES])
+    return ", ".join([*(f"{method} {route}" for method, route in PROXIED), *OTHER_ROUTES])
+

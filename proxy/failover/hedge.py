@@ -29,21 +29,14 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from proxy.config import Config
 from proxy.errors import UpstreamError
 from proxy.failover.client_request import ClientRequest
 from proxy.runtime.first_output import FirstOutputTimes
-from proxy.types import Attempt, Offer
+from proxy.runtime.live import HedgeRule, LiveConfig
+from proxy.types import Offer
 
 BUDGET_CAP = 10.0  # hedges a quiet model may save up for a burst
 WON, LOST, CANCELLED, OVER_BUDGET = "won", "lost", "cancelled", "over_budget"
-CANCELLED_ATTEMPT = "cancelled"  # the `status` of an attempt cut short because the other one answered
-
-
-@dataclass(frozen=True, slots=True)
-class HedgeRule:
-    enabled: bool
-    budget: float  # the largest share of the model's requests that may be hedged
 
 
 class HedgeBudget:
@@ -67,38 +60,21 @@ class HedgeBudget:
         return True
 
 
-class Hedging:
-    """The hedging rules of every model and their budgets, built once from the config."""
+class HedgeBudgets:
+    """Every hedged model's `HedgeBudget`, made on its first request; the rules are the live config's
+    (`proxy.runtime.live.LiveConfig.hedge_rule`), so a reload changes a model's share, never its balance."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self) -> None:
         self.budgets: dict[str, HedgeBudget] = {}
-        self.reconfigure(config)
 
-    def reconfigure(self, config: Config) -> None:
-        """Apply a (re-read) config: the rules change, each model's balance stays, at its new share."""
-        self.default = HedgeRule(config.proxy.hedge, config.proxy.hedge_budget)
-        self.rules = {
-            m.model_id: HedgeRule(
-                self.default.enabled if m.hedge is None else m.hedge,
-                self.default.budget if m.hedge_budget is None else m.hedge_budget,
-            )
-            for m in config.models
-        }
-        self.any_enabled = self.default.enabled or any(r.enabled for r in self.rules.values())
-        for model_id, budget in self.budgets.items():
-            budget.share = self.rule(model_id).budget
-
-    def rule(self, model_id: str) -> HedgeRule:
-        return self.rules.get(model_id, self.default)
-
-    def admit(self, model_id: str) -> HedgeBudget | None:
+    def admit(self, model_id: str, rule: HedgeRule) -> HedgeBudget | None:
         """A request of `model_id` starts: its budget, credited for it, or None when hedging is off."""
-        rule = self.rule(model_id)
         if not rule.enabled:
             return None
         budget = self.budgets.get(model_id)
         if budget is None:
             budget = self.budgets[model_id] = HedgeBudget(rule.budget)
+        budget.share = rule.budget
         budget.deposit()
         return budget
 
@@ -114,19 +90,19 @@ class HedgePlan:
 
 
 def hedge_plan(
-    hedging: Hedging | None,
+    live: LiveConfig,
+    budgets: HedgeBudgets,
     times: FirstOutputTimes,
     offers: Sequence[Offer],
     *,
     request: ClientRequest,
-    max_attempts: int,
 ) -> HedgePlan | None:
     """The first two offers, the first one's hedge delay and the model's budget (credited for this
     request), when this request may be hedged; None otherwise."""
-    if hedging is None or not hedging.any_enabled or not offers:
+    if not live.hedging or not offers:
         return None
-    budget = hedging.admit(offers[0].model_id)
-    if budget is None or len(offers) < 2 or max_attempts < 2 or not request.prefs.allow_fallbacks:
+    budget = budgets.admit(offers[0].model_id, live.hedge_rule(offers[0].model_id))
+    if budget is None or len(offers) < 2 or live.settings.max_attempts < 2 or not request.prefs.allow_fallbacks:
         return None
     delay = times.hedge_delay_s(offers[0].key, request.stream)
     return None if delay is None else HedgePlan(offers[0], offers[1], delay, budget)
@@ -222,13 +198,3 @@ async def _cancel_rest(legs: Sequence[Leg]) -> None:
         with contextlib.suppress(asyncio.CancelledError, UpstreamError):
             await leg.task
         leg.elapsed = loop.time() - leg.started
-
-
-def hedge_outcome(attempts: Sequence[Attempt]) -> str | None:
-    """For the access line: how the request's hedge ended (`won`, `lost`, `cancelled`), or None."""
-    hedges = [a for a in attempts if a.hedge]
-    if not hedges:
-        return None
-    if hedges[0].outcome == "ok":
-        return WON
-    return LOST if any(a.outcome == "ok" for a in attempts) else CANCELLED

@@ -7,15 +7,15 @@ filters its offers by what the request needs (`proxy.failover.fit`), ranks them 
 loop (`proxy.failover.attempts.run_attempts`, `max_attempts` per model), all within the request's one
 deadline. It moves on when every offer of a model failed retryably, was cooling down, or none could
 take the request; a non-retryable answer (the client's own 400) is raised at once and never moves
-to another model. Every `Attempt` of a chain of several models is tagged with its canonical model.
+to another model.
 Only offers that serve the request's endpoint (`proxy.failover.endpoints`) are in a chain; an upload
 (a multipart form) has no `models` field and no body to measure, so only its configured fallbacks
 and no fit filter apply to it.
 
 Raises `ModelNotFound` when no model of the chain is in the catalog (or, for a known model, none of its
-offers serves the endpoint), `AllOffersFailed` (every attempt
-of every model) when some offer was tried or cooling, else the first model's refusal (`NoOfferFits`,
-`NoOfferAllowed`).
+offers serves the endpoint), `AllOffersFailed` (every attempt of every model, from the request's
+record) when some offer was tried or cooling, else the first model's refusal (`NoOfferFits`,
+`NoOfferAllowed`). Each move to the next model is written into the record (`model_fallback`).
 """
 
 from __future__ import annotations
@@ -24,14 +24,15 @@ import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 
-from proxy.errors import AllOffersFailed, ClientError, ModelNotFound, NoOfferAllowed, UpstreamStatus
-from proxy.failover.attempts import CHAT, AttemptContext, ForwardRequest, Served, run_attempts
+from proxy.errors import AllOffersFailed, ClientError, ModelNotFound, NoOfferAllowed
+from proxy.failover.attempts import AttemptContext, Call, Served, run_attempts
 from proxy.failover.client_request import ClientRequest
-from proxy.failover.endpoints import Endpoint
+from proxy.failover.endpoints import Endpoint, ForwardRequest
 from proxy.failover.fit import Needs, fit_offers, may_be_too_small, measure_needs, request_needs
 from proxy.failover.ranking import rank_offers
+from proxy.failover.record import RequestRecord
 from proxy.runtime.catalog import Catalog
-from proxy.types import Attempt, Offer, OfferKey, Ranking
+from proxy.types import Offer, OfferKey, Ranking
 
 Chain = tuple[tuple[str, tuple[Offer, ...]], ...]  # (canonical model, its offers), in the order to try
 NO_UNKNOWN: frozenset[OfferKey] = frozenset()
@@ -46,16 +47,12 @@ def not_offered(model: str, endpoint: Endpoint, known: bool) -> ModelNotFound:
     """The 404 for a model no offer can serve: unknown, or (`known`) not served on this endpoint."""
     if not known:
         return ModelNotFound(f"The model '{model[:256]}' does not exist on this proxy", param="model")
-    route = f"/v1{endpoint.upstream}"
-    message = f"The model '{model[:256]}' is not served on {route} by any provider of this proxy"
+    message = f"The model '{model[:256]}' is not served on {endpoint.route} by any provider of this proxy"
     return ModelNotFound(message, param="model")
 
 
 def resolve_chain(
-    catalog: Catalog,
-    request: ForwardRequest,
-    fallbacks: Mapping[str, tuple[str, ...]],
-    endpoint: Endpoint = CHAT,
+    catalog: Catalog, request: ForwardRequest, fallbacks: Mapping[str, tuple[str, ...]], endpoint: Endpoint
 ) -> Chain:
     """The chain with each model's offers serving `endpoint`, canonical ids resolved; `ModelNotFound`
     when none is known or none serves it."""
@@ -74,41 +71,28 @@ def resolve_chain(
 
 @dataclass(slots=True)
 class ModelRouter:
-    """What serving a chain needs: the catalog, the attempt context (settings, state, metrics, client)
-    and the configured fallbacks (canonical model -> models)."""
+    """What serving a chain needs: the catalog and the attempt context (client, state, hedge budgets)."""
 
     catalog: Catalog
     context: AttemptContext
-    fallbacks: Mapping[str, tuple[str, ...]]
 
 
-def _tagged(attempts: Sequence[Attempt], model: str) -> list[Attempt]:
-    """The attempts with their canonical model (a constructor call: cheaper than `dataclasses.replace`)."""
-    return [_with_model(a, model) for a in attempts]
-
-
-def _with_model(a: Attempt, model: str) -> Attempt:
-    return Attempt(a.provider, a.provider_model_id, a.outcome, a.elapsed_ms, a.retryable, a.detail, model, a.hedge)
-
-
-def plan(
-    router: ModelRouter, request: ForwardRequest, needs: Needs | None, model: str, offers: tuple[Offer, ...]
-) -> Ranking:
+def plan(router: ModelRouter, call: Call, needs: Needs | None, model: str, offers: tuple[Offer, ...]) -> Ranking:
     """One model's ranking for this request: offers that cannot take it left out, unknown fit after known.
     `needs` is None for a plain request (`proxy.failover.fit.request_needs`) and for an upload."""
+    request = call.request
     unknown = NO_UNKNOWN
     if needs is None and isinstance(request, ClientRequest) and may_be_too_small(offers, len(request.raw)):
         needs = measure_needs(request.body, request.prefs)
     if needs is not None:
         fit = fit_offers(offers, needs, model)
         offers, unknown = fit.offers, fit.unknown
-    ctx = router.context
     now = time.time()
     ranking = rank_offers(
         offers,
-        strategy=ctx.settings.strategy,
+        strategy=call.live.settings.strategy,
         prefs=request.prefs,
-        runtime=ctx.state.views(offers, now),
+        runtime=router.context.state.views(offers, now),
         now=now,
         unknown=unknown,
     )
@@ -117,77 +101,49 @@ def plan(
     return ranking
 
 
-def serve_request(
-    router: ModelRouter,
-    request: ForwardRequest,
-    *,
-    path: str,
-    headers: Mapping[str, str],
-    deadline: float,
-    endpoint: Endpoint = CHAT,
-) -> tuple[str, Awaitable[Served]]:
-    """The canonical model asked for, and the work that serves the request: each model of its chain in
-    turn (see the module docstring); `deadline` is the event loop's clock. `ModelNotFound`,
-    `NoOfferFits` and `NoOfferAllowed` are raised here, before anything is sent.
+def serve_request(router: ModelRouter, call: Call, record: RequestRecord) -> Awaitable[Served]:
+    """The work that serves the request: each model of its chain in turn (see the module docstring).
+    The canonical model asked for is written into `record` at once; `ModelNotFound`, `NoOfferFits` and
+    `NoOfferAllowed` are raised here, before anything is sent.
 
     A request for one model with no fallbacks (the common case) is served by the attempt loop itself,
-    planned here, with no chain and no coroutine of its own around it; its attempts keep an empty
-    `model`, which a 503 answer reads as the request's model (`Attempt.as_json`)."""
+    planned here, with no chain and no coroutine of its own around it."""
+    request, endpoint = call.request, call.endpoint
     offers = router.catalog.lookup(request.model, endpoint.kind)
     client = request if isinstance(request, ClientRequest) else None
     needs = None if client is None else request_needs(client.body, client.prefs, client.raw)
+    fallbacks = call.live.fallbacks
     if offers and (client is None or not client.models):
         model = offers[0].model_id
-        if model not in router.fallbacks:
-            ranking = plan(router, request, needs, model, offers)
-            work = run_attempts(
-                router.context, request, ranking, path=path, headers=headers, deadline=deadline, endpoint=endpoint
-            )
-            return model, work
-    chain = resolve_chain(router.catalog, request, router.fallbacks, endpoint)
-    work = _serve_chain(router, request, chain, needs, path=path, headers=headers, deadline=deadline, endpoint=endpoint)
-    return chain[0][0], work
+        if model not in fallbacks:
+            record.routing(request.model, model, stream=request.stream)
+            return run_attempts(router.context, call, plan(router, call, needs, model, offers), record)
+    chain = resolve_chain(router.catalog, request, fallbacks, endpoint)
+    record.routing(request.model, chain[0][0], stream=request.stream)
+    return _serve_chain(router, call, chain, needs, record)
 
 
 async def _serve_chain(
-    router: ModelRouter,
-    request: ForwardRequest,
-    chain: Chain,
-    needs: Needs | None,
-    *,
-    path: str,
-    headers: Mapping[str, str],
-    deadline: float,
-    endpoint: Endpoint,
+    router: ModelRouter, call: Call, chain: Chain, needs: Needs | None, record: RequestRecord
 ) -> Served:
-    attempts: list[Attempt] = []
     refusal: ClientError | None = None
     failures: list[AllOffersFailed] = []
     previous: str | None = None
     for model, offers in chain:
         if previous is not None:
-            _count_fallback(router, previous, model)
+            record.model_fallback(previous, model)
         previous = model
         try:
-            ranking = plan(router, request, needs, model, offers)
+            ranking = plan(router, call, needs, model, offers)
         except ClientError as exc:
             refusal = refusal or exc
             continue
         try:
-            served = await run_attempts(
-                router.context, request, ranking, path=path, headers=headers, deadline=deadline, endpoint=endpoint
-            )
+            return await run_attempts(router.context, call, ranking, record)
         except AllOffersFailed as exc:
-            attempts += _tagged(exc.attempts, model)
             failures.append(exc)
-            continue
-        except UpstreamStatus as exc:
-            exc.attempts = (*attempts, *_tagged(exc.attempts, model))
-            raise
-        served.attempts = attempts + _tagged(served.attempts, model)
-        return served
     if failures or refusal is None:
-        raise AllOffersFailed(attempts, retry_after_s=_retry_after(failures))
+        raise AllOffersFailed(record.attempts, retry_after_s=_retry_after(failures))
     raise refusal
 
 
@@ -197,8 +153,3 @@ def _retry_after(failures: Sequence[AllOffersFailed]) -> float | None:
     if not waits or any(w is None for w in waits):
         return None
     return min(w for w in waits if w is not None)
-
-
-def _count_fallback(router: ModelRouter, from_model: str, to_model: str) -> None:
-    metrics = router.context.metrics
-    metrics.child(metrics.model_fallbacks, metrics.model(from_model), metrics.model(to_model)).inc()

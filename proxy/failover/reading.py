@@ -15,7 +15,7 @@ import orjson
 
 from proxy.errors import EmptyAnswer, MalformedResponse, UpstreamError, UpstreamStatus
 from proxy.failover.refusals import classify_refusal
-from proxy.failover.verdict import FirstEvent, answer_failure, first_event_verdict
+from proxy.failover.verdict import AnswerCheck, FirstEvent, OutputPredicate, answer_failure, first_event_verdict
 from proxy.upstream.client import MAX_ERROR_BODY, UpstreamResponse
 from proxy.upstream.sse import SseEvent, SseFramer, looks_like_sse
 
@@ -58,10 +58,11 @@ async def first_bytes(response: UpstreamResponse) -> bytes:
     raise MalformedResponse("the provider's answer is empty")
 
 
-async def first_output(response: UpstreamResponse, path: str) -> bytes:
+async def first_output(response: UpstreamResponse, output: OutputPredicate) -> bytes:
     """The stream up to and including its first event that carries output, judged before commit:
     comments, pings and chunks without output are held; an error event, `[DONE]` or the end of the
-    body before any output fail the attempt. Returns every byte read, to relay in order."""
+    body before any output fail the attempt (`output` is the endpoint's predicate). Returns every byte
+    read, to relay in order."""
     framer = SseFramer()
     held: list[bytes] = []
     checked = False
@@ -69,9 +70,9 @@ async def first_output(response: UpstreamResponse, path: str) -> bytes:
         held.append(chunk)
         if not checked:
             checked = check_sse(b"".join(held), end=False)
-        if commits(framer.feed(chunk), path) or framer.received > MAX_HELD_BYTES:
+        if commits(framer.feed(chunk), output) or framer.received > MAX_HELD_BYTES:
             return b"".join(held)
-    if held and (checked or check_sse(b"".join(held), end=True)) and commits(framer.close(), path):
+    if held and (checked or check_sse(b"".join(held), end=True)) and commits(framer.close(), output):
         return b"".join(held)
     raise EmptyAnswer("the provider's stream ended before any output")
 
@@ -86,23 +87,23 @@ def check_sse(raw: bytes, *, end: bool) -> bool:
     return bool(head)
 
 
-def commits(events: list[SseEvent], path: str) -> bool:
+def commits(events: list[SseEvent], output: OutputPredicate) -> bool:
     """Does one of these events commit the stream? An event that ends past `MAX_HELD_BYTES` is too
     large to judge and commits as it is; the others are judged in order (a failure raises)."""
-    for event in events:  # noqa: SIM110 (a loop, not any(): it runs per event before commit)
-        if event.end > MAX_HELD_BYTES or first_event_verdict(path, event) is FirstEvent.OUTPUT:
+    for event in events:
+        if event.end > MAX_HELD_BYTES or first_event_verdict(output, event) is FirstEvent.OUTPUT:
             return True
     return False
 
 
-def judge_body(body: bytes, path: str) -> Any:
+def judge_body(body: bytes, check: AnswerCheck | None) -> Any:
     """A non-streaming answer's parsed JSON, judged by its content: raises `MalformedResponse` when
     it is not JSON and the verdict's failure (`ErrorInAnswer`, `EmptyAnswer`) when it carries one."""
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise MalformedResponse("the provider's answer is not valid JSON") from None
-    failure = answer_failure(path, parsed)
+    failure = answer_failure(check, parsed)
     if failure is not None:
         raise failure
     return parsed

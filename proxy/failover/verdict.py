@@ -6,12 +6,14 @@ Routers and self-hosted servers report failure inside a 200: OpenRouter's non-st
 a FastAPI `{"detail": ...}`, a `finish_reason: "error"` chunk. These functions read parsed JSON only;
 the attempt loop and the relay decide what to do with the answer.
 
-- `answer_failure(path, body)`: a non-streaming body that is an error or carries no answer.
-- `first_event_verdict(path, event)`: before commit, is this stream event output (commit), nothing
-  yet (hold), or a failure (fail over)?
-- `carries_output(path, event_name, payload)`: the "is this event output?" predicate; one function per
-  endpoint in `OUTPUT_PREDICATES`, so an endpoint with typed events (`/responses`) adds its own.
+- `answer_failure(check, body)`: a non-streaming body that is an error or carries no answer (`check`
+  is the endpoint's: `has_choice`, `has_data`, `has_results`, or None).
+- `first_event_verdict(output, event)`: before commit, is this stream event output (commit), nothing
+  yet (hold), or a failure (fail over)? `output` is the endpoint's "is this event output?"
+  predicate (`chat_output` here; the typed streams' in `proxy.upstream.responses_events`).
 - `stream_event_outcome(payload)`: after commit, is this event an in-band error, which choices did it finish?
+
+Which endpoint uses which predicate and check is the endpoint table's (`proxy.failover.endpoints`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from typing import Any
 import orjson
 
 from proxy.errors import EmptyAnswer, ErrorInAnswer, MalformedResponse, UpstreamError
-from proxy.upstream.responses_events import responses_output, transcript_output
 from proxy.upstream.sse import SseEvent, is_done
 
 OUTPUT_FIELDS = frozenset(
@@ -96,21 +97,13 @@ def chat_output(event_name: bytes | None, payload: Mapping[str, Any]) -> bool:
 
 
 OutputPredicate = Callable[[bytes | None, Mapping[str, Any]], bool]
-OUTPUT_PREDICATES: dict[str, OutputPredicate] = {
-    "/chat/completions": chat_output,
-    "/completions": chat_output,
-    "/responses": responses_output,  # typed events; `response.failed` or `error` raises ErrorInAnswer
-    "/audio/transcriptions": transcript_output,
-}
+"""Is this stream event (its name, its JSON data) something the client asked for? It may raise the
+attempt's failure for an event its endpoint defines as one."""
+AnswerCheck = Callable[[Mapping[str, Any]], bool]
+"""Does this 200 JSON body carry an answer (an endpoint's own rule)?"""
 
 
-def carries_output(path: str, event_name: bytes | None, payload: Mapping[str, Any]) -> bool:
-    """Is this stream event something the client asked for? (per endpoint; chat rules by default).
-    A predicate may raise the attempt's failure for an event its endpoint defines as one."""
-    return OUTPUT_PREDICATES.get(path, chat_output)(event_name, payload)
-
-
-def first_event_verdict(path: str, event: SseEvent) -> FirstEvent:
+def first_event_verdict(output: OutputPredicate, event: SseEvent) -> FirstEvent:
     """Judge one complete event before commit. Raises the attempt's failure: `ErrorInAnswer` for an
     error event (or a `finish_reason: "error"`), `EmptyAnswer` for `[DONE]` before any output,
     `MalformedResponse` for data that is not a JSON object."""
@@ -129,7 +122,7 @@ def first_event_verdict(path: str, event: SseEvent) -> FirstEvent:
         raise ErrorInAnswer(f"the provider's stream reported an error: {message}")
     if any(reason == "error" for _, reason in _finish_reasons(payload.get("choices"))):
         raise ErrorInAnswer("the provider's stream ended a choice with finish_reason 'error'")
-    return FirstEvent.OUTPUT if carries_output(path, event.name, payload) else FirstEvent.HOLD
+    return FirstEvent.OUTPUT if output(event.name, payload) else FirstEvent.HOLD
 
 
 def stream_event_outcome(payload: Mapping[str, Any]) -> tuple[bool, tuple[int, ...]]:
@@ -139,7 +132,7 @@ def stream_event_outcome(payload: Mapping[str, Any]) -> tuple[bool, tuple[int, .
     return failed, tuple(index for index, reason in reasons if reason is not None)
 
 
-def answer_failure(path: str, body: Any) -> UpstreamError | None:
+def answer_failure(check: AnswerCheck | None, body: Any) -> UpstreamError | None:
     """A non-streaming 200 body that is not an answer: `ErrorInAnswer` when it is an error (an `error`
     object or string, `"object": "error"`, a `detail` alone), `EmptyAnswer` when it carries no answer
     (chat and text completions: no choice with a message or text; embeddings and images: no `data`;
@@ -149,13 +142,14 @@ def answer_failure(path: str, body: Any) -> UpstreamError | None:
     message = error_of(body)
     if message is not None:
         return ErrorInAnswer(f"the provider answered 200 with an error: {message}")
-    check = ANSWER_CHECKS.get(path)
     if check is not None and not check(body):
         return EmptyAnswer("the provider answered 200 without an answer")
     return None
 
 
-def _has_choice(field: str) -> Callable[[Mapping[str, Any]], bool]:
+def has_choice(field: str) -> AnswerCheck:
+    """Chat and text completions: some choice has a `message` (chat) or `text`."""
+
     def check(body: Mapping[str, Any]) -> bool:
         choices = body.get("choices")
         return isinstance(choices, list) and any(isinstance(c, dict) and c.get(field) is not None for c in choices)
@@ -163,23 +157,14 @@ def _has_choice(field: str) -> Callable[[Mapping[str, Any]], bool]:
     return check
 
 
-def _has_data(body: Mapping[str, Any]) -> bool:
+def has_data(body: Mapping[str, Any]) -> bool:
     data = body.get("data")
     return isinstance(data, list) and len(data) > 0
 
 
-def _has_results(body: Mapping[str, Any]) -> bool:
+def has_results(body: Mapping[str, Any]) -> bool:
     results = body.get("results")
     return isinstance(results, list) and len(results) > 0
-
-
-ANSWER_CHECKS: dict[str, Callable[[Mapping[str, Any]], bool]] = {
-    "/chat/completions": _has_choice("message"),
-    "/completions": _has_choice("text"),
-    "/embeddings": _has_data,
-    "/moderations": _has_results,  # one result per input
-    "/images/generations": _has_data,  # one image (url or b64_json) per `n`
-}
 
 
 def expected_choices(body: Mapping[str, Any]) -> int:

@@ -17,8 +17,8 @@ from starlette.routing import Route
 
 from proxy.failover.ranking import offer_health, rank_offers
 from proxy.http.answers import error_body
-from proxy.http.bearer import bearer_token
 from proxy.http.gateway import Gateway
+from proxy.http.identity import bearer_token
 from proxy.runtime.first_output import learned_json
 from proxy.types import CircuitState, Health, Offer, RuntimeView
 
@@ -111,7 +111,7 @@ async def failover_status(request: Request) -> Response:
                 "primary": slugs[0] if slugs else None,
                 "fallback": slugs[1:],
                 "has_failover": len(slugs) > 1,
-                "model_fallbacks": list(gateway.router.fallbacks.get(model, ())),
+                "model_fallbacks": list(gateway.live.current.fallbacks.get(model, ())),
             }
         )
     with_failover = sum(1 for m in models if m["has_failover"])
@@ -135,11 +135,12 @@ async def failover_model(request: Request) -> Response:
     ranked, views = _ranked(gateway, offers)
     order = [_order_entry(gateway, i + 1, o, views[o.key]) for i, o in enumerate(ranked)]
     canonical = offers[0].model_id if offers else model_id
-    hedge = gateway.hedging.rule(canonical)
+    live = gateway.live.current
+    hedge = live.hedge_rule(canonical)
     return JSONResponse(
         {
             "model": canonical,
-            "model_chain": [canonical, *gateway.router.fallbacks.get(canonical, ())],
+            "model_chain": [canonical, *live.fallbacks.get(canonical, ())],
             "strategy": gateway.settings.strategy.value,
             "hedge": {"enabled": hedge.enabled, "budget": hedge.budget},
             "providers_available": len(order),

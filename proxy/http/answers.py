@@ -7,15 +7,14 @@ carry only catalog values (slugs, model ids) and numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
 import orjson
 
-from proxy.config import Config
 from proxy.errors import AllOffersFailed, ClientError
-from proxy.types import Attempt, Offer
+from proxy.types import Offer
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -40,7 +39,6 @@ DROPPED_RESPONSE_HEADERS = frozenset(
     }
 )
 REDACTED = b"[redacted]"
-MIN_REDACTED_LENGTH = 8  # shorter "keys" are placeholders: replacing them would garble the body
 JSON = (b"content-type", b"application/json")
 
 
@@ -89,20 +87,15 @@ def forwarded_name(name: str) -> bytes | None:
     return lower.encode("latin-1")
 
 
-def gateway_headers(offer: Offer | None, attempts: Sequence[Attempt], request_id: str) -> Headers:
+def gateway_headers(offer: Offer | None, attempts: int, request_id: str) -> Headers:
+    """`x-request-id`, `x-gatewayz-attempts` and, when an offer answered, which one it was."""
     headers: Headers = [(b"x-request-id", request_id.encode("latin-1"))]
     if offer is not None:
         headers.append((b"x-gatewayz-model", offer.model_id.encode("latin-1", "replace")))
         headers.append((b"x-gatewayz-provider", offer.provider_slug.encode("latin-1", "replace")))
         headers.append((b"x-gatewayz-provider-model", offer.provider_model_id.encode("latin-1", "replace")))
-    headers.append((b"x-gatewayz-attempts", str(len(attempts)).encode()))
+    headers.append((b"x-gatewayz-attempts", str(attempts).encode()))
     return headers
-
-
-def provider_secrets(config: Config) -> tuple[bytes, ...]:
-    """Every provider key long enough to look for, as the bytes a provider could echo back."""
-    keys = {p.api_key.reveal().encode() for p in config.providers}
-    return tuple(sorted((k for k in keys if len(k) >= MIN_REDACTED_LENGTH), key=len, reverse=True))
 
 
 def redact(data: bytes, secrets: Iterable[bytes]) -> bytes:

@@ -1,10 +1,10 @@
 """The ASGI application: the hot path in plain ASGI, everything else on Starlette.
 
-POSTs to the proxied routes (`proxy.failover.endpoints.PROXIED`) go straight to `ProxyHandler` (no
-router, no middleware). The rest (models, Responses API chains, health, readiness, metrics, admin)
-is a small Starlette app, which also runs the lifespan that starts and stops the gateway's
-background work. An unknown path gets a 404 that lists the routes; a known path with the wrong
-method a 405 that names the right one.
+Requests to the proxied endpoints (`proxy.failover.endpoints.PROXIED`: the POSTs that fail over,
+and a stored response's follow-ups) go straight to `ProxyHandler` (no router, no middleware). The
+rest (models, health, readiness, metrics, admin) is a small Starlette app, which also runs the
+lifespan that starts and stops the gateway's background work. An unknown path gets a 404 that
+lists the routes; a known path with the wrong method a 405 that names the right one.
 """
 
 from __future__ import annotations
@@ -24,16 +24,17 @@ from starlette.routing import Route
 
 from proxy.config import Config, load_config
 from proxy.errors import ConfigError, Unauthorized
-from proxy.failover.endpoints import route_list
+from proxy.failover.endpoints import PROXIED, PROXIED_POSTS, match, route_list, route_patterns
 from proxy.http import admin
-from proxy.http.answers import client_error, error_body, provider_secrets
-from proxy.http.chain import CHAIN_ROUTE, forward_to_pinned
+from proxy.http.answers import client_error, error_body
 from proxy.http.gateway import Gateway
-from proxy.http.handler import ROUTES, ProxyHandler
+from proxy.http.handler import ProxyHandler
+from proxy.http.identity import authorize
 from proxy.types import Receive, Scope, Send
 from proxy.upstream.client import UpstreamClient
 
 log = logging.getLogger("gatewayz.reload")
+RESPONSES = "/v1/responses/"  # a stored response's follow-ups (`proxy.failover.endpoints.match`)
 
 
 def _model_object(gateway: Gateway, model_id: str) -> dict[str, object]:
@@ -51,9 +52,9 @@ async def list_models(request: Request) -> Response:
 
 def _refused(request: Request) -> Response | None:
     """The 401 of a request without a client key (`FAILOVER_API_KEYS`), as on the proxied routes."""
-    handler: ProxyHandler = request.app.state.handler
+    gateway: Gateway = request.app.state.gateway
     try:
-        handler.authorize(dict(request.scope["headers"]))
+        authorize(gateway.live.current.client_keys, dict(request.scope["headers"]))
     except Unauthorized as exc:
         status, body = client_error(exc)
         return Response(body, status_code=status, media_type="application/json")
@@ -148,20 +149,16 @@ class GatewayApp:
             routes=[
                 Route("/v1/models", list_models),
                 Route("/v1/models/{model:path}", retrieve_model),
-                Route(CHAIN_ROUTE, forward_to_pinned, methods=["GET", "DELETE"]),
-                Route(CHAIN_ROUTE + "/cancel", forward_to_pinned, methods=["POST"]),
-                Route(CHAIN_ROUTE + "/input_items", forward_to_pinned, methods=["GET"]),
                 Route("/healthz", healthz),
                 Route("/readyz", readyz),
                 Route("/metrics", metrics),
                 *admin.ROUTES,
-                *(Route(path, proxied_elsewhere, methods=["POST"]) for path in ROUTES),
+                *(Route(path, proxied_elsewhere, methods=methods) for path, methods in route_patterns().items()),
             ],
             exception_handlers={HTTPException: http_error},
             lifespan=self._lifespan,
         )
         self.routes.state.gateway = self.gateway
-        self.routes.state.handler = self.handler
 
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -185,12 +182,18 @@ class GatewayApp:
             log.warning("config reload failed, keeping the running config: %s", exc)
             return
         log.info(self.gateway.reload(reread))
-        self.handler.provider_keys = provider_secrets(self.gateway.config)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in ROUTES:
-            await self.handler(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if scope["method"] == "POST" and path in PROXIED_POSTS:
+                await self.handler(scope, receive, send, PROXIED[("POST", path)])
+                return
+            if path.startswith(RESPONSES):
+                found = match(scope["method"], path)
+                if found is not None:
+                    await self.handler(scope, receive, send, *found)
+                    return
         await self.routes(scope, receive, send)
 
 

@@ -19,10 +19,10 @@ WATCH_AFTER_S = 0.005
 
 
 class Watched(Protocol):
-    """What the watch reads and marks on the request's exchange."""
+    """What the watch tells the request's record (`proxy.failover.record.RequestRecord.client_left`):
+    True when the request is to be cancelled (its answer was not finished)."""
 
-    finished: bool
-    disconnected: bool
+    def client_left(self) -> bool: ...
 
 
 class DisconnectWatch:
@@ -30,15 +30,15 @@ class DisconnectWatch:
 
     __slots__ = ("_task", "_timer")
 
-    def __init__(self, receive: Receive, request: asyncio.Task[None], ex: Watched) -> None:
+    def __init__(self, receive: Receive, request: asyncio.Task[None], record: Watched) -> None:
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            WATCH_AFTER_S, self._listen, receive, request, ex
+            WATCH_AFTER_S, self._listen, receive, request, record
         )
 
-    def _listen(self, receive: Receive, request: asyncio.Task[None], ex: Watched) -> None:
+    def _listen(self, receive: Receive, request: asyncio.Task[None], record: Watched) -> None:
         self._timer = None
-        self._task = asyncio.ensure_future(_watch_disconnect(receive, request, ex))
+        self._task = asyncio.ensure_future(_watch_disconnect(receive, request, record))
 
     def cancel(self) -> None:
         if self._timer is not None:
@@ -47,11 +47,10 @@ class DisconnectWatch:
             self._task.cancel()
 
 
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[None], ex: Watched) -> None:
+async def _watch_disconnect(receive: Receive, task: asyncio.Task[None], record: Watched) -> None:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            if not ex.finished:
-                ex.disconnected = True
+            if record.client_left():
                 task.cancel()
             return

@@ -13,9 +13,10 @@ Background work, none of it on the request path:
   Postgres NOTIFY (`proxy.runtime.pg_peers`);
 - the passive-health flusher (`proxy.runtime.flush`), every `health_flush_s`, and once more at shutdown.
 
-`reload(config)` applies a re-read config to the running parts (`proxy.http.reload` says what
-can change live); the request path reads `gateway.settings` per request, so a reload never
-interrupts a request in flight.
+`reload(config)` applies a re-read config (`proxy.http.reload` says what can change live): it builds
+one `LiveConfig` snapshot and swaps the one reference to it (`live.current`). Every reader goes
+through that reference (a request takes it once when it arrives, so a reload never changes a request
+in flight); only the catalog, which merges the config's offers with the database's, is rebuilt.
 """
 
 from __future__ import annotations
@@ -27,16 +28,17 @@ import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from prometheus_client import Gauge
 
-from proxy.config import Config
+from proxy.config import Config, ProxySettings
 from proxy.errors import CatalogError
+from proxy.failover.accounting import Accounting
 from proxy.failover.attempts import AttemptContext
-from proxy.failover.hedge import Hedging
+from proxy.failover.hedge import HedgeBudgets
 from proxy.failover.model_fallbacks import ModelRouter
 from proxy.http.reload import live_config, reload_summary, restart_only_changes
 from proxy.runtime.catalog import Catalog
 from proxy.runtime.flush import HealthFlusher
+from proxy.runtime.live import Live, LiveConfig
 from proxy.runtime.metrics import Metrics
 from proxy.runtime.peers import SharedState
 from proxy.runtime.pg_listen import PostgresListener
@@ -57,18 +59,17 @@ FINAL_FLUSH_TIMEOUT_S = 2.0
 
 class Gateway:
     def __init__(self, config: Config, *, client: UpstreamClient | None = None) -> None:
-        self.config = config
-        self.settings = config.proxy
+        self.live = Live(config)
         self.metrics = Metrics()
-        self.state = RuntimeState(config.proxy, health=config.health)
+        self.state = RuntimeState(self.live)
+        self.accounting = Accounting(self.state, self.metrics)
         self.catalog = Catalog(config)
         self.client = client or AiohttpUpstream(connect_timeout_s=config.proxy.connect_timeout_s)
-        self.keys = {p.slug: p.api_key for p in config.providers}
         self.pool: asyncpg.Pool | None = None
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[None]] = []
         self._database_warned = False
-        self._gauge_values: dict[tuple[str, ...], float] = {}
+        self._gauge_values: dict[tuple[str, str, str], int] = {}
         self.refresher = CatalogRefresher(
             self.catalog, self.metrics, pool=lambda: self.pool, on_change=self._bind_labels
         )
@@ -79,27 +80,31 @@ class Gateway:
                 config.redis_prefix,
                 self.state,
                 on_rankings=self.refresher.request,
-                circuit_cooldown_s=config.proxy.circuit_cooldown_s,
             )
             self.state.publish = self.shared.publish
             self.refresher.cache = self.shared
         self.listener: PostgresListener | None = None
         self.pg_peers: PostgresPeers | None = None
         if config.database_url and self.shared is None:
-            self.pg_peers = PostgresPeers(
-                self.state, lambda: self.pool, circuit_cooldown_s=config.proxy.circuit_cooldown_s
-            )
+            self.pg_peers = PostgresPeers(self.state, lambda: self.pool)
             self.state.publish = self.pg_peers.publish
             self.listener = PostgresListener(
                 config.database_url.reveal(), self.refresher.request, on_state=self.pg_peers.receive
             )
         pin_redis = redis_client(config.redis_url) if config.redis_url else None
-        self.pins = ResponsePins(config.proxy.response_pin_ttl_s, pin_redis, config.redis_prefix)
-        self.flusher = HealthFlusher(self.state, config.health, lambda: self.pool)
-        self.hedging = Hedging(config)
-        self.context = AttemptContext(self.settings, self.client, self.state, self.keys, self.metrics, self.hedging)
-        self.router = ModelRouter(self.catalog, self.context, config.model_fallbacks)
+        self.pins = ResponsePins(lambda: self.settings.response_pin_ttl_s, pin_redis, config.redis_prefix)
+        self.flusher = HealthFlusher(self.state, lambda: self.pool)
+        self.context = AttemptContext(self.client, self.state, HedgeBudgets())
+        self.router = ModelRouter(self.catalog, self.context)
         self._bind_labels()
+
+    @property
+    def config(self) -> Config:
+        return self.live.current.config
+
+    @property
+    def settings(self) -> ProxySettings:
+        return self.live.current.config.proxy
 
     @property
     def database_ok(self) -> bool:
@@ -118,7 +123,7 @@ class Gateway:
         return "not_configured" if self.shared is None else self.shared.status
 
     def _bind_labels(self) -> None:
-        self.metrics.bound(self.catalog.models(), self.keys)
+        self.metrics.bound(self.catalog.models(), self.live.current.provider_keys)
 
     async def start(self) -> None:
         await self.refresh_catalog()
@@ -191,41 +196,32 @@ class Gateway:
         offers: setting hundreds of labelled gauges at once held the loop for 7-14 ms every 5 s
         (`python -m bench.tail`), a request's worth of delay on whichever request was in flight."""
         now = time.time()
-        metrics = self.metrics
         done = 0
         for model, offers in self.catalog.offers().items():
             for offer in offers:
-                view = self.state.view(offer, now)
-                labels = (metrics.provider(offer.provider_slug), metrics.model(model))
-                self._set_gauge(metrics.offer_state, labels, offer.effective_health.gauge)
-                self._set_gauge(metrics.circuit_open, labels, 1 if view.circuit is CircuitState.OPEN else 0)
+                circuit = 1 if self.state.circuit(offer.key, now) is CircuitState.OPEN else 0
+                state = self._changed(("state", offer.provider_slug, model), offer.effective_health.gauge)
+                opened = self._changed(("circuit", offer.provider_slug, model), circuit)
+                if state is not None or opened is not None:
+                    self.metrics.set_offer_gauges(offer.provider_slug, model, state, opened)
                 done += 1
                 if done % GAUGE_SLICE == 0:
                     await asyncio.sleep(0)
 
-    def _set_gauge(self, gauge: Gauge, labels: tuple[str, str], value: float) -> None:
-        key = (str(id(gauge)), *labels)
-        if self._gauge_values.get(key) != value:
-            self._gauge_values[key] = value
-            self.metrics.child(gauge, *labels).set(value)
+    def _changed(self, key: tuple[str, str, str], value: int) -> int | None:
+        """`value` when it differs from the one last set under `key`, else None."""
+        if self._gauge_values.get(key) == value:
+            return None
+        self._gauge_values[key] = value
+        return value
 
     def reload(self, reread: Config) -> str:
         """Apply a re-read config to the running gateway; return the log line that says what happened."""
         restart = restart_only_changes(self.config, reread)
         config = live_config(self.config, reread)
         summary = reload_summary(self.config, config, restart)
-        self.config, self.settings = config, config.proxy
-        self.keys = {p.slug: p.api_key for p in config.providers}
-        self.state.settings = config.proxy
-        self.flusher.history_interval_s = config.health.traffic_history_interval_s
-        self.pins.ttl_s = config.proxy.response_pin_ttl_s
-        for peers in (self.shared, self.pg_peers):
-            if peers is not None:
-                peers.circuit_cooldown_s = config.proxy.circuit_cooldown_s
-        self.context.settings, self.context.keys = config.proxy, self.keys
+        self.live.current = LiveConfig.of(config)
         self.catalog.reconfigure(config)
-        self.router.fallbacks = config.model_fallbacks
-        self.hedging.reconfigure(config)
         self._bind_labels()
         return summary
 

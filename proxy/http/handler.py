@@ -1,39 +1,26 @@
 """The hot path: one proxied request, in plain ASGI.
 
 read the body (bounded) -> parse once -> look up and rank offers -> attempt loop -> answer.
-It touches neither Postgres nor Redis. A client that disconnects after sending its body cancels
-the request at once, which closes the upstream response in the attempt loop's or relay's `finally`.
+It touches neither Postgres nor Redis (a stored response's follow-up reads its pin, from process
+memory or Redis). What happens is written into the request's record (`proxy.failover.record`),
+which `proxy.failover.accounting` reads once when the request ends. A client that disconnects after
+sending its body cancels the request at once, which closes the upstream response in the attempt
+loop's or relay's `finally`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
-import logging
-import random
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
 
 import orjson
 
-from proxy.errors import (
-    AllOffersFailed,
-    ClientDisconnected,
-    ClientError,
-    ModelNotFound,
-    ShuttingDown,
-    Unauthorized,
-    UpstreamError,
-    UpstreamStatus,
-)
-from proxy.failover.attempts import ForwardRequest, Served, run_attempts, settle_stream
-from proxy.failover.client_request import MAX_MODEL_LENGTH, SLUG, ClientRequest, parse_request
-from proxy.failover.endpoints import PROXIED, Endpoint
-from proxy.failover.form_request import parse_form
-from proxy.failover.hedge import hedge_outcome
+from proxy.errors import AllOffersFailed, ClientDisconnected, ClientError, ShuttingDown, UpstreamError, UpstreamStatus
+from proxy.failover.attempts import Call, Served, run_attempts
+from proxy.failover.client_request import MAX_MODEL_LENGTH, ClientRequest
+from proxy.failover.endpoints import PROXIED, Endpoint, ForwardRequest, match
 from proxy.failover.model_fallbacks import not_offered, serve_request
-from proxy.failover.verdict import expected_choices, stream_event_outcome
+from proxy.failover.record import Phase, RequestRecord
 from proxy.http.answers import (
     JSON,
     Headers,
@@ -42,213 +29,204 @@ from proxy.http.answers import (
     error_body,
     forwarded_headers,
     gateway_headers,
-    provider_secrets,
     redact,
 )
-from proxy.http.bearer import bearer_token
 from proxy.http.body import read_body
-from proxy.http.chain import PinnedUnavailable, pinned_ranking, pinned_unavailable
+from proxy.http.chain import (
+    PinnedCall,
+    PinnedUnavailable,
+    pin_of,
+    pinned_ranking,
+    pinned_unavailable,
+    previous_response,
+)
 from proxy.http.disconnect import DisconnectWatch
 from proxy.http.gateway import Gateway
+from proxy.http.identity import authorize, request_id
 from proxy.http.relay import relay_bytes, relay_stream
-from proxy.types import Attempt, Offer, Ranking, Receive, Scope, Send
-from proxy.upstream.responses_events import TypedStreamWatch
-from proxy.upstream.sse import RelayWatch, StreamWatch
-from proxy.upstream.usage import Usage, stream_usage, usage_of
+from proxy.runtime.live import LiveConfig
+from proxy.runtime.response_pins import ResponsePin
+from proxy.types import Offer, Ranking, Receive, Scope, Send
+from proxy.upstream.sse import RelayWatch
+from proxy.upstream.usage import stream_usage, usage_of
 
-access_log = logging.getLogger("gatewayz.access")
-
-ROUTES = PROXIED
 FORWARDED = frozenset({b"accept", b"user-agent", b"http-referer", b"x-title", b"openai-beta"})
 
 
-@dataclass(slots=True)
-class Exchange:
-    """What one request did, for the answer's headers, the metrics and the log line."""
-
-    route: str
-    request_id: str
-    started: float
-    model: str = ""
-    status: int = 0
-    outcome: str = "error"
-    attempts: list[Attempt] = field(default_factory=list)
-    provider: str = ""
-    offer: Offer | None = None  # the offer that served the answer
-    upstream_s: float = 0.0
-    usage: Usage | None = None
-    finished: bool = False  # the answer is complete: a disconnect now changes nothing
-    disconnected: bool = False
-    streaming: bool = False  # a stream's 200 went out and its end has not yet
-
-
 class ProxyHandler:
+    """Serves every proxied endpoint (`proxy.failover.endpoints.PROXIED`) in plain ASGI."""
+
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self.keys = [k.reveal().encode() for k in gateway.config.api_keys]
-        self.provider_keys = provider_secrets(gateway.config)
-        # `failover serve` sets this to write access lines straight to its batched stream, past the
-        # logging machinery (which costs more than the rest of the line); otherwise the logger is used.
-        self.write_access: Callable[[str], None] | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint | None = None, response_id: str = ""
+    ) -> None:
+        """Serve one request to `endpoint` (found from the scope when not given: the app has found it)."""
+        if endpoint is None:
+            endpoint, response_id = _endpoint(scope)
         headers = dict(scope["headers"])
-        request_id = _request_id(headers.get(b"x-request-id"))
-        ex = Exchange(route=path, request_id=request_id, started=time.perf_counter())
+        live = self.gateway.live.current
+        accounting = self.gateway.accounting
+        ident = request_id(headers.get(b"x-request-id"))
+        record = RequestRecord(endpoint.label or endpoint.route, ident, on_failure=accounting.attempt_failed)
         task = asyncio.current_task()
         watcher: DisconnectWatch | None = None
-        body: bytes | bytearray = b""
         try:
-            self.authorize(headers)
-            settings = self.gateway.settings
-            endpoint = PROXIED[path]
-            upload = endpoint.form != "json"
-            body = await read_body(receive, headers, settings.max_body_bytes, settings.deadline_s, upload)
+            authorize(live.client_keys, headers)
+            body: bytes | bytearray = b""
+            if endpoint.form != "none":
+                settings = live.settings
+                upload = endpoint.form != "json"
+                body = await read_body(receive, headers, settings.max_body_bytes, settings.deadline_s, upload)
             assert task is not None
-            watcher = DisconnectWatch(receive, task, ex)
-            await self._serve(ex, endpoint, body, headers, send)
+            watcher = DisconnectWatch(receive, task, record)
+            pin = (response_id, await pin_of(self.gateway.pins, response_id, param=None)) if endpoint.pinned else None
+            call = self._call(record, live, endpoint, scope, body=body, headers=headers, pin=pin)
+            await self._serve(record, call, send)
         except ClientError as exc:
-            ex.model = ex.model or _asked_model(body)
-            await self._reply_error(ex, send, *client_error(exc), [])
-            ex.outcome = exc.code
+            record.answered(exc.status, exc.code)
+            await self._reply_error(record, send, *client_error(exc), [])
         except ClientDisconnected:
-            ex.status, ex.outcome = 499, ClientDisconnected.code
+            record.client_left()
         except _AbortAnswer:
             pass  # returning with the answer incomplete: the server drops the connection
         except asyncio.CancelledError:
             if task is None:
                 raise
             task.uncancel()
-            if ex.disconnected:
-                ex.status, ex.outcome = 499, ClientDisconnected.code
-            else:  # only the server cancels otherwise: uvicorn, shutdown_grace_s after SIGTERM
-                await self._end_at_shutdown(ex, send)
+            if record.phase is not Phase.DISCONNECTED:  # only the server cancels otherwise (shutdown)
+                await self._end_at_shutdown(record, send)
         finally:
             if watcher is not None:
                 watcher.cancel()
-            self._account(ex)
+            accounting.request_ended(record)
 
-    def authorize(self, headers: dict[bytes, bytes]) -> None:
-        """`Unauthorized` unless `FAILOVER_API_KEYS` is unset or the bearer token is one of them."""
-        if not self.keys:
-            return
-        token = bearer_token(headers.get(b"authorization", b""))
-        matched = False
-        for key in self.keys:
-            matched |= hmac.compare_digest(token, key)
-        if not matched:
-            raise Unauthorized("invalid or missing API key for this proxy (Authorization: Bearer <key>)")
-
-    async def _serve(
-        self, ex: Exchange, endpoint: Endpoint, body: bytes | bytearray, headers: dict[bytes, bytes], send: Send
-    ) -> None:
+    def _call(
+        self,
+        record: RequestRecord,
+        live: LiveConfig,
+        endpoint: Endpoint,
+        scope: Scope,
+        *,
+        body: bytes | bytearray,
+        headers: dict[bytes, bytes],
+        pin: tuple[str, ResponsePin] | None,
+    ) -> Call:
+        """The request as it will be sent: parsed (or, for a stored response's follow-up, named by its pin)."""
         preferred = headers.get(b"x-gatewayz-provider")
         provider = preferred.decode("latin-1") if preferred is not None else None
-        request: ForwardRequest = (
-            parse_request(body, provider)
-            if endpoint.form == "json"
-            else parse_form(body, headers.get(b"content-type", b""), provider)
-        )
-        gateway = self.gateway
-        ex.model = request.model
-        forward = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items() if k in FORWARDED}
-        forward["content-type"] = "application/json" if endpoint.form == "json" else _content_type(headers)
-        forward["x-request-id"] = ex.request_id
-        deadline = asyncio.get_running_loop().time() + gateway.settings.deadline_s
-        pinned: PinnedUnavailable | None = None
-        serving: Awaitable[Served]
-        chained = await self._chained(ex, endpoint, request)
-        if chained is not None:  # a Responses API chain stays on its provider: no other offer, no fallback
-            ranking, pinned = chained
-            serving = run_attempts(
-                gateway.context, request, ranking, path=endpoint.upstream, headers=forward, deadline=deadline,
-                endpoint=endpoint,
-            )  # fmt: skip
+        request: ForwardRequest
+        path = endpoint.upstream
+        if pin is not None:
+            request = PinnedCall(*pin)
+            query = scope.get("query_string", b"")
+            path = scope["path"].removeprefix("/v1") + (f"?{query.decode('latin-1')}" if query else "")
         else:
-            ex.model, serving = serve_request(
-                gateway.router, request, path=endpoint.upstream, headers=forward, deadline=deadline, endpoint=endpoint
-            )
+            try:
+                request = endpoint.parse(body, headers, provider)
+            except ClientError:
+                record.named(_asked_model(body))
+                raise
+            record.named(request.model)
+        forward = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items() if k in FORWARDED}
+        if endpoint.form == "none":
+            forward["accept"] = "application/json"
+        else:
+            forward["content-type"] = endpoint.content_type(headers)
+        forward["x-request-id"] = record.request_id
+        deadline = asyncio.get_running_loop().time() + live.settings.deadline_s
+        return Call(request, endpoint, live, forward, deadline, path, endpoint.method)
+
+    async def _serve(self, record: RequestRecord, call: Call, send: Send) -> None:
+        pinned = await self._pinned(record, call, call.request) if call.endpoint.pins or call.endpoint.pinned else None
+        serving: Awaitable[Served]
+        if pinned is not None:  # a stored response's chain stays on its provider: no other offer, no fallback
+            ranking, unavailable = pinned
+            serving = run_attempts(self.gateway.context, call, ranking, record)
+        else:
+            unavailable = None
+            serving = serve_request(self.gateway.router, call, record)
         try:
             served = await serving
         except AllOffersFailed as exc:
-            ex.attempts = list(exc.attempts)
-            status, payload, extra = all_failed(exc, ex.model) if pinned is None else pinned_unavailable(pinned, exc)
-            await self._reply_error(ex, send, status, payload, extra)
-            ex.outcome = exc.code if pinned is None else pinned.code
+            if unavailable is None:
+                status, payload, extra = all_failed(exc, record.model)
+            else:
+                status, payload, extra = pinned_unavailable(unavailable, exc)
+            record.answered(status, exc.code if unavailable is None else unavailable.code)
+            await self._reply_error(record, send, status, payload, extra)
             return
-        except UpstreamStatus as exc:  # not retryable: the client's own mistake, passed through unchanged
-            ex.attempts = list(exc.attempts)
-            await self._pass_through(ex, send, exc)
+        except UpstreamStatus as exc:  # final: the client's own mistake (or a pinned 404), passed through unchanged
+            await self._pass_through(record, send, exc, call.live.secrets)
             return
-        await self._answer(ex, endpoint, request, served, send)
+        await self._answer(record, call, served, send)
 
-    async def _chained(
-        self, ex: Exchange, endpoint: Endpoint, request: ForwardRequest
+    async def _pinned(
+        self, record: RequestRecord, call: Call, request: ForwardRequest
     ) -> tuple[Ranking, PinnedUnavailable] | None:
-        """The pinned offer of a `POST /v1/responses` that continues a response; None for any other request."""
-        if endpoint.kind != "responses" or not isinstance(request, ClientRequest):
+        """The pinned offer of a request that continues a stored response; None for any other request."""
+        gateway = self.gateway
+        offers: tuple[Offer, ...] = ()
+        if isinstance(request, PinnedCall):
+            pin, response_id = request.pin, request.response_id
+        elif call.endpoint.pins and isinstance(request, ClientRequest):
+            previous = previous_response(request.body)
+            if previous is None:
+                return None
+            found = gateway.catalog.lookup(request.model, call.endpoint.kind)
+            if not found:
+                raise not_offered(request.model, call.endpoint, found is not None)
+            pin = await pin_of(gateway.pins, previous, param="previous_response_id")
+            response_id, offers = previous, found
+        else:
             return None
-        if request.body.get("previous_response_id") is None:
-            return None
-        offers = self.gateway.catalog.lookup(request.model, endpoint.kind)
-        if not offers:
-            raise not_offered(request.model, endpoint, offers is not None)
-        ex.model = offers[0].model_id
-        return await pinned_ranking(self.gateway, request, offers)
+        record.routing(request.model, offers[0].model_id if offers else pin.model_id, stream=request.stream)
+        return pinned_ranking(
+            gateway.state, gateway.catalog, call.live.config, pin, response_id=response_id, offers=offers
+        )
 
-    async def _answer(
-        self, ex: Exchange, endpoint: Endpoint, request: ForwardRequest, served: Served, send: Send
-    ) -> None:
-        ex.attempts, ex.offer, ex.upstream_s = served.attempts, served.offer, served.upstream_s
-        ex.model = served.offer.model_id
-        ex.provider = served.offer.provider_slug
+    async def _answer(self, record: RequestRecord, call: Call, served: Served, send: Send) -> None:
+        endpoint, request = call.endpoint, call.request
+        status = served.response.status
         headers = forwarded_headers(served.response.headers)
-        headers += gateway_headers(served.offer, served.attempts, ex.request_id)
-        ex.status = served.response.status
-        if endpoint.kind == "responses":
+        headers += gateway_headers(served.offer, record.attempt_count, record.request_id)
+        if endpoint.pins:
             await self._pin(served)
         if endpoint.answer == "binary":
-            await self._relay_binary(ex, served, headers, send)
+            await self._relay_binary(record, call, served, send, status=status, headers=headers)
             return
         if not request.stream:
-            headers.append((b"content-length", str(len(served.first)).encode()))
-            ex.finished = True
-            await send({"type": "http.response.start", "status": ex.status, "headers": headers})
-            await send({"type": "http.response.body", "body": served.first})
-            ex.usage, ex.outcome = usage_of(served.parsed), "ok"
+            body = served.first
+            if endpoint.answer == "raw":  # a stored response, as its provider keeps it (never our key)
+                body = redact(body, call.live.secrets)
+                if not any(k == b"content-type" for k, _ in headers):
+                    headers.append(JSON)
+            headers.append((b"content-length", str(len(body)).encode()))
+            record.answered(status, "ok", usage_of(served.parsed))
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            if isinstance(request, PinnedCall) and endpoint.method == "DELETE":
+                await self.gateway.pins.forget(request.response_id)
             return
-        await send({"type": "http.response.start", "status": ex.status, "headers": headers})
-        ex.streaming = True
-        watch = self._watch(endpoint, request)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        record.committed(status)
+        watch: RelayWatch = endpoint.events.watch(request)
         error: UpstreamError | None = None
-
-        def finished() -> None:  # the final event went out: a disconnect or a shutdown now changes nothing
-            ex.finished, ex.streaming = True, False
-
         try:
             error = await relay_stream(
                 send,
                 served.response,
                 served.first,
-                idle_timeout_s=self.gateway.settings.stream_idle_timeout_s,
+                idle_timeout_s=call.live.settings.stream_idle_timeout_s,
                 watch=watch,
-                on_final=finished,
+                on_final=record.finished,
             )
-            ex.streaming = False
         finally:
-            ex.finished = True
-            settle_stream(self.gateway.context, served, error)
-            ex.usage = stream_usage(watch)
-        ex.outcome = "ok" if error is None else error.outcome
-
-    @staticmethod
-    def _watch(endpoint: Endpoint, request: ForwardRequest) -> RelayWatch:
-        """What follows a committed stream: chat-like chunks (`n` choices) or a typed stream's events."""
-        if endpoint.events != "chat":
-            return TypedStreamWatch(transcript=endpoint.events == "transcript")
-        choices = expected_choices(request.body) if isinstance(request, ClientRequest) else 1
-        return StreamWatch(stream_event_outcome, choices)
+            record.reported(stream_usage(watch))
+        if error is not None:
+            record.stream_broke(error)
+        record.relayed("ok" if error is None else error.outcome)
 
     async def _pin(self, served: Served) -> None:
         """A created response is pinned to its offer before the client can name it in a follow-up."""
@@ -259,72 +237,58 @@ class ProxyHandler:
         if ident is not None:
             await self.gateway.pins.record(ident, served.offer)
 
-    async def _relay_binary(self, ex: Exchange, served: Served, headers: Headers, send: Send) -> None:
-        await send({"type": "http.response.start", "status": ex.status, "headers": headers})
+    async def _relay_binary(
+        self, record: RequestRecord, call: Call, served: Served, send: Send, *, status: int, headers: Headers
+    ) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        record.committed(status, events=False)
         try:
-            idle = self.gateway.settings.stream_idle_timeout_s
-            await relay_bytes(send, served.response, served.first, idle)
-            ex.outcome = "ok"
+            await relay_bytes(send, served.response, served.first, call.live.settings.stream_idle_timeout_s)
         except UpstreamError as exc:
-            ex.outcome = exc.outcome
+            record.relayed(exc.outcome)
             raise _AbortAnswer from exc  # the server drops the connection: the client sees a cut body
-        finally:
-            ex.finished = True
+        record.finished()
+        record.relayed("ok")
 
-    async def _pass_through(self, ex: Exchange, send: Send, exc: UpstreamStatus) -> None:
+    async def _pass_through(
+        self, record: RequestRecord, send: Send, exc: UpstreamStatus, secrets: tuple[bytes, ...]
+    ) -> None:
         # a provider that echoes the key we sent it (in a 400 body or a header) must not hand it to the client
-        body = redact(exc.body, self.provider_keys)
-        headers = [(k, redact(v, self.provider_keys)) for k, v in forwarded_headers(exc.headers)]
-        headers += gateway_headers(exc.offer, ex.attempts, ex.request_id)
+        body = redact(exc.body, secrets)
+        headers = [(k, redact(v, secrets)) for k, v in forwarded_headers(exc.headers)]
+        headers += gateway_headers(record.last_offer, record.attempt_count, record.request_id)
         headers.append((b"content-length", str(len(body)).encode()))
-        ex.status, ex.outcome, ex.finished = exc.status, f"upstream_{exc.status}", True
+        record.answered(exc.status, f"upstream_{exc.status}")
         await send({"type": "http.response.start", "status": exc.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _reply_error(self, ex: Exchange, send: Send, status: int, body: bytes, extra: Headers) -> None:
+    async def _reply_error(self, record: RequestRecord, send: Send, status: int, body: bytes, extra: Headers) -> None:
+        """An error answer of ours (the record already says what it is)."""
         headers = [JSON, (b"content-length", str(len(body)).encode()), *extra]
-        headers += gateway_headers(None, ex.attempts, ex.request_id)
-        ex.status, ex.finished = status, True
+        headers += gateway_headers(None, record.attempt_count, record.request_id)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _end_at_shutdown(self, ex: Exchange, send: Send) -> None:
+    async def _end_at_shutdown(self, record: RequestRecord, send: Send) -> None:
         """End an answer the server stopped waiting for: a committed stream gets the error event (and
-        no `[DONE]`), an answer not yet begun a 503 (a binary one under way is already `finished`: left
+        no `[DONE]`), an answer not yet begun a 503 (a binary one under way is already finished: left
         incomplete, the server drops the connection); either way it is counted and logged as such."""
         error = ShuttingDown("the proxy shut down before this answer was complete")
-        if ex.streaming:
-            ex.streaming = False
-            body = error_body(str(error), "server_error", error.code)
+        body = error_body(str(error), "server_error", error.code)
+        was = record.shut_down(error.code)
+        if was is Phase.STREAMING:
             await send({"type": "http.response.body", "body": b"data: " + body + b"\n\n", "more_body": False})
-        elif not ex.finished:
-            body = error_body(str(error), "server_error", error.code)
-            await self._reply_error(ex, send, 503, body, [])
-        ex.outcome = error.code
+        elif was in (Phase.RECEIVING, Phase.ROUTING):
+            await self._reply_error(record, send, record.status, body, [])
 
-    def _account(self, ex: Exchange) -> None:
-        metrics = self.gateway.metrics
-        elapsed = time.perf_counter() - ex.started
-        model = metrics.model(ex.model)
-        metrics.child(metrics.requests, ex.route, model, ex.outcome).inc()
-        metrics.child(metrics.duration, ex.route).observe(elapsed)
-        if ex.outcome == "ok":
-            metrics.child(metrics.overhead).observe(max(0.0, elapsed - ex.upstream_s))
-        if ex.usage is not None and ex.provider:
-            self._account_usage(ex, model)
-        if self.write_access is not None:
-            self.write_access(_log_line(ex, elapsed))
-        elif access_log.isEnabledFor(logging.INFO):
-            access_log.info(_log_line(ex, elapsed))
 
-    def _account_usage(self, ex: Exchange, model: str) -> None:
-        assert ex.usage is not None
-        metrics = self.gateway.metrics
-        provider = metrics.provider(ex.provider)
-        metrics.child(metrics.tokens, provider, model, "prompt").inc(ex.usage.prompt_tokens)
-        metrics.child(metrics.tokens, provider, model, "completion").inc(ex.usage.completion_tokens)
-        if ex.offer is not None:
-            metrics.child(metrics.cost, provider, model).inc(ex.usage.cost(ex.offer))
+def _endpoint(scope: Scope) -> tuple[Endpoint, str]:
+    endpoint = PROXIED.get((scope["method"], scope["path"]))
+    if endpoint is not None:
+        return endpoint, ""
+    found = match(scope["method"], scope["path"])
+    assert found is not None, "the app sends only proxied endpoints here"
+    return found
 
 
 def _asked_model(body: bytes | bytearray) -> str:
@@ -341,38 +305,3 @@ def _asked_model(body: bytes | bytearray) -> str:
 class _AbortAnswer(Exception):
     """A binary answer broke mid-way: the handler returns with the answer incomplete, so the server
     drops the connection instead of ending the body cleanly (which would pass a truncated file as whole)."""
-
-
-def _content_type(headers: dict[bytes, bytes]) -> str:
-    return headers.get(b"content-type", b"").decode("latin-1")
-
-
-def _not_offered(model: str, route: str, offers: tuple[Offer, ...] | None) -> ModelNotFound:
-    if offers is None:
-        return ModelNotFound(f"The model '{model[:256]}' does not exist on this proxy", param="model")
-    return ModelNotFound(
-        f"The model '{model[:256]}' is not served on {route} by any provider of this proxy", param="model"
-    )
-
-
-def _request_id(given: bytes | None) -> str:
-    if given is not None and len(given) <= 64 and SLUG.match(given.decode("latin-1")):
-        return given.decode("latin-1")
-    return f"{random.getrandbits(128):032x}"  # as unique as uuid4().hex, without a system call
-
-
-def _log_line(ex: Exchange, elapsed: float) -> str:
-    return orjson.dumps(
-        {
-            "request_id": ex.request_id,
-            "route": ex.route,
-            "model": ex.model,
-            "provider": ex.provider or None,
-            "attempts": len(ex.attempts),
-            "tried": [f"{a.provider}:{a.outcome}" for a in ex.attempts],
-            "hedge": hedge_outcome(ex.attempts),
-            "status": ex.status,
-            "outcome": ex.outcome,
-            "latency_ms": round(elapsed * 1000, 2),
-        }
-    ).decode()

@@ -42,7 +42,7 @@ def app_from_environment() -> GatewayApp:
     if not batched:  # a worker process of `serve --workers N` starts with logging unconfigured
         configure_logging()
         batched = [h for h in logging.getLogger("gatewayz.access").handlers if isinstance(h, BatchedStreamHandler)]
-    app.handler.write_access = batched[0].write_line
+    app.gateway.accounting.write_access = batched[0].write_line
     app.reload_on_sighup = True
     app.flush_access = batched[0].flush
     tune_gc()

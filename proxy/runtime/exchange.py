@@ -20,9 +20,8 @@ OUTBOX_LIMIT = 1000
 
 
 class StateExchange:
-    def __init__(self, state: RuntimeState, *, circuit_cooldown_s: float) -> None:
+    def __init__(self, state: RuntimeState) -> None:
         self.state = state
-        self.circuit_cooldown_s = circuit_cooldown_s
         self.instance_id = uuid.uuid4().hex
         self.received = 0  # events from other instances applied here
         self._outbox: deque[StateEvent] = deque(maxlen=OUTBOX_LIMIT)
@@ -35,7 +34,7 @@ class StateExchange:
 
     def horizon(self, event: StateEvent) -> float:
         """Until when an event matters: a cooldown's end, or an open circuit's first trial."""
-        return event.until if event.kind == "cooldown" else event.until + self.circuit_cooldown_s
+        return event.until if event.kind == "cooldown" else event.until + self.state.settings.circuit_cooldown_s
 
     def apply(self, event: StateEvent, origin: str) -> None:
         """Apply another instance's event to the local state (this instance's own are skipped)."""

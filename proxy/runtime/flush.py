@@ -56,15 +56,12 @@ class HealthFlusher:
     def __init__(
         self,
         state: RuntimeState,
-        health: HealthSettings,
         pool: Callable[[], asyncpg.Pool | None],
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = state
         self._first_output_at: dict[OfferKey, int] = {}  # samples recorded when last written
-        self.history_interval_s = health.traffic_history_interval_s
-        self.health = health
         self.pool = pool
         self.clock = clock
         self.pending: dict[OfferKey, PassiveCounts] = {}
@@ -83,7 +80,7 @@ class HealthFlusher:
         due = {
             key: counts
             for key, counts in self._history.items()
-            if now - self._history_at.get(key, 0.0) >= self.history_interval_s
+            if now - self._history_at.get(key, 0.0) >= self.state.health.traffic_history_interval_s
         }
         return FlushBatch(dict(self.pending), self._circuit_changes(now), due, self._first_output_changes())
 
@@ -118,7 +115,8 @@ class HealthFlusher:
             async with pool.acquire() as conn, conn.transaction():
                 await add_health_counts(conn, _rows(batch))
                 if batch.history:
-                    await conn.execute(query("add_traffic_history"), *_history_columns(batch.history, self.health))
+                    history = _history_columns(batch.history, self.state.health)
+                    await conn.execute(query("add_traffic_history"), *history)
                 if batch.first_output:
                     keys = sorted(batch.first_output)
                     columns = [[k[0] for k in keys], [k[1] for k in keys], [batch.first_output[k][1] for k in keys]]

@@ -19,6 +19,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from proxy.labels import bounded_label
 from proxy.runtime.multiproc import ENV, forget_dead_workers
+from proxy.types import Offer, OfferKey
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
@@ -113,6 +114,7 @@ class Metrics:
         self._models: frozenset[str] = frozenset()
         self._providers: frozenset[str] = frozenset()
         self._children: dict[tuple[int, tuple[str, ...]], object] = {}
+        self._offer_labels: dict[OfferKey, tuple[str, str]] = {}
         self._pending: list[PendingCounter | PendingHistogram] = []
         self.batched = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self._traffic(self.registry)
@@ -200,12 +202,69 @@ class Metrics:
     def bound(self, models: Iterable[str], providers: Iterable[str]) -> None:
         self._models = frozenset(models)
         self._providers = frozenset(providers)
+        self._offer_labels.clear()
+
+    def _labels(self, offer: Offer) -> tuple[str, str]:
+        """An offer's (provider, model) labels, bounded; remembered per offer until the catalog changes."""
+        labels = self._offer_labels.get(offer.key)
+        if labels is None:
+            labels = self._offer_labels[offer.key] = (self.provider(offer.provider_slug), self.model(offer.model_id))
+        return labels
 
     def model(self, name: str) -> str:
         return bounded_label(name, self._models)
 
     def provider(self, slug: str) -> str:
         return bounded_label(slug, self._providers)
+
+    # --- what the proxy counts: one typed method per event, labels bounded here --------------------
+
+    def count_request(self, route: str, model: str, outcome: str, duration_s: float) -> None:
+        """A client request ended (`route` is the client's path or route pattern)."""
+        self.child(self.requests, route, self.model(model), outcome).inc()
+        self.child(self.duration, route).observe(duration_s)
+
+    def observe_overhead(self, seconds: float) -> None:
+        """Time a served request spent in the proxy itself, not waiting on a provider."""
+        self.child(self.overhead).observe(seconds)
+
+    def count_attempt(self, offer: Offer, result: str) -> None:
+        provider, model = self._labels(offer)
+        self.child(self.attempts, provider, model, result).inc()
+
+    def count_failover(self, offer: Offer, reason: str) -> None:
+        """A failed attempt at `offer` was followed by another attempt."""
+        provider, model = self._labels(offer)
+        self.child(self.failovers, model, provider, reason).inc()
+
+    def count_model_fallback(self, from_model: str, to_model: str) -> None:
+        self.child(self.model_fallbacks, self.model(from_model), self.model(to_model)).inc()
+
+    def observe_ttfb(self, offer: Offer, seconds: float) -> None:
+        self.child(self.ttfb, self._labels(offer)[0]).observe(seconds)
+
+    def count_usage(self, offer: Offer, prompt: int, completion: int, cost_usd: float) -> None:
+        """Tokens (by kind) and their cost in USD, for the offer that served."""
+        provider, model = self._labels(offer)
+        self.child(self.tokens, provider, model, "prompt").inc(prompt)
+        self.child(self.tokens, provider, model, "completion").inc(completion)
+        self.child(self.cost, provider, model).inc(cost_usd)
+
+    def count_hedge(self, model: str, outcome: str) -> None:
+        self.child(self.hedges, self.model(model), outcome).inc()
+
+    def count_cache_lookups(self, layer: str, result: str, n: int) -> None:
+        self.child(self.cache_lookups, layer, result).inc(n)
+
+    def set_offer_gauges(self, provider: str, model: str, state: int | None, circuit_open: int | None) -> None:
+        """The offer-state and circuit gauges of one offer (None leaves one as it is)."""
+        labels = (self.provider(provider), self.model(model))
+        if state is not None:
+            self.child(self.offer_state, *labels).set(state)
+        if circuit_open is not None:
+            self.child(self.circuit_open, *labels).set(circuit_open)
+
+    # --- the children behind them ------------------------------------------------------------------
 
     @overload
     def child(self, metric: Counter, *labels: str) -> CounterLike: ...

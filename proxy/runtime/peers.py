@@ -62,10 +62,9 @@ class SharedState(StateExchange):
         state: RuntimeState,
         *,
         on_rankings: Callable[[RankingEvent], None],
-        circuit_cooldown_s: float,
         backoff: Backoff | None = None,
     ) -> None:
-        super().__init__(state, circuit_cooldown_s=circuit_cooldown_s)
+        super().__init__(state)
         self.url = url
         self.on_rankings = on_rankings
         self.state_channel = state_channel(prefix)

@@ -34,10 +34,9 @@ class PostgresPeers(StateExchange):
         state: RuntimeState,
         pool: Callable[[], asyncpg.Pool | None],
         *,
-        circuit_cooldown_s: float,
         backoff: Backoff | None = None,
     ) -> None:
-        super().__init__(state, circuit_cooldown_s=circuit_cooldown_s)
+        super().__init__(state)
         self.pool = pool
         self.backoff = backoff or Backoff()
 

@@ -63,7 +63,7 @@ class CatalogRefresher:
 
     def _count(self, layer: str, result: str, n: int = 1) -> None:
         if n:
-            self.metrics.cache_lookups.labels(layer, result).inc(n)
+            self.metrics.count_cache_lookups(layer, result, n)
 
     def request(self, event: RankingEvent) -> None:
         """Note an event for `run()` (no I/O: listeners call this from their read loops)."""

@@ -13,11 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
 import redis.asyncio as aioredis
 
+from proxy.runtime.live import reader
 from proxy.store.redis import REDIS_ERRORS
 from proxy.store.wire import response_pin_key
 from proxy.types import Offer
@@ -45,11 +47,17 @@ class ResponsePin:
 
 
 class ResponsePins:
-    def __init__(self, ttl_s: float, redis: aioredis.Redis | None = None, prefix: str = "gatewayz") -> None:
-        self.ttl_s = ttl_s
+    def __init__(
+        self, ttl_s: float | Callable[[], float], redis: aioredis.Redis | None = None, prefix: str = "gatewayz"
+    ) -> None:
+        self._ttl_s = reader(ttl_s)  # a fixed value, or a getter of the live `response_pin_ttl_s`
         self.redis = redis
         self.prefix = prefix
         self._local: OrderedDict[str, tuple[ResponsePin, float]] = OrderedDict()
+
+    @property
+    def ttl_s(self) -> float:
+        return self._ttl_s()
 
     async def record(self, response_id: str, offer: Offer) -> None:
         pin = ResponsePin(offer.provider_slug, offer.provider_model_id, offer.model_id)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from proxy.config import HealthSettings, ProxySettings
 from proxy.runtime.circuit import CLOSED, Circuit, circuit_state, record_failure, record_success, take_trial
 from proxy.runtime.first_output import SLOW_PENALTY_S, FirstOutputTimes
+from proxy.runtime.live import FixedSettings, SettingsRef
 from proxy.types import NO_VIEW, CircuitState, Health, Offer, OfferKey, PassiveCounts, RuntimeView, StateEvent
 
 EWMA_ALPHA = 0.2
@@ -63,20 +64,31 @@ def passive_health(window: Iterable[tuple[float, bool]], now: float, health: Hea
 class RuntimeState:
     def __init__(
         self,
-        settings: ProxySettings,
+        settings: ProxySettings | SettingsRef,
         *,
         clock: Callable[[], float] = time.time,
         publish: Callable[[StateEvent], None] | None = None,
         health: HealthSettings | None = None,
     ) -> None:
-        self.settings = settings
-        self.health = health or HealthSettings()
+        """`settings`: the live config's reference (`proxy.runtime.live.Live`), read at each use, or
+        fixed values (with `health`)."""
+        if isinstance(settings, ProxySettings):
+            settings = FixedSettings(settings, health or HealthSettings())
+        self._live: SettingsRef = settings
         self.clock = clock
         self.publish = publish
         self.offers: dict[OfferKey, OfferState] = {}
         self.providers: dict[str, Circuit] = {}
         self.provider_cooldowns: dict[str, float] = {}  # slug -> until: its account failed (key, billing, quota)
         self.first_output = FirstOutputTimes()
+
+    @property
+    def settings(self) -> ProxySettings:
+        return self._live.current.settings
+
+    @property
+    def health(self) -> HealthSettings:
+        return self._live.current.health
 
     def _offer(self, key: OfferKey) -> OfferState:
         state = self.offers.get(key)
@@ -86,7 +98,7 @@ class RuntimeState:
 
     def provider_circuit(self, provider: str, now: float) -> CircuitState:
         """The state, at `now` (wall clock seconds), of `provider`'s whole-provider circuit."""
-        return circuit_state(self.providers.get(provider, CLOSED), now, self.settings.circuit_cooldown_s)
+        return circuit_state(self.providers.get(provider, CLOSED), now, self._live.current.settings.circuit_cooldown_s)
 
     def circuit(self, key: OfferKey, now: float) -> CircuitState:
         """The one answer to "what is this offer's circuit state now" (ranking, flush and admin ask it):
@@ -94,7 +106,7 @@ class RuntimeState:
         if self.provider_circuit(key[0], now) is CircuitState.OPEN:
             return CircuitState.OPEN
         state = self.offers.get(key)
-        cooldown = self.settings.circuit_cooldown_s
+        cooldown = self._live.current.settings.circuit_cooldown_s
         return CircuitState.CLOSED if state is None else circuit_state(state.circuit, now, cooldown)
 
     def view(self, offer: Offer, now: float) -> RuntimeView:
@@ -107,7 +119,7 @@ class RuntimeState:
             cooldown_until=max(state.cooldown_until, provider_until),
             circuit=self.circuit(offer.key, now),
             latency_ms=state.ewma_ms,
-            passive_health=state.passive_health(now, self.health),
+            passive_health=state.passive_health(now, self._live.current.health),
             slow_until=state.slow_until,
         )
 
@@ -116,7 +128,7 @@ class RuntimeState:
 
     def take(self, offer: Offer, now: float) -> None:
         """The attempt loop is about to try `offer`: claim a half-open trial if there is one."""
-        cooldown = self.settings.circuit_cooldown_s
+        cooldown = self._live.current.settings.circuit_cooldown_s
         state = self.offers.get(offer.key)
         if state is not None and state.circuit.opened_at is not None:
             state.circuit = take_trial(state.circuit, now, cooldown)

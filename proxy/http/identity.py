@@ -1,0 +1,41 @@
+"""Who a request is: its id, and whether its client key opens this proxy (or its admin token the admin API).
+
+Everything that answers a client reads these, the proxied routes, the models list and the admin views
+alike, so a key is checked one way everywhere (in constant time, over every configured key).
+"""
+
+from __future__ import annotations
+
+import hmac
+import random
+from collections.abc import Mapping
+
+from proxy.errors import Unauthorized
+from proxy.failover.client_request import SLUG
+
+_SCHEME = b"bearer "
+
+
+def request_id(given: bytes | None) -> str:
+    """The client's `x-request-id` when it is a short slug, else a new random one (128 bits, hex)."""
+    if given is not None and len(given) <= 64 and SLUG.match(given.decode("latin-1")):
+        return given.decode("latin-1")
+    return f"{random.getrandbits(128):032x}"  # as unique as uuid4().hex, without a system call
+
+
+def bearer_token(authorization: bytes) -> bytes:
+    """The token (surrounding space dropped) when the header names the Bearer scheme (any case), else b""."""
+    return authorization[len(_SCHEME) :].strip() if authorization[: len(_SCHEME)].lower() == _SCHEME else b""
+
+
+def authorize(client_keys: tuple[bytes, ...], headers: Mapping[bytes, bytes]) -> None:
+    """`Unauthorized` unless no client key is configured (`FAILOVER_API_KEYS` unset) or the request's
+    bearer token is one of them."""
+    if not client_keys:
+        return
+    token = bearer_token(headers.get(b"authorization", b""))
+    matched = False
+    for key in client_keys:
+        matched |= hmac.compare_digest(token, key)
+    if not matched:
+        raise Unauthorized("invalid or missing API key for this proxy (Authorization: Bearer <key>)")
