@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import aiohttp
 import orjson
 
-from proxy.catalog.listing import parse_openai_listing
+from proxy.commands.listing import parse_openai_listing
 from proxy.config import Secret
 from proxy.errors import ListingError
 

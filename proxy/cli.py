@@ -31,11 +31,11 @@ COMMANDS = {
     "serve": "proxy.http.server:run_serve",
     "health": "health.worker:run_health",
     "migrate": "proxy.store.migrate:run_migrate",
-    "sync": "proxy.catalog.sync:run_sync",
-    "check": "proxy.catalog.check:run_check",
-    "explain": "proxy.catalog.explain:run_explain",
+    "sync": "proxy.commands.sync:run_sync",
+    "check": "proxy.commands.check:run_check",
+    "explain": "proxy.commands.explain:run_explain",
     "mock-provider": "proxy.mock.cli:run_mock_provider",
-    "demo": "proxy.catalog.demo:run_demo",
+    "demo": "proxy.commands.demo:run_demo",
 }
 
 

@@ -184,7 +184,7 @@ UPDATE models SET health_status = 'healthy';
 
 async def seed_catalog(pool: asyncpg.Pool) -> Config:
     """The guide's example catalog: gpt-4 on openrouter, featherless (both healthy), portkey (degraded)."""
-    from proxy.catalog.sync import sync_catalog
+    from proxy.commands.sync import sync_catalog
 
     async def no_listing(provider: object) -> list[Any]:
         raise AssertionError("static providers are not fetched")

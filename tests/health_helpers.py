@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from proxy.catalog.sync import sync_catalog
+from proxy.commands.sync import sync_catalog
 from proxy.config import Config, HealthSettings
 from tests.catalog_helpers import migrated_pool
 from tests.harness import gateway_config

@@ -1,6 +1,6 @@
 """The documented schema: every table and view the migrations create, with exactly these columns.
 
-`tests/test_migrate.py` compares a migrated database with this mapping, and `failover check`
+`tests/e2e/test_migrate.py` compares a migrated database with this mapping, and `failover check`
 ("Schema Columns") reports any column missing from it. Column names follow the guide.
 
 - `providers`: one row per configured provider; `health_status` is the worker's roll-up.

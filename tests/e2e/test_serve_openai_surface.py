@@ -13,7 +13,7 @@ import openai
 
 from proxy.mock.answers.media import speech_bytes
 from proxy.mock.testing import free_port
-from tests.test_serve import wait_ready
+from tests.e2e.test_serve import wait_ready
 
 CONFIG = """
 [[providers]]

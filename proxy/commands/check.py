@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from proxy.catalog.library import get_provider_model_id, get_providers_for_model
+from proxy.commands.library import get_provider_model_id, get_providers_for_model
 from proxy.config import command_config
 from proxy.errors import GatewayError
 from proxy.failover.ranking import rank_offers

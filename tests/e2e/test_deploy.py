@@ -23,7 +23,7 @@ from proxy.cli import COMMANDS, build_parser
 from proxy.config import load_config
 from proxy.runtime.metrics import PROXY_METRICS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DEPLOY = ROOT / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"

@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from proxy.canonical import canonical_model_id
-from proxy.catalog.library import explain_failover_for_model
+from proxy.commands.library import explain_failover_for_model
 from proxy.config import command_config
 from proxy.failover.reasons import usd
 from proxy.store.database import open_pool, require_database

@@ -18,7 +18,7 @@ import pytest
 from proxy.config import config_from_mapping
 from proxy.http.reload import live_config, restart_only_changes
 from proxy.mock.testing import free_port
-from tests.test_serve import wait_ready
+from tests.e2e.test_serve import wait_ready
 
 CONFIG = """
 [proxy]

@@ -14,7 +14,7 @@ from typing import Any
 import openai
 import pytest
 
-from proxy.catalog.sync import sync_catalog
+from proxy.commands.sync import sync_catalog
 from proxy.config import Config, config_from_mapping
 from proxy.mock.testing import MockProvider
 from tests.catalog_helpers import migrated_pool

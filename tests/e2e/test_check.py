@@ -9,8 +9,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from proxy.catalog.check import CHECKS, CheckResult, run_checks, summary
 from proxy.cli import main
+from proxy.commands.check import CHECKS, CheckResult, run_checks, summary
 from tests.catalog_helpers import migrated_pool, seed_catalog
 
 NAMES = [

@@ -18,7 +18,7 @@ import pytest
 from proxy.mock.testing import free_port
 from tests.harness import gateway_config
 
-DASHBOARD = Path(__file__).parent.parent / "deploy" / "grafana" / "dashboards" / "gatewayz.json"
+DASHBOARD = Path(__file__).parents[2] / "deploy" / "grafana" / "dashboards" / "gatewayz.json"
 RATE_INTERVAL = "1m"  # what Grafana's $__rate_interval becomes at a 1 s scrape and a short time range
 PROMETHEUS = shutil.which("prometheus")
 pytestmark = pytest.mark.skipif(

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from health.worker import HealthWorker
-from proxy.catalog.check import run_checks
+from proxy.commands.check import run_checks
 from proxy.store.health_counts import CountsRow, add_health_counts
 from proxy.types import PassiveCounts
 from tests.health_helpers import health_config, sync

@@ -10,7 +10,7 @@ It never touches the user's catalog: its config, its database (`<data folder>/de
 `DATABASE_URL` says) and its proxy's environment (no `REDIS_URL`, no `FAILOVER_API_KEYS`) are its
 own. SIGINT, SIGTERM and SIGHUP (`proxy.cli`) unwind it: the proxy child is terminated, the mocks
 closed and the embedded PostgreSQL stopped; on Linux the child also ends if the demo is killed
-(`proxy.catalog.with_parent`).
+(`proxy.commands.with_parent`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from contextlib import ExitStack, contextmanager
 from importlib.util import find_spec
 from pathlib import Path
 
-from proxy.catalog import with_parent
-from proxy.catalog.sync import sync_catalog
+from proxy.commands import with_parent
+from proxy.commands.sync import sync_catalog
 from proxy.config import Config, load_config
 from proxy.errors import ConfigError
 from proxy.mock.testing import MockProvider, free_port
@@ -178,7 +178,7 @@ def run_demo(args: argparse.Namespace) -> int:
         asyncio.run(prepare_catalog(config, url))
         with proxy_process(config_path, url, free_port(), env) as base:
             say(f"  proxy      {base}/v1  (admin token: {ADMIN_TOKEN})\n")
-            from proxy.catalog.demo_script import run_script
+            from proxy.commands.demo_script import run_script
 
             run_script(base, mocks, ADMIN_TOKEN)
             say(path_hint())

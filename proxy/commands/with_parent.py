@@ -1,4 +1,4 @@
-"""`python -m proxy.catalog.with_parent PARENT_PID ARGV...`: run ARGV as a process that ends with its parent.
+"""`python -m proxy.commands.with_parent PARENT_PID ARGV...`: run ARGV as a process that ends with its parent.
 
 On Linux it asks the kernel (prctl(2) `PR_SET_PDEATHSIG`) to send it SIGTERM when its parent dies,
 even by SIGKILL, then `exec`s ARGV, which keeps that setting. It does so in a fresh process of its
@@ -18,7 +18,7 @@ PR_SET_PDEATHSIG = 1
 
 def command(parent_pid: int, argv: list[str]) -> list[str]:
     """The command line that runs `argv` (a Python interpreter and its arguments) tied to `parent_pid`."""
-    return [sys.executable, "-m", "proxy.catalog.with_parent", str(parent_pid), *argv]
+    return [sys.executable, "-m", "proxy.commands.with_parent", str(parent_pid), *argv]
 
 
 def main(args: list[str]) -> int:

@@ -8,7 +8,7 @@ longer wanted inactive. Nothing is ever deleted, so health history stays. Each p
 in its own transaction; one whose listing is down or malformed is reported and left untouched
 while the others still sync. A full sync (no `--providers`) also deactivates providers that are
 no longer in the config. The CLI then announces the change to every running proxy
-(`proxy.catalog.announce`). `--dry-run` prints the mapping it would write, with each offer's
+(`proxy.commands.announce`). `--dry-run` prints the mapping it would write, with each offer's
 capabilities (context, max completion tokens, supported parameters, input modalities; `?` =
 unknown), and, when there is a catalog to read, the offers and providers a sync would deactivate;
 it writes nothing (and creates no embedded database).
@@ -25,8 +25,8 @@ from decimal import Decimal
 import asyncpg
 
 from proxy.canonical import canonical_model_id, default_canonical_id
-from proxy.catalog.announce import announce_catalog_change
-from proxy.catalog.listing import ListedModel, fetch_listing
+from proxy.commands.announce import announce_catalog_change
+from proxy.commands.listing import ListedModel, fetch_listing
 from proxy.config import Config, ProviderConfig, StaticOffer, command_config
 from proxy.errors import CatalogError, ConfigError, ListingError
 from proxy.store import embedded

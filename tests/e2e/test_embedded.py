@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_demo import gone_within, postmaster, running, user_env
+from tests.e2e.test_demo import gone_within, postmaster, running, user_env
 
 
 @pytest.fixture(scope="module")

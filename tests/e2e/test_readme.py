@@ -21,7 +21,7 @@ from proxy.config import HealthSettings, ProviderConfig, ProxySettings, StaticOf
 from proxy.mock.testing import free_port
 from proxy.runtime.metrics import PROXY_METRICS
 
-README = (Path(__file__).parents[1] / "README.md").read_text()
+README = (Path(__file__).parents[2] / "README.md").read_text()
 
 
 def sh_blocks() -> list[str]:
@@ -46,7 +46,7 @@ def test_every_failover_command_in_the_readme_parses() -> None:
 
 
 def test_quick_start_scripts_exist_and_ci_runs_the_test_command() -> None:
-    root = Path(__file__).parents[1]
+    root = Path(__file__).parents[2]
     first = sh_blocks()[0]
     assert "scripts/demo" in first and "scripts/test" in first
     for script in ("scripts/demo", "scripts/test"):

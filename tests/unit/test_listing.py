@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from proxy.catalog.listing import (
+from proxy.commands.listing import (
     ListedModel,
     fetch_listing,
     parse_listing,

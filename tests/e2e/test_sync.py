@@ -12,9 +12,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from proxy.catalog.listing import fetch_listing
-from proxy.catalog.sync import ProviderReport, sync_catalog
 from proxy.cli import main
+from proxy.commands.listing import fetch_listing
+from proxy.commands.sync import ProviderReport, sync_catalog
 from proxy.config import Config
 from proxy.errors import ConfigError
 from proxy.store.offers import load_offers
@@ -381,7 +381,7 @@ input_modalities = ["text"]
 
 
 def capability_listings(server: ListingServer) -> dict[str, str]:
-    from tests.test_listing import OPENROUTER_GPT4O, TOGETHER
+    from tests.unit.test_listing import OPENROUTER_GPT4O, TOGETHER
 
     return {
         "openrouter": server.add("openrouter", {"data": [OPENROUTER_GPT4O]}),

@@ -17,7 +17,7 @@ import httpx
 from prometheus_client.mmap_dict import MmapedDict
 
 from proxy.mock.testing import free_port, refused_url
-from tests.test_serve import wait_ready
+from tests.e2e.test_serve import wait_ready
 
 CONFIG = """
 [proxy]
