@@ -195,6 +195,7 @@ class UpstreamStatus(UpstreamError):
         kind: str = "",
         counts: bool = True,
         cooldown: str = "",
+        second_opinion: bool = False,
     ) -> None:
         super().__init__(f"provider answered {status}")
         self.status = status
@@ -205,6 +206,7 @@ class UpstreamStatus(UpstreamError):
         self.kind = kind  # what the body said, when it said more than the status
         self.counts = counts  # against the offer's health and circuit (an offer-specific limit does not)
         self.cooldown = cooldown  # "", "offer" (Retry-After) or "provider" (an account failure)
+        self.second_opinion = second_opinion  # a refusal of unknown kind: ask one other provider before passing it
         self.attempts: tuple[Attempt, ...] = ()  # set by the attempt loop when it passes this through
         self.offer: Offer | None = None
 

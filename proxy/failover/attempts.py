@@ -13,9 +13,11 @@ so an in-band error or a cut after commit counts against the offer, not as a suc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Protocol
 
 from proxy.config import ProxySettings, Secret
@@ -34,7 +36,9 @@ from proxy.failover.endpoints import PROXIED, Endpoint
 from proxy.failover.first_output import first_output_seen, first_output_timeout, first_output_wait
 from proxy.failover.hedge import CANCELLED_ATTEMPT, HedgePlan, Hedging, Leg, hedge_plan, race
 from proxy.failover.reading import first_bytes, first_output, is_json, judge_body, status_error
-from proxy.failover.refusals import Cooldown, is_account_failure
+from proxy.failover.refusals import Cooldown, is_account_failure, refuses_the_request
+from proxy.failover.request_terms import terms_for
+from proxy.failover.second_opinion import opinion_outcome, second_opinion_offer
 from proxy.runtime.metrics import Metrics
 from proxy.runtime.state import RuntimeState
 from proxy.types import Attempt, Offer, Preferences, Ranking
@@ -122,8 +126,12 @@ async def run_attempts(
             served = await start(offer)
         except UpstreamError as exc:
             run.failed(offer, exc, loop.time() - started)
+            if run.second_opinion is not None:
+                return await _ask_second_opinion(run, start, deadline)
             continue
         return run.succeeded(served, loop.time() - started)
+    if run.refusal is not None:  # every offer tried refused the request itself: the first one says why
+        raise run.passed_through(run.refusal)
     raise AllOffersFailed(run.attempts, retry_after_s=_soonest_usable(ctx, ranking))
 
 
@@ -142,7 +150,9 @@ def _hedge_plan(
 class _Run:
     """The attempts of one request so far, and the bookkeeping of each one's end."""
 
-    __slots__ = ("attempts", "context_floor", "ctx", "offers", "request", "started", "upstream_s")
+    __slots__ = (
+        "attempts", "context_floor", "ctx", "offers", "refusal", "request", "second_opinion", "started", "upstream_s"
+    )  # fmt: skip
 
     def __init__(self, ctx: AttemptContext, request: ForwardRequest, offers: tuple[Offer, ...]) -> None:
         self.ctx, self.request, self.offers = ctx, request, offers
@@ -150,6 +160,8 @@ class _Run:
         self.upstream_s = 0.0
         self.started = 0  # attempts started (a race runs two at once)
         self.context_floor: int | None = None  # after a context-length refusal: only larger (or unknown) contexts
+        self.refusal: UpstreamStatus | None = None  # the first refusal, while every failure is a refusal of the request
+        self.second_opinion: tuple[Offer, UpstreamStatus] | None = None  # the offer to ask, and the refusal it is about
 
     def failed(self, offer: Offer, exc: UpstreamError, elapsed: float, *, hedge: bool = False) -> None:
         """Record a failed attempt; raise `exc` when it is not retryable (the caller passes it through)."""
@@ -160,7 +172,10 @@ class _Run:
             later = self.offers[index + 1 :]
             exc.retryable = _any_left(ctx, later, self.context_floor, len(self.attempts) + 1)
         self.attempts.append(_failed(ctx, offer, exc, elapsed, hedge=hedge))
+        self.note_refusal(offer, exc)
         if not exc.retryable:
+            if not hedge and self.ask_second_opinion(offer, exc):
+                return
             if isinstance(exc, UpstreamStatus):
                 exc.attempts, exc.offer = tuple(self.attempts), offer
             raise exc
@@ -168,6 +183,32 @@ class _Run:
             model = ctx.metrics.model(offer.model_id)
             from_provider = ctx.metrics.provider(offer.provider_slug)
             ctx.metrics.child(ctx.metrics.failovers, model, from_provider, exc.outcome).inc()
+
+    def note_refusal(self, offer: Offer, exc: UpstreamError) -> None:
+        """Keep the first refusal of the request itself for as long as every failure is one."""
+        if not refuses_the_request(exc):
+            self.refusal = None
+        elif len(self.attempts) == 1:
+            assert isinstance(exc, UpstreamStatus)
+            self.refusal, exc.offer = exc, offer
+
+    def passed_through(self, refusal: UpstreamStatus) -> UpstreamStatus:
+        refusal.retryable, refusal.attempts = False, tuple(self.attempts)
+        return refusal
+
+    def ask_second_opinion(self, offer: Offer, exc: UpstreamError) -> bool:
+        """Plan one more offer for a refusal of unknown kind (`proxy.failover.second_opinion`)."""
+        if not isinstance(exc, UpstreamStatus):
+            return False
+        settings = self.ctx.settings
+        other = second_opinion_offer(
+            offer, exc.second_opinion, self.request.prefs, self.offers, tried=len(self.attempts),
+            max_attempts=settings.max_attempts, enabled=settings.second_opinion,
+        )  # fmt: skip
+        if other is not None:
+            exc.offer = offer
+            self.second_opinion = (other, exc)
+        return other is not None
 
     def succeeded(self, served: Served, elapsed: float, *, hedge: bool = False) -> Served:
         offer = served.offer
@@ -233,6 +274,30 @@ async def _hedged(run: _Run, start: Callable[[Offer], Awaitable[Served]], plan: 
     return None
 
 
+async def _ask_second_opinion(run: _Run, start: Callable[[Offer], Awaitable[Served]], deadline: float) -> Served:
+    """One attempt at the planned offer: its answer, or (whatever went wrong) the first refusal raised."""
+    assert run.second_opinion is not None
+    other, refusal = run.second_opinion
+    loop = asyncio.get_running_loop()
+    error: UpstreamError | None = None
+    served: Served | None = None
+    if deadline - loop.time() > 0:
+        started = loop.time()
+        try:
+            served = await start(other)
+        except UpstreamError as exc:
+            error = exc
+            with contextlib.suppress(UpstreamError):  # its own verdict does not matter: the first refusal does
+                run.failed(other, exc, loop.time() - started)
+        else:
+            served = run.succeeded(served, loop.time() - started)
+        metrics = run.ctx.metrics
+        metrics.child(metrics.second_opinions, metrics.model(other.model_id), opinion_outcome(error)).inc()
+    if served is not None:
+        return served
+    raise run.passed_through(refusal)
+
+
 def _is_context_refusal(exc: UpstreamError) -> bool:
     return isinstance(exc, UpstreamStatus) and exc.kind == CONTEXT_REFUSAL
 
@@ -280,7 +345,7 @@ async def _try_offer(
             async with asyncio.timeout(budget) as timer:
                 response = await ctx.client.send(url, send_headers, body)
                 if response.status >= 300:
-                    raise await status_error(response)
+                    raise await status_error(response, partial(terms_for, request, offer))
                 if request.stream:
                     first = await first_output(response, path)
                     first_output_seen(ctx.state, offer, request.stream, loop.time() - started)

@@ -9,12 +9,14 @@ raises the `UpstreamError` of the failure it finds; the caller (the attempt loop
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from proxy.errors import EmptyAnswer, MalformedResponse, UpstreamError, UpstreamStatus
 from proxy.failover.refusals import classify_refusal
+from proxy.failover.request_terms import RequestTerms
 from proxy.failover.verdict import FirstEvent, answer_failure, first_event_verdict
 from proxy.upstream.client import MAX_ERROR_BODY, UpstreamResponse
 from proxy.upstream.sse import SseEvent, SseFramer, looks_like_sse
@@ -25,12 +27,14 @@ from proxy.upstream.sse import SseEvent, SseFramer, looks_like_sse
 MAX_HELD_BYTES = 256 * 1024
 
 
-async def status_error(response: UpstreamResponse) -> UpstreamStatus:
+async def status_error(response: UpstreamResponse, terms: Callable[[], RequestTerms]) -> UpstreamStatus:
+    """The attempt's failure for an error status, read with its body; `terms` gives the names the
+    refused request used (asked for only here, on the error path)."""
     try:
         body = await response.read(MAX_ERROR_BODY)
     except UpstreamError:
         body = b""
-    verdict = classify_refusal(response.status, body, response.headers, time.time())
+    verdict = classify_refusal(response.status, body, response.headers, time.time(), terms())
     return UpstreamStatus(
         response.status,
         retryable=verdict.retryable,
@@ -40,6 +44,7 @@ async def status_error(response: UpstreamResponse) -> UpstreamStatus:
         kind=verdict.kind,
         counts=verdict.counts,
         cooldown=verdict.cooldown.value,
+        second_opinion=verdict.second_opinion,
     )
 
 

@@ -38,6 +38,7 @@ PROXY_METRICS = (
     "gatewayz_cost_usd_total",
     "gatewayz_cache_lookups_total",
     "gatewayz_hedges_total",
+    "gatewayz_second_opinions_total",
 )
 
 
@@ -152,6 +153,14 @@ class Metrics:
             "gatewayz_hedges",
             "Hedged requests by outcome: won (the hedge served), lost (the first attempt served), "
             "cancelled (neither served), over_budget (wanted but the model's hedge budget was spent)",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.second_opinions = Counter(
+            "gatewayz_second_opinions",
+            "Refusals of unknown kind asked once of another provider's offer, by outcome: served (the outcome "
+            "changed), refused (it refused too), failed (it failed otherwise); the first refusal is passed "
+            "through unless served",
             ["model", "outcome"],
             registry=r,
         )
