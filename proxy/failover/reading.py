@@ -19,7 +19,7 @@ from proxy.failover.refusals import classify_refusal
 from proxy.failover.request_terms import RequestTerms
 from proxy.failover.verdict import FirstEvent, answer_failure, first_event_verdict
 from proxy.upstream.client import MAX_ERROR_BODY, UpstreamResponse
-from proxy.upstream.sse import SseEvent, SseFramer, looks_like_sse
+from proxy.upstream.sse import SseEvent, SseFramer, looks_like_sse, without_bom
 
 # What a stream may send before its first output (comments, keep-alives, role-only chunks) is held,
 # up to this many bytes; past it the stream is committed unjudged rather than failed over. Counted
@@ -66,7 +66,8 @@ async def first_bytes(response: UpstreamResponse) -> bytes:
 async def first_output(response: UpstreamResponse, path: str) -> bytes:
     """The stream up to and including its first event that carries output, judged before commit:
     comments, pings and chunks without output are held; an error event, `[DONE]` or the end of the
-    body before any output fail the attempt. Returns every byte read, to relay in order."""
+    body before any output fail the attempt. Returns every byte read, to relay in order, less a
+    leading byte-order mark (which the official SDKs would read as part of the first field's name)."""
     framer = SseFramer()
     held: list[bytes] = []
     checked = False
@@ -75,15 +76,15 @@ async def first_output(response: UpstreamResponse, path: str) -> bytes:
         if not checked:
             checked = check_sse(b"".join(held), end=False)
         if commits(framer.feed(chunk), path) or framer.received > MAX_HELD_BYTES:
-            return b"".join(held)
+            return without_bom(b"".join(held))
     if held and (checked or check_sse(b"".join(held), end=True)) and commits(framer.close(), path):
-        return b"".join(held)
+        return without_bom(b"".join(held))
     raise EmptyAnswer("the provider's stream ended before any output")
 
 
 def check_sse(raw: bytes, *, end: bool) -> bool:
     """True once the stream is known to be SSE; raises when it is not; False while too short to say."""
-    head = raw.lstrip()
+    head = without_bom(raw).lstrip()
     if len(head) < 6 and not end:
         return False
     if head and not looks_like_sse(head):

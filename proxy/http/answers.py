@@ -89,6 +89,18 @@ def forwarded_name(name: str) -> bytes | None:
     return lower.encode("latin-1")
 
 
+def labelled_json(headers: Headers) -> Headers:
+    """The headers of an answer that parsed as JSON, labelled `application/json` when the provider said
+    otherwise: openai-node returns the body of a `text/plain` answer as a string, not the completion
+    (mistral.rs and other servers label their JSON `text/plain; charset=utf-8`)."""
+    for index, (name, value) in enumerate(headers):
+        if name == b"content-type":
+            if b"json" in value.lower():
+                return headers
+            return [*headers[:index], JSON, *headers[index + 1 :]]
+    return [*headers, JSON]
+
+
 def gateway_headers(offer: Offer | None, attempts: Sequence[Attempt], request_id: str) -> Headers:
     headers: Headers = [(b"x-request-id", request_id.encode("latin-1"))]
     if offer is not None:

@@ -42,6 +42,7 @@ from proxy.http.answers import (
     error_body,
     forwarded_headers,
     gateway_headers,
+    labelled_json,
     provider_secrets,
     redact,
 )
@@ -212,6 +213,8 @@ class ProxyHandler:
             await self._relay_binary(ex, served, headers, send)
             return
         if not request.stream:
+            if served.parsed is not None:
+                headers = labelled_json(headers)
             headers.append((b"content-length", str(len(served.first)).encode()))
             ex.finished = True
             await send({"type": "http.response.start", "status": ex.status, "headers": headers})
