@@ -27,7 +27,8 @@
     │   ├── StreamIdle                after commit: no data event within stream_idle_timeout_s
     │   ├── StreamBroken              after commit: the connection dropped, or the body ended incomplete
     │   └── StreamErrorEvent          after commit: the provider reported an error inside the stream
-    ├── AllOffersFailed               503 all_providers_failed, carrying every Attempt
+    ├── AllOffersFailed               503 all_providers_failed, carrying every Attempt (or, when every
+    │                                 offer refused the request itself, the first refusal to pass through)
     ├── ClientDisconnected            the client went away before its answer was complete (logged as 499)
     └── ShuttingDown                  the answer was still under way shutdown_grace_s after SIGTERM
 
@@ -218,10 +219,17 @@ class UpstreamStatus(UpstreamError):
 class AllOffersFailed(GatewayError):
     code = "all_providers_failed"
 
-    def __init__(self, attempts: Sequence[Attempt], *, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        attempts: Sequence[Attempt],
+        *,
+        retry_after_s: float | None = None,
+        refusal: UpstreamStatus | None = None,
+    ) -> None:
         super().__init__(f"all {len(attempts)} attempt(s) failed")
         self.attempts = tuple(attempts)
         self.retry_after_s = retry_after_s
+        self.refusal = refusal  # every attempt refused the request itself: the first refusal, to pass through
 
 
 class ClientDisconnected(GatewayError):

@@ -112,8 +112,9 @@ def test_a_refusal_that_every_offer_gives_reaches_the_client_as_the_first_one_sa
     a = scripted(refusal(OLLAMA_TOOLS))
     b = scripted(json_reply({"error": {"message": "tools are not supported by this deployment"}}, status=400))
     proxy = serve(proxy_server, ("a", a.url), ("b", b.url))
-    response = httpx.post(f"{proxy.url}/chat/completions",
-                          json={"model": "gpt-4", "messages": MESSAGES, **extra_fields(OLLAMA_TOOLS)})
+    response = httpx.post(
+        f"{proxy.url}/chat/completions", json={"model": "gpt-4", "messages": MESSAGES, **extra_fields(OLLAMA_TOOLS)}
+    )
     assert response.status_code == 400 and response.content == OLLAMA_TOOLS.raw  # not a 503: the request was refused
     assert (response.headers["x-gatewayz-provider"], response.headers["x-gatewayz-attempts"]) == ("a", "2")
 
@@ -169,8 +170,10 @@ def test_when_the_second_opinion_does_not_serve_the_first_refusal_is_passed_thro
     b = scripted(second)
     c: MockProvider = mock_provider("c")
     proxy = serve(proxy_server, ("a", a.url), ("b", b.url), ("c", c.url))
-    response = httpx.post(f"{proxy.url}/chat/completions",
-                          json={"model": "gpt-4", "messages": MESSAGES, **extra_fields(DEEPSEEK_PASS_BACK)})
+    response = httpx.post(
+        f"{proxy.url}/chat/completions",
+        json={"model": "gpt-4", "messages": MESSAGES, **extra_fields(DEEPSEEK_PASS_BACK)},
+    )
     assert response.status_code == 400 and response.content == DEEPSEEK_PASS_BACK.raw
     assert (response.headers["x-gatewayz-provider"], response.headers["x-gatewayz-attempts"]) == ("a", "2")
     assert (len(a.requests), len(b.requests), c.stats()["requests"]) == (1, 1, 0)  # never more than one extra
@@ -210,3 +213,53 @@ def test_a_stream_gets_its_second_opinion_before_anything_is_committed(
     assert text.startswith("b#")
     assert a.requests[0]["body"]["stream"] is True
     assert metric(proxy, "gatewayz_second_opinions_total", outcome="served") == 1
+
+
+# --- model fallbacks: a model that every offer refuses moves on to the next model ------------------------------------
+
+
+def chain_config(primary: str, second: str) -> Any:
+    from proxy.config import config_from_mapping
+
+    providers = [
+        {"slug": s, "name": s.title(), "base_url": u, "listing": "none"}
+        for s, u in (("primary", primary), ("second", second))
+    ]
+    models = [
+        {
+            "model_id": "gpt-4",
+            "offers": [{"provider": "primary", "provider_model_id": "openai/gpt-4"}],
+            "fallbacks": ["gpt-4o"],
+        },
+        {"model_id": "gpt-4o", "offers": [{"provider": "second", "provider_model_id": "openai/gpt-4o"}]},
+    ]
+    return config_from_mapping(
+        {"proxy": {"deadline_s": 20, "first_byte_timeout_s": 5}, "providers": providers, "models": models}, "(test)", {}
+    )
+
+
+def test_a_model_whose_every_offer_refused_the_request_moves_on_to_its_fallback(
+    scripted: Any, mock_provider: Any, proxy_server: Any
+) -> None:
+    primary = scripted(refusal(OLLAMA_TOOLS))
+    second: MockProvider = mock_provider("second")
+    proxy = proxy_server(chain_config(primary.url, second.url))
+    response = httpx.post(
+        f"{proxy.url}/chat/completions", json={"model": "gpt-4", "messages": MESSAGES, **extra_fields(OLLAMA_TOOLS)}
+    )
+    assert response.status_code == 200
+    assert (response.headers["x-gatewayz-model"], response.headers["x-gatewayz-provider"]) == ("gpt-4o", "second")
+
+
+def test_when_every_model_refused_the_request_the_first_refusal_is_what_the_client_gets(
+    scripted: Any, proxy_server: Any
+) -> None:
+    primary = scripted(refusal(OLLAMA_TOOLS))
+    second = scripted(refusal(XAI_PRESENCE))
+    proxy = proxy_server(chain_config(primary.url, second.url))
+    response = httpx.post(
+        f"{proxy.url}/chat/completions",
+        json={"model": "gpt-4", "messages": MESSAGES, **extra_fields(OLLAMA_TOOLS), **extra_fields(XAI_PRESENCE)},
+    )
+    assert response.status_code == 400 and response.content == OLLAMA_TOOLS.raw
+    assert (response.headers["x-gatewayz-provider"], response.headers["x-gatewayz-attempts"]) == ("primary", "2")

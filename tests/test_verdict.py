@@ -183,6 +183,12 @@ def test_envelopes_that_say_success_are_answers(body: Any) -> None:
     assert answer_failure("/chat/completions" if "base_resp" in body else "/responses", body) is None
 
 
+def test_a_finish_reason_that_is_not_a_string_is_no_finish_and_no_error() -> None:
+    odd = {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": {"type": "stop"}}
+    assert answer_failure("/chat/completions", {"choices": [odd]}) is None
+    assert isinstance(answer_failure("/chat/completions", {"choices": [{**odd, "finish_reason": "ERROR"}]}), ErrorInAnswer)
+
+
 def test_an_error_inside_a_stream_choice_fails_before_commit() -> None:
     chunk_with_error = {"object": "chat.completion.chunk", "choices": [
         {"index": 0, "delta": {"content": ""}, "finish_reason": None, "error": {"message": "Provider disconnected"}}]}

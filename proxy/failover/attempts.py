@@ -6,8 +6,10 @@ the client yet, so any retryable failure moves on to the next offer. The verdict
 modules': `proxy.failover.refusals` for an error status read with its body, `proxy.failover.verdict`
 for a 200's body and a stream's events. A non-retryable answer (the client's own mistake) is raised
 as `UpstreamStatus` for the caller to pass through; when every offer failed, `AllOffersFailed`
-carries one `Attempt` per try. A committed stream's attempt is counted when it ends (`settle_stream`),
-so an in-band error or a cut after commit counts against the offer, not as a success.
+carries one `Attempt` per try (and, when every one refused the request itself, the first refusal,
+which the client gets unchanged rather than a 503). A committed stream's attempt is counted when it
+ends (`settle_stream`), so an in-band error or a cut after commit counts against the offer, not as a
+success.
 """
 
 from __future__ import annotations
@@ -130,9 +132,8 @@ async def run_attempts(
                 return await _ask_second_opinion(run, start, deadline)
             continue
         return run.succeeded(served, loop.time() - started)
-    if run.refusal is not None:  # every offer tried refused the request itself: the first one says why
-        raise run.passed_through(run.refusal)
-    raise AllOffersFailed(run.attempts, retry_after_s=_soonest_usable(ctx, ranking))
+    refusal = run.passed_through(run.refusal) if run.refusal is not None else None
+    raise AllOffersFailed(run.attempts, retry_after_s=_soonest_usable(ctx, ranking), refusal=refusal)
 
 
 def _hedge_plan(

@@ -187,8 +187,15 @@ async def _serve_chain(
         served.attempts = attempts + _tagged(served.attempts, model)
         return served
     if failures or refusal is None:
-        raise AllOffersFailed(attempts, retry_after_s=_retry_after(failures))
+        raise AllOffersFailed(attempts, retry_after_s=_retry_after(failures), refusal=_refused_everywhere(failures))
     raise refusal
+
+
+def _refused_everywhere(failures: Sequence[AllOffersFailed]) -> UpstreamStatus | None:
+    """When every model's every offer refused the request itself, the first refusal (to pass through)."""
+    if not failures or any(f.refusal is None for f in failures):
+        return None
+    return failures[0].refusal
 
 
 def _retry_after(failures: Sequence[AllOffersFailed]) -> float | None:

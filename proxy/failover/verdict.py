@@ -53,6 +53,7 @@ class FirstEvent(Enum):
 ERROR_FINISHES = frozenset(
     {"error", "abort", "aborted", "failed", "failure", "cancelled", "canceled", "malformed_function_call"}
 )
+NORMAL_FINISHES = frozenset({"stop", "length", "tool_calls", "content_filter", "function_call"})  # the usual, quickly
 SUCCESS_CODES = frozenset({0, 200, "0", "200", "ok", "success", "succeeded"})
 
 
@@ -131,6 +132,8 @@ def finish_reason_of(choice: Mapping[str, Any]) -> str | None:
 
 def is_error_finish(reason: str) -> bool:
     """Does this finish reason say the generation failed? (`error`, `ERROR_TOXIC`, `abort`...)"""
+    if reason in NORMAL_FINISHES:
+        return False
     lowered = reason.lower()
     return lowered in ERROR_FINISHES or lowered.startswith("error")
 
@@ -246,13 +249,32 @@ def answer_failure(path: str, body: Any) -> UpstreamError | None:
     if not isinstance(body, dict):
         return MalformedResponse("the provider's answer is not a JSON object")
     message = error_of(body)
-    if message is None:
-        message, _ = choices_outcome(body.get("choices"))
+    if message is None and "choices" in body:
+        message = _choice_error(body["choices"])
     if message is not None:
         return ErrorInAnswer(f"the provider answered 200 with an error: {message}")
     check = ANSWER_CHECKS.get(path)
     if check is not None and not check(body):
         return EmptyAnswer("the provider answered 200 without an answer")
+    return None
+
+
+def _choice_error(choices: Any) -> str | None:
+    """The error a choice of a whole answer carries, or its finish reason when that means one."""
+    if not isinstance(choices, list):
+        return None
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        inner = choice.get("error")
+        if inner:
+            return _message(inner, choice)
+        reason = choice.get("finish_reason")
+        if type(reason) is str and reason in NORMAL_FINISHES:  # the usual answer, without two calls
+            continue
+        reason = finish_reason_of(choice)
+        if reason is not None and is_error_finish(reason):
+            return f"finish_reason {reason!r}"
     return None
 
 

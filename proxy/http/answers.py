@@ -93,12 +93,12 @@ def labelled_json(headers: Headers) -> Headers:
     """The headers of an answer that parsed as JSON, labelled `application/json` when the provider said
     otherwise: openai-node returns the body of a `text/plain` answer as a string, not the completion
     (mistral.rs and other servers label their JSON `text/plain; charset=utf-8`)."""
-    for index, (name, value) in enumerate(headers):
+    for name, value in headers:
         if name == b"content-type":
-            if b"json" in value.lower():
+            if value.find(b"json") >= 0 or value.lower().find(b"json") >= 0:  # `find`: see `proxy.upstream.sse`
                 return headers
-            return [*headers[:index], JSON, *headers[index + 1 :]]
-    return [*headers, JSON]
+            break
+    return [*(h for h in headers if h[0] != b"content-type"), JSON]
 
 
 def gateway_headers(offer: Offer | None, attempts: Sequence[Attempt], request_id: str) -> Headers:

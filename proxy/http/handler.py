@@ -174,6 +174,9 @@ class ProxyHandler:
             served = await serving
         except AllOffersFailed as exc:
             ex.attempts = list(exc.attempts)
+            if exc.refusal is not None:  # every offer refused the request itself: the first refusal, unchanged
+                await self._pass_through(ex, send, exc.refusal)
+                return
             status, payload, extra = all_failed(exc, ex.model) if pinned is None else pinned_unavailable(pinned, exc)
             await self._reply_error(ex, send, status, payload, extra)
             ex.outcome = exc.code if pinned is None else pinned.code

@@ -156,24 +156,17 @@ class SseFramer:
         return [parse_event(rest, end)] if rest else []
 
 
-ERROR_MARKS = (b'"error', b'"base_resp"')  # `error`, `errors`, `error_code`, `error_msg`; MiniMax's envelope
-USAGE_MARKS = (b'"usage":', b'"usageMetadata":')
-
-
-def may_carry_error(block: bytes) -> bool:
-    """Might these bytes hold an in-band error? (a byte scan: every relayed chunk is asked)"""
-    return b'"error' in block or b'"base_resp"' in block
-
-
 def _may_matter(block: bytes) -> bool:
     """Byte patterns of the events worth parsing after commit: an error, a non-empty finish reason
     (a string: `"finish_reason":""` finishes nothing), a usage object (not the `null` some servers
-    put in every chunk). A JSON string cannot hold an unescaped quote, so content text never matches."""
-    if may_carry_error(block):
+    put in every chunk). A JSON string cannot hold an unescaped quote, so content text never matches.
+    (`find`, not `in`: `bytes.__contains__` first tries its argument as an integer, and raises and
+    clears a TypeError each time; these run on every chunk of every stream.)"""
+    if block.find(b'"error') >= 0 or block.find(b'"base_resp"') >= 0:
         return True
     if _finish_in(block, b'"finish_reason":') or _finish_in(block, b'"finishReason":'):
         return True
-    return any(_followed_by(block, mark, 0x7B) for mark in USAGE_MARKS)
+    return _followed_by(block, b'"usage":', 0x7B) or _followed_by(block, b'"usageMetadata":', 0x7B)
 
 
 def _finish_in(block: bytes, key: bytes) -> bool:
@@ -316,7 +309,7 @@ class StreamWatch:
 
     def feed(self, chunk: bytes) -> bool:
         """Take one relayed chunk; True when it carried data-event bytes (progress for the idle timer)."""
-        if self._cr or b"\r" in chunk:
+        if self._cr or chunk.find(b"\r") >= 0:  # `find`, not `in`: see `_may_matter`
             chunk, self._cr = _carry_cr(chunk, self._cr)
         data = self._pending + chunk if self._pending else chunk
         last = data.rfind(b"\n\n")
@@ -331,11 +324,11 @@ class StreamWatch:
             complete = complete[complete.find(b"\n\n") + 2 :]
         if not self.done:
             self._recent.append(complete)
-            if may_carry_error(complete):
+            if complete.find(b'"error') >= 0 or complete.find(b'"base_resp"') >= 0:  # `error(s|_code)`, MiniMax
                 self._usage = self._inspect_events(complete) or self._usage
-            if b"[DONE]" in complete and _is_done_line(complete):
+            if complete.find(b"[DONE]") >= 0 and _is_done_line(complete):
                 self.done = True
-        return complete.startswith(b"data") or b"\ndata" in complete or self._pending.startswith(b"data")
+        return complete.startswith(b"data") or complete.find(b"\ndata") >= 0 or self._pending.startswith(b"data")
 
     def _hold(self, data: bytes) -> bool:
         if len(data) > MAX_WATCHED_EVENT:

@@ -75,7 +75,9 @@ def usage_of(answer: Any) -> Usage | None:
     """An answer's usage (see the module docstring); None when absent or not counts."""
     if not isinstance(answer, dict):
         return None
-    usage = usage_object(answer)
+    usage = answer.get("usage")  # where nearly every provider puts it: no search
+    if not isinstance(usage, dict) or not usage:
+        usage = usage_object(answer)
     return counts_of(usage) if usage is not None else None
 
 
