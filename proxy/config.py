@@ -73,6 +73,7 @@ class ProxySettings:
     response_pin_ttl_s: float = 2_592_000.0  # how long a Responses API response id stays pinned to its offer
     hedge: bool = False  # hedged requests (proxy.failover.hedge); [[models]] may say otherwise per model
     hedge_budget: float = 0.1  # the largest share of a model's requests that may be hedged, in (0, 1]
+    second_opinion: bool = True  # a 400/422 of unknown kind is asked once of another provider's offer
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,8 @@
     │   ├── StreamIdle                after commit: no data event within stream_idle_timeout_s
     │   ├── StreamBroken              after commit: the connection dropped, or the body ended incomplete
     │   └── StreamErrorEvent          after commit: the provider reported an error inside the stream
-    ├── AllOffersFailed               503 all_providers_failed, carrying every Attempt
+    ├── AllOffersFailed               503 all_providers_failed, carrying every Attempt (or, when every
+    │                                 offer refused the request itself, the first refusal to pass through)
     ├── ClientDisconnected            the client went away before its answer was complete (logged as 499)
     └── ShuttingDown                  the answer was still under way shutdown_grace_s after SIGTERM
 
@@ -201,6 +202,7 @@ class UpstreamStatus(UpstreamError):
         kind: str = "",
         counts: bool = True,
         cooldown: str = "",
+        second_opinion: bool = False,
     ) -> None:
         super().__init__(f"provider answered {status}")
         self.status = status
@@ -211,6 +213,7 @@ class UpstreamStatus(UpstreamError):
         self.kind = kind  # what the body said, when it said more than the status
         self.counts = counts  # against the offer's health and circuit (an offer-specific limit does not)
         self.cooldown = cooldown  # "", "offer" (Retry-After) or "provider" (an account failure)
+        self.second_opinion = second_opinion  # a refusal of unknown kind: ask one other provider before passing it
 
     @property
     def outcome(self) -> str:
@@ -220,10 +223,17 @@ class UpstreamStatus(UpstreamError):
 class AllOffersFailed(GatewayError):
     code = "all_providers_failed"
 
-    def __init__(self, attempts: Sequence[Attempt], *, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self,
+        attempts: Sequence[Attempt],
+        *,
+        retry_after_s: float | None = None,
+        refusal: UpstreamStatus | None = None,
+    ) -> None:
         super().__init__(f"all {len(attempts)} attempt(s) failed")
         self.attempts = tuple(attempts)
         self.retry_after_s = retry_after_s
+        self.refusal = refusal  # every attempt refused the request itself: the first refusal, to pass through
 
 
 class ClientDisconnected(GatewayError):

@@ -50,7 +50,7 @@ class Accounting:
         if error is None:
             return
         offer, now = tried.offer, time.time()
-        if tried.attempt.retryable and (not isinstance(error, UpstreamStatus) or error.counts):
+        if tried.attempt.retryable and error.retryable and (not isinstance(error, UpstreamStatus) or error.counts):
             self.state.record_failure(
                 offer,
                 error.outcome,
@@ -73,6 +73,8 @@ class Accounting:
             metrics.count_model_fallback(from_model, to_model)
         if record.hedge is not None and record.tried:
             metrics.count_hedge(record.tried[0].offer.model_id, record.hedge)
+        if record.opinion is not None:
+            metrics.count_second_opinion(*record.opinion)
         served = record.served
         if served is not None and record.usage is not None:
             usage, offer = record.usage, served.offer
@@ -91,7 +93,7 @@ class Accounting:
             attempt, offer = entry.attempt, entry.offer
             metrics.count_attempt(offer, attempt.outcome)
             failed = entry.error is not None
-            if failed and attempt.retryable and index + 1 < len(tried):
+            if entry.error is not None and attempt.retryable and entry.error.retryable and index + 1 < len(tried):
                 metrics.count_failover(offer, attempt.outcome)
             if entry.first_output_s is not None:  # it answered: a whole answer, or a stream up to commit
                 metrics.observe_ttfb(offer, attempt.elapsed_ms / 1000)

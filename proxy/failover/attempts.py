@@ -10,7 +10,11 @@ judged is the endpoint's (`proxy.failover.endpoints`); the verdicts are the pure
 Every attempt is written into the request's record (`proxy.failover.record`) as it ends, and nothing
 else: the loop returns the `Served` answer, raises the provider's refusal unchanged when it is final
 (the client's own mistake, passed through), or raises `AllOffersFailed`, built from the record's
-attempts where the loop ends. Errors are never changed after they are raised.
+attempts where the loop ends (with the first refusal when every offer refused the request itself,
+which the client then gets unchanged rather than a 503). Errors are never changed after they are raised.
+
+A refusal of unknown kind (neither a known client mistake nor a known limit of the offer) gets one
+second opinion from another provider's offer (`proxy.failover.second_opinion`) before it is passed through.
 
 The wait for a first output is bounded by the offer's learned deadline (`proxy.runtime.first_output`)
 when another offer is left to try; with none, the configured `first_byte_timeout_s` holds, since
@@ -23,6 +27,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from proxy.errors import (
@@ -38,6 +43,9 @@ from proxy.failover.endpoints import Endpoint, ForwardRequest
 from proxy.failover.hedge import HedgeBudgets, HedgePlan, hedge_plan, race
 from proxy.failover.reading import first_bytes, first_output, is_json, judge_body, status_error
 from proxy.failover.record import RequestRecord
+from proxy.failover.refusals import refuses_the_request
+from proxy.failover.request_terms import terms_for
+from proxy.failover.second_opinion import SERVED, opinion_outcome, second_opinion_offer
 from proxy.runtime.live import LiveConfig
 from proxy.runtime.state import RuntimeState
 from proxy.types import Offer, Ranking
@@ -111,12 +119,14 @@ async def run_attempts(ctx: AttemptContext, call: Call, ranking: Ranking, record
             elapsed = loop.time() - started
             record.waited(elapsed)
             run.failed(offer, exc, elapsed)
+            if run.opinion is not None:
+                return await _ask_second_opinion(run, *run.opinion)
             continue
         elapsed = loop.time() - started
         record.waited(elapsed)
         record.attempt_served(offer, elapsed, served.first_output_s)
         return served
-    raise AllOffersFailed(record.attempts, retry_after_s=_soonest_usable(ctx.state, ranking))
+    raise AllOffersFailed(record.attempts, retry_after_s=_soonest_usable(ctx.state, ranking), refusal=run.refusal)
 
 
 def _hedge_plan(ctx: AttemptContext, call: Call, offers: tuple[Offer, ...]) -> HedgePlan | None:
@@ -130,13 +140,18 @@ def _hedge_plan(ctx: AttemptContext, call: Call, offers: tuple[Offer, ...]) -> H
 class _Run:
     """One pass of the loop over one model's ranked offers: what was started, and each failure's end."""
 
-    __slots__ = ("call", "context_floor", "ctx", "max_attempts", "offers", "record", "started")
+    __slots__ = (
+        "call", "context_floor", "ctx", "failures", "max_attempts", "offers", "opinion", "record", "refusal", "started"
+    )  # fmt: skip
 
     def __init__(self, ctx: AttemptContext, call: Call, offers: tuple[Offer, ...], record: RequestRecord) -> None:
         self.ctx, self.call, self.offers, self.record = ctx, call, offers, record
         self.max_attempts = call.live.settings.max_attempts
         self.started = 0  # attempts started (a race runs two at once)
         self.context_floor: int | None = None  # after a context-length refusal: only larger (or unknown) contexts
+        self.failures = 0
+        self.refusal: UpstreamStatus | None = None  # the first refusal, while every failure is a refusal of the request
+        self.opinion: tuple[Offer, UpstreamStatus] | None = None  # the offer to ask, and the refusal it is about
 
     def start(self, offer: Offer) -> Awaitable[Served]:
         self.started += 1
@@ -144,13 +159,30 @@ class _Run:
         return _try_offer(self.ctx, self.call, offer, more=more)
 
     def failed(self, offer: Offer, exc: UpstreamError, elapsed: float, *, hedge: bool = False) -> None:
-        """Record a failed attempt; raise `exc` (unchanged) when it ends the request (passed through)."""
+        """Record a failed attempt; raise `exc` (unchanged) when it ends the request (passed through),
+        unless it gets a second opinion first (`opinion` is then set for the loop)."""
         if isinstance(exc, UpstreamStatus) and exc.kind == CONTEXT_REFUSAL:
             self.context_floor = max(self.context_floor or 0, offer.context_length or 0)
         final = self._final(offer, exc)
+        if final is not None and not hedge:
+            other = second_opinion_offer(
+                offer, final.second_opinion, self.call.request.prefs, self.offers, tried=self.started,
+                max_attempts=self.max_attempts, enabled=self.call.live.settings.second_opinion,
+            )  # fmt: skip
+            if other is not None:
+                self.opinion, final = (other, final), None
         self.record.attempt_failed(offer, exc, elapsed, final=final is not None, hedge=hedge)
+        self._note_refusal(exc)
         if final is not None:
             raise final
+
+    def _note_refusal(self, exc: UpstreamError) -> None:
+        """Keep the first refusal of the request itself for as long as every failure is one."""
+        self.failures += 1
+        if not refuses_the_request(exc):
+            self.refusal = None
+        elif self.failures == 1 and isinstance(exc, UpstreamStatus):
+            self.refusal = exc
 
     def _final(self, offer: Offer, exc: UpstreamError) -> UpstreamStatus | None:
         """The refusal to pass through, when this failure ends the request: not retryable (the client's
@@ -201,6 +233,28 @@ async def _hedged(run: _Run, plan: HedgePlan) -> Served | None:
     return None
 
 
+async def _ask_second_opinion(run: _Run, other: Offer, refusal: UpstreamStatus) -> Served:
+    """One attempt at another provider's offer: its answer, or (whatever went wrong) the first refusal."""
+    loop = asyncio.get_running_loop()
+    record = run.record
+    if run.call.deadline - loop.time() > 0:
+        started = loop.time()
+        try:
+            served = await run.start(other)
+        except UpstreamError as exc:
+            elapsed = loop.time() - started
+            record.waited(elapsed)
+            record.attempt_failed(other, exc, elapsed, final=not exc.retryable)  # its own verdict does not matter
+            record.second_opinion(other.model_id, opinion_outcome(exc))
+        else:
+            elapsed = loop.time() - started
+            record.waited(elapsed)
+            record.attempt_served(other, elapsed, served.first_output_s)
+            record.second_opinion(other.model_id, SERVED)
+            return served
+    raise refusal
+
+
 def _fits_context(offer: Offer, floor: int | None) -> bool:
     """After a context-length refusal, an offer is worth trying when its known context is larger than
     the refusing offer's, or unknown (a refusing offer of unknown context rules nothing out)."""
@@ -245,7 +299,7 @@ async def _try_offer(ctx: AttemptContext, call: Call, offer: Offer, *, more: boo
             async with asyncio.timeout(min(wait, remaining)) as timer:
                 response = await ctx.client.send(offer.base_url + call.path, headers, body, call.method)
                 if response.status >= 300:
-                    raise await status_error(response)
+                    raise await status_error(response, partial(terms_for, request, offer))
                 if request.stream:
                     first = await first_output(response, endpoint.events.output)
                     ident = response_id_of(first) if endpoint.events.names_response else None

@@ -24,7 +24,7 @@ import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 
-from proxy.errors import AllOffersFailed, ClientError, ModelNotFound, NoOfferAllowed
+from proxy.errors import AllOffersFailed, ClientError, ModelNotFound, NoOfferAllowed, UpstreamStatus
 from proxy.failover.attempts import AttemptContext, Call, Served, run_attempts
 from proxy.failover.client_request import ClientRequest
 from proxy.failover.endpoints import Endpoint, ForwardRequest
@@ -143,8 +143,17 @@ async def _serve_chain(
         except AllOffersFailed as exc:
             failures.append(exc)
     if failures or refusal is None:
-        raise AllOffersFailed(record.attempts, retry_after_s=_retry_after(failures))
+        raise AllOffersFailed(
+            record.attempts, retry_after_s=_retry_after(failures), refusal=_refused_everywhere(failures)
+        )
     raise refusal
+
+
+def _refused_everywhere(failures: Sequence[AllOffersFailed]) -> UpstreamStatus | None:
+    """When every model's every offer refused the request itself, the first refusal (to pass through)."""
+    if not failures or any(f.refusal is None for f in failures):
+        return None
+    return failures[0].refusal
 
 
 def _retry_after(failures: Sequence[AllOffersFailed]) -> float | None:

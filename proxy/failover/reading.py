@@ -9,15 +9,17 @@ raises the `UpstreamError` of the failure it finds; the caller (the attempt loop
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from proxy.errors import EmptyAnswer, MalformedResponse, UpstreamError, UpstreamStatus
 from proxy.failover.refusals import classify_refusal
+from proxy.failover.request_terms import RequestTerms
 from proxy.failover.verdict import AnswerCheck, FirstEvent, OutputPredicate, answer_failure, first_event_verdict
 from proxy.upstream.client import MAX_ERROR_BODY, UpstreamResponse
-from proxy.upstream.sse import SseEvent, SseFramer, looks_like_sse
+from proxy.upstream.sse import SseEvent, SseFramer, looks_like_sse, without_bom
 
 # What a stream may send before its first output (comments, keep-alives, role-only chunks) is held,
 # up to this many bytes; past it the stream is committed unjudged rather than failed over. Counted
@@ -25,12 +27,14 @@ from proxy.upstream.sse import SseEvent, SseFramer, looks_like_sse
 MAX_HELD_BYTES = 256 * 1024
 
 
-async def status_error(response: UpstreamResponse) -> UpstreamStatus:
+async def status_error(response: UpstreamResponse, terms: Callable[[], RequestTerms]) -> UpstreamStatus:
+    """The attempt's failure for an error status, read with its body; `terms` gives the names the
+    refused request used (asked for only here, on the error path)."""
     try:
         body = await response.read(MAX_ERROR_BODY)
     except UpstreamError:
         body = b""
-    verdict = classify_refusal(response.status, body, response.headers, time.time())
+    verdict = classify_refusal(response.status, body, response.headers, time.time(), terms())
     return UpstreamStatus(
         response.status,
         retryable=verdict.retryable,
@@ -40,6 +44,7 @@ async def status_error(response: UpstreamResponse) -> UpstreamStatus:
         kind=verdict.kind,
         counts=verdict.counts,
         cooldown=verdict.cooldown.value,
+        second_opinion=verdict.second_opinion,
     )
 
 
@@ -61,8 +66,8 @@ async def first_bytes(response: UpstreamResponse) -> bytes:
 async def first_output(response: UpstreamResponse, output: OutputPredicate) -> bytes:
     """The stream up to and including its first event that carries output, judged before commit:
     comments, pings and chunks without output are held; an error event, `[DONE]` or the end of the
-    body before any output fail the attempt (`output` is the endpoint's predicate). Returns every byte
-    read, to relay in order."""
+    body before any output fail the attempt. Returns every byte read, to relay in order, less a
+    leading byte-order mark (which the official SDKs would read as part of the first field's name)."""
     framer = SseFramer()
     held: list[bytes] = []
     checked = False
@@ -71,15 +76,15 @@ async def first_output(response: UpstreamResponse, output: OutputPredicate) -> b
         if not checked:
             checked = check_sse(b"".join(held), end=False)
         if commits(framer.feed(chunk), output) or framer.received > MAX_HELD_BYTES:
-            return b"".join(held)
+            return without_bom(b"".join(held))
     if held and (checked or check_sse(b"".join(held), end=True)) and commits(framer.close(), output):
-        return b"".join(held)
+        return without_bom(b"".join(held))
     raise EmptyAnswer("the provider's stream ended before any output")
 
 
 def check_sse(raw: bytes, *, end: bool) -> bool:
     """True once the stream is known to be SSE; raises when it is not; False while too short to say."""
-    head = raw.lstrip()
+    head = without_bom(raw).lstrip()
     if len(head) < 6 and not end:
         return False
     if head and not looks_like_sse(head):

@@ -71,6 +71,7 @@ class RequestRecord:
         "hedge",
         "model",
         "on_failure",
+        "opinion",
         "outcome",
         "phase",
         "received_at",
@@ -101,6 +102,7 @@ class RequestRecord:
         self.upstream_s = 0.0  # time spent waiting on providers (a hedge's overlapping legs once)
         self.fallbacks: list[tuple[str, str]] = []  # (from model, to model), each move of the model chain
         self.hedge: str | None = None  # how the hedge race ended, when one ran (proxy.failover.hedge)
+        self.opinion: tuple[str, str] | None = None  # a second opinion: (model, outcome)
         self.status = 0
         self.outcome = "error"
         self.usage: Usage | None = None  # the answer's usage, once known
@@ -158,6 +160,10 @@ class RequestRecord:
 
     def hedged(self, outcome: str) -> None:
         self.hedge = outcome
+
+    def second_opinion(self, model: str, outcome: str) -> None:
+        """A refusal of unknown kind was put to an offer of `model` of another provider: `outcome`."""
+        self.opinion = (model, outcome)
 
     # --- the answer ------------------------------------------------------------------------------
 
@@ -236,6 +242,10 @@ class RequestRecord:
     @property
     def attempt_count(self) -> int:
         return len(self._tried)
+
+    def offer_of(self, error: UpstreamError) -> Offer | None:
+        """The offer of the attempt that ended with `error` (the refusal a pass-through relays)."""
+        return next((t.offer for t in self._tried if t.error is error), None)
 
     @property
     def last_offer(self) -> Offer | None:

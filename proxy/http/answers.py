@@ -87,6 +87,18 @@ def forwarded_name(name: str) -> bytes | None:
     return lower.encode("latin-1")
 
 
+def labelled_json(headers: Headers) -> Headers:
+    """The headers of an answer that parsed as JSON, labelled `application/json` when the provider said
+    otherwise: openai-node returns the body of a `text/plain` answer as a string, not the completion
+    (mistral.rs and other servers label their JSON `text/plain; charset=utf-8`)."""
+    for name, value in headers:
+        if name == b"content-type":
+            if value.find(b"json") >= 0 or value.lower().find(b"json") >= 0:  # `find`: see `proxy.upstream.sse`
+                return headers
+            break
+    return [*(h for h in headers if h[0] != b"content-type"), JSON]
+
+
 def gateway_headers(offer: Offer | None, attempts: int, request_id: str) -> Headers:
     """`x-request-id`, `x-gatewayz-attempts` and, when an offer answered, which one it was."""
     headers: Headers = [(b"x-request-id", request_id.encode("latin-1"))]

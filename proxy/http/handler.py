@@ -29,6 +29,7 @@ from proxy.http.answers import (
     error_body,
     forwarded_headers,
     gateway_headers,
+    labelled_json,
     redact,
 )
 from proxy.http.body import read_body
@@ -150,6 +151,9 @@ class ProxyHandler:
         try:
             served = await serving
         except AllOffersFailed as exc:
+            if exc.refusal is not None:  # every offer refused the request itself: the first refusal, unchanged
+                await self._pass_through(record, send, exc.refusal, call.live.secrets)
+                return
             if unavailable is None:
                 status, payload, extra = all_failed(exc, record.model)
             else:
@@ -198,7 +202,9 @@ class ProxyHandler:
             return
         if not request.stream:
             body = served.first
-            if endpoint.answer == "raw":  # a stored response, as its provider keeps it (never our key)
+            if served.parsed is not None:
+                headers = labelled_json(headers)
+            elif endpoint.answer == "raw":  # a stored response, as its provider keeps it (never our key)
                 body = redact(body, call.live.secrets)
                 if not any(k == b"content-type" for k, _ in headers):
                     headers.append(JSON)
@@ -256,7 +262,7 @@ class ProxyHandler:
         # a provider that echoes the key we sent it (in a 400 body or a header) must not hand it to the client
         body = redact(exc.body, secrets)
         headers = [(k, redact(v, secrets)) for k, v in forwarded_headers(exc.headers)]
-        headers += gateway_headers(record.last_offer, record.attempt_count, record.request_id)
+        headers += gateway_headers(record.offer_of(exc) or record.last_offer, record.attempt_count, record.request_id)
         headers.append((b"content-length", str(len(body)).encode()))
         record.answered(exc.status, f"upstream_{exc.status}")
         await send({"type": "http.response.start", "status": exc.status, "headers": headers})

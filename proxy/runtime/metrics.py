@@ -39,6 +39,7 @@ PROXY_METRICS = (
     "gatewayz_cost_usd_total",
     "gatewayz_cache_lookups_total",
     "gatewayz_hedges_total",
+    "gatewayz_second_opinions_total",
 )
 
 
@@ -157,6 +158,14 @@ class Metrics:
             ["model", "outcome"],
             registry=r,
         )
+        self.second_opinions = Counter(
+            "gatewayz_second_opinions",
+            "Refusals of unknown kind asked once of another provider's offer, by outcome: served (the outcome "
+            "changed), refused (it refused too), failed (it failed otherwise); the first refusal is passed "
+            "through unless served",
+            ["model", "outcome"],
+            registry=r,
+        )
         self.cache_lookups = Counter(
             "gatewayz_cache_lookups", "Catalog lookups by cache layer and result", ["layer", "result"], registry=r
         )
@@ -252,6 +261,9 @@ class Metrics:
 
     def count_hedge(self, model: str, outcome: str) -> None:
         self.child(self.hedges, self.model(model), outcome).inc()
+
+    def count_second_opinion(self, model: str, outcome: str) -> None:
+        self.child(self.second_opinions, self.model(model), outcome).inc()
 
     def count_cache_lookups(self, layer: str, result: str, n: int) -> None:
         self.child(self.cache_lookups, layer, result).inc(n)

@@ -12,7 +12,7 @@ so anything before it (a `response.failed` or `error` included) fails over. Fram
 `proxy.upstream.sse`'s; this module only reads the events' types.
 
 - `responses_output` / `transcript_output`: the "is this event output?" predicates that
-  `proxy.failover.verdict.OUTPUT_PREDICATES` holds for these paths (a failure event raises).
+  the endpoint table (`proxy.failover.endpoints`) gives these endpoints (a failure event raises).
 - `response_id_of(first)`: the response's id, from the `response.created` among the held bytes.
 - `TypedStreamWatch`: the relay's watch (`proxy.upstream.sse.RelayWatch`) for these streams: done at
   the terminal event, a failure when it is `response.failed`/`error`, usage from the terminal event.

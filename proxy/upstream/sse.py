@@ -11,7 +11,10 @@ and `StreamWatch` carry the unfinished event over from one read to the next.
 - `StreamWatch` (after commit): what the relay must know, looking at the bytes first and parsing
   JSON only where a byte pattern says an event may matter (an error, a `finish_reason`).
 - `is_done(data)`: `[DONE]` only as an event's whole data, never as a substring of content.
-- `StreamWatch.usage`: the `usage` object of the last event that carried one (for tokens and cost).
+- `StreamWatch.usage`: the usage object of the last event that carried one, wherever in the event
+  (for tokens and cost; the judge says where, `proxy.failover.verdict.stream_event_outcome`).
+- One leading byte-order mark is ignored, as the event-stream rules allow (`SseFramer`,
+  `without_bom`): openai-python would otherwise drop the first event.
 - `RelayWatch`: what the relay asks of any watch (`StreamWatch` for chat-like streams; the typed
   streams of the Responses API and of transcriptions have theirs in `proxy.upstream.responses_events`).
 """
@@ -25,6 +28,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 
 DONE = b"[DONE]"
+BOM = b"\xef\xbb\xbf"  # U+FEFF in UTF-8: a stream may begin with one (WHATWG event-stream interpretation)
 FIELDS = (b"data:", b":", b"event:", b"id:", b"retry:", b"data\n", b"event\n")
 MAX_WATCHED_EVENT = 1024 * 1024  # after commit, a longer event is relayed but not inspected
 RECENT_BLOCKS = 16  # chunks kept (by reference) to read finish reasons and usage at a stream's end
@@ -42,6 +46,11 @@ class SseEvent(NamedTuple):
 def normalize(raw: bytes) -> bytes:
     """The same bytes with every line ending as `\\n` (only when a `\\r` is present: rare)."""
     return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n") if b"\r" in raw else raw
+
+
+def without_bom(raw: bytes) -> bytes:
+    """The stream's first bytes without the one leading byte-order mark a stream may start with."""
+    return raw[3:] if raw.startswith(BOM) else raw
 
 
 def looks_like_sse(head: bytes) -> bool:
@@ -90,12 +99,13 @@ class SseFramer:
     Offsets and `buffered` count the stream's bytes with line endings as `\\n`, so a bound on them
     depends only on the bytes, never on how the network cut them."""
 
-    __slots__ = ("_cr", "_offset", "_pending")
+    __slots__ = ("_cr", "_head", "_offset", "_pending")
 
     def __init__(self) -> None:
         self._pending = b""
         self._offset = 0  # bytes of complete events so far
         self._cr = False
+        self._head: bytes | None = b""  # the stream's first bytes, until a leading BOM is ruled in or out
 
     @property
     def buffered(self) -> int:
@@ -111,6 +121,8 @@ class SseFramer:
         return self._pending.lstrip(b"\n")[:size]
 
     def feed(self, chunk: bytes) -> list[SseEvent]:
+        if self._head is not None:
+            chunk = self._skip_bom(chunk)
         chunk, self._cr = _carry_cr(chunk, self._cr)
         data = self._pending + chunk if self._pending else chunk
         last = data.rfind(b"\n\n")
@@ -127,6 +139,15 @@ class SseFramer:
         self._offset = end
         return events
 
+    def _skip_bom(self, chunk: bytes) -> bytes:
+        """Drop one leading BOM, even one cut across reads; after three bytes the question is settled."""
+        data = self._head + chunk if self._head else chunk
+        if len(data) < len(BOM) and BOM.startswith(data):
+            self._head = data
+            return b""
+        self._head = None
+        return without_bom(data)
+
     def close(self) -> list[SseEvent]:
         """At the end of the body: an unterminated last event counts (servers that omit the final blank line)."""
         rest = self._pending.strip(b"\n")
@@ -136,12 +157,29 @@ class SseFramer:
 
 
 def _may_matter(block: bytes) -> bool:
-    """Byte patterns of the events worth parsing after commit: an error, a non-null `finish_reason`
-    (always a string), a usage object (not the `null` some servers put in every chunk). A JSON
-    string cannot hold an unescaped quote, so content text never matches them."""
-    if b'"error"' in block:
+    """Byte patterns of the events worth parsing after commit: an error, a non-empty finish reason
+    (a string: `"finish_reason":""` finishes nothing), a usage object (not the `null` some servers
+    put in every chunk). A JSON string cannot hold an unescaped quote, so content text never matches.
+    (`find`, not `in`: `bytes.__contains__` first tries its argument as an integer, and raises and
+    clears a TypeError each time; these run on every chunk of every stream.)"""
+    if block.find(b'"error') >= 0 or block.find(b'"base_resp"') >= 0:
         return True
-    return _followed_by(block, b'"finish_reason":', 0x22) or _followed_by(block, b'"usage":', 0x7B)
+    if _finish_in(block, b'"finish_reason":') or _finish_in(block, b'"finishReason":'):
+        return True
+    return _followed_by(block, b'"usage":', 0x7B) or _followed_by(block, b'"usageMetadata":', 0x7B)
+
+
+def _finish_in(block: bytes, key: bytes) -> bool:
+    """Does some `key` have a non-empty string value (a quote that is not at once closed)?"""
+    at = block.find(key)
+    while at >= 0:
+        at += len(key)
+        if at < len(block) and block[at] == 0x20:
+            at += 1
+        if block[at : at + 1] == b'"' and block[at + 1 : at + 2] not in (b'"', b""):
+            return True
+        at = block.find(key, at)
+    return False
 
 
 def _followed_by(block: bytes, key: bytes, first: int) -> bool:
@@ -175,8 +213,9 @@ class RelayWatch(Protocol):
     `unterminated` when the body ended inside an event; `usage` the usage object it reported."""
 
     done: bool
-    provider_error: bool
 
+    @property
+    def provider_error(self) -> bool: ...
     @property
     def complete(self) -> bool: ...
     @property
@@ -187,8 +226,16 @@ class RelayWatch(Protocol):
     def close(self) -> None: ...
 
 
-EventJudge = Callable[[dict[str, Any]], tuple[bool, tuple[int, ...]]]
-"""(payload) -> (is an in-band error, indices of the choices it finished): the failover verdict's."""
+class EventOutcome(NamedTuple):
+    """What one parsed event says, as the failover verdict judges it."""
+
+    error: bool  # an in-band error
+    finished: tuple[int, ...]  # indices of the choices it finished
+    usage: dict[str, Any] | None  # the usage object it carried, wherever in the event
+
+
+EventJudge = Callable[[Any], EventOutcome]
+"""(parsed event data) -> its outcome: the failover verdict's `stream_event_outcome`."""
 
 
 class StreamWatch:
@@ -204,6 +251,7 @@ class StreamWatch:
     __slots__ = (
         "_choices",
         "_cr",
+        "_error",
         "_finished",
         "_judge",
         "_open_at_end",
@@ -213,7 +261,6 @@ class StreamWatch:
         "_skipping",
         "_usage",
         "done",
-        "provider_error",
     )
 
     def __init__(self, judge: EventJudge, choices: int = 1) -> None:
@@ -228,7 +275,14 @@ class StreamWatch:
         self._finished: set[int] = set()
         self._usage: dict[str, Any] | None = None
         self.done = False
-        self.provider_error = False
+        self._error = False
+
+    @property
+    def provider_error(self) -> bool:
+        """The provider reported a failure in the stream: an error event, or a choice that finished with
+        one (read when the stream ends, like the finish reasons: `abort`, `error`)."""
+        self._settle()
+        return self._error
 
     @property
     def unterminated(self) -> bool:
@@ -255,7 +309,7 @@ class StreamWatch:
 
     def feed(self, chunk: bytes) -> bool:
         """Take one relayed chunk; True when it carried data-event bytes (progress for the idle timer)."""
-        if self._cr or b"\r" in chunk:
+        if self._cr or chunk.find(b"\r") >= 0:  # `find`, not `in`: see `_may_matter`
             chunk, self._cr = _carry_cr(chunk, self._cr)
         data = self._pending + chunk if self._pending else chunk
         last = data.rfind(b"\n\n")
@@ -270,11 +324,11 @@ class StreamWatch:
             complete = complete[complete.find(b"\n\n") + 2 :]
         if not self.done:
             self._recent.append(complete)
-            if b'"error"' in complete:
-                self._inspect_events(complete)
-            if b"[DONE]" in complete and _is_done_line(complete):
+            if complete.find(b'"error') >= 0 or complete.find(b'"base_resp"') >= 0:  # `error(s|_code)`, MiniMax
+                self._usage = self._inspect_events(complete) or self._usage
+            if complete.find(b"[DONE]") >= 0 and _is_done_line(complete):
                 self.done = True
-        return complete.startswith(b"data") or b"\ndata" in complete or self._pending.startswith(b"data")
+        return complete.startswith(b"data") or complete.find(b"\ndata") >= 0 or self._pending.startswith(b"data")
 
     def _hold(self, data: bytes) -> bool:
         if len(data) > MAX_WATCHED_EVENT:
@@ -283,7 +337,9 @@ class StreamWatch:
         self._pending = data
         return self._skipping or data.lstrip(b"\n").startswith(b"data")
 
-    def _inspect_events(self, complete: bytes) -> None:
+    def _inspect_events(self, complete: bytes) -> dict[str, Any] | None:
+        """Judge the events of these bytes that may matter; return the last usage object among them."""
+        usage = None
         for block in complete.split(b"\n\n"):
             if len(block) > MAX_WATCHED_EVENT or not _may_matter(block):
                 continue  # a large one is skipped whether it came in one read or in many
@@ -294,23 +350,26 @@ class StreamWatch:
                 payload = orjson.loads(event.data)
             except orjson.JSONDecodeError:
                 continue  # not ours to judge after commit: relayed as it came
-            if isinstance(payload, dict):
-                error, finished = self._judge(payload)
-                self.provider_error |= error
-                self._finished.update(finished)
-                if isinstance(payload.get("usage"), dict):
-                    self._usage = payload["usage"]
+            outcome = self._judge(payload)
+            self._error |= outcome.error
+            self._finished.update(outcome.finished)
+            usage = outcome.usage or usage
+        return usage
 
     def _settle(self) -> None:
         """Read the recent chunks, newest first, until every expected choice is seen finished (a usage
-        chunk comes after the finishing one, so it has been read by then)."""
+        chunk comes after the finishing one, so it has been read by then); the newest usage wins, so
+        usage a provider repeats in several chunks is counted once."""
         if self._settled:
             return
         self._settled = True
+        newest: dict[str, Any] | None = None
         for block in reversed(self._recent):
-            self._inspect_events(block)
+            found = self._inspect_events(block)
+            newest = newest or found
             if len(self._finished) >= self._choices:
                 break
+        self._usage = newest or self._usage
 
     def close(self) -> None:
         """The body ended: an unterminated last event is judged as if its blank line had come."""

@@ -1,18 +1,36 @@
-"""Tokens and cost of one answer, from its `usage` and the offer's prices. Pure.
+"""Tokens and cost of one answer, from its usage wherever the provider put it, and the offer's prices. Pure.
 
-A non-streaming answer carries `usage` in its body. A stream carries it in its final chunk when
-asked with `stream_options.include_usage` (the Responses API in `response.completed`): the relay's
-watch (`proxy.upstream.sse.RelayWatch`) keeps the last usage object it saw while relaying, so the
-stream is never buffered for it.
+Usage is read once per answer, from the first place that holds it, in this order:
+
+    where                                   who
+    the answer's (or chunk's) `usage`       OpenAI and most compatible servers; a stream's final chunk when
+                                            asked with `stream_options.include_usage`
+    `x_groq.usage`                          Groq streams, in the finishing chunk
+    a choice's `usage`                      Moonshot (Kimi) streams, in the finishing choice
+    `usageMetadata`                         Google (Gemini) bodies
+
+and counted in whichever names it uses: `prompt_tokens`/`completion_tokens` (OpenAI),
+`input_tokens`/`output_tokens` (Responses API, Anthropic), `promptTokenCount`/`candidatesTokenCount`
+(Google), `inputTokenCount`/`outputTokenCount` (Bedrock). A stream's usage is the last usage object
+its relay watch saw (`proxy.upstream.sse.RelayWatch`: the stream is never buffered for it), so
+usage repeated in two places of one answer is counted once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from proxy.types import Offer
 from proxy.upstream.sse import RelayWatch
+
+COUNT_NAMES = (
+    ("prompt_tokens", "completion_tokens"),
+    ("input_tokens", "output_tokens"),
+    ("promptTokenCount", "candidatesTokenCount"),
+    ("inputTokenCount", "outputTokenCount"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,23 +44,54 @@ class Usage:
         )
 
 
+def _object(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) and value else None
+
+
+def usage_object(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The usage object of an answer or a stream chunk, wherever the provider put it (see above)."""
+    found = _object(payload.get("usage"))
+    if found is None and "x_groq" in payload:
+        vendor = payload["x_groq"]
+        found = _object(vendor.get("usage")) if isinstance(vendor, dict) else None
+    if found is None and "choices" in payload:
+        found = _choice_usage(payload["choices"])
+    if found is None and "usageMetadata" in payload:
+        found = _object(payload["usageMetadata"])
+    return found
+
+
+def _choice_usage(choices: Any) -> dict[str, Any] | None:
+    if not isinstance(choices, list):
+        return None
+    for choice in choices:
+        found = _object(choice.get("usage")) if isinstance(choice, dict) else None
+        if found is not None:
+            return found
+    return None
+
+
 def usage_of(answer: Any) -> Usage | None:
-    """An answer's `usage`: chat's `prompt_tokens`/`completion_tokens`, or the Responses API's
-    `input_tokens`/`output_tokens`; None when absent or not counts."""
+    """An answer's usage (see the module docstring); None when absent or not counts."""
     if not isinstance(answer, dict):
         return None
-    usage = answer.get("usage")
-    if not isinstance(usage, dict):
-        return None
-    if "prompt_tokens" in usage or "input_tokens" not in usage:
-        prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-    else:
-        prompt, completion = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
-    if not isinstance(prompt, int) or not isinstance(completion, int) or prompt < 0 or completion < 0:
-        return None
-    return Usage(prompt, completion)
+    usage = answer.get("usage")  # where nearly every provider puts it: no search
+    if not isinstance(usage, dict) or not usage:
+        usage = usage_object(answer)
+    return counts_of(usage) if usage is not None else None
+
+
+def counts_of(usage: Mapping[str, Any]) -> Usage | None:
+    """Prompt and completion tokens of one usage object, in whichever names it uses."""
+    for prompt_name, completion_name in COUNT_NAMES:
+        if prompt_name in usage or completion_name in usage:
+            prompt, completion = usage.get(prompt_name, 0), usage.get(completion_name, 0)
+            if not isinstance(prompt, int) or not isinstance(completion, int) or prompt < 0 or completion < 0:
+                return None
+            return Usage(prompt, completion)
+    return Usage(0, 0)
 
 
 def stream_usage(watch: RelayWatch) -> Usage | None:
     """The usage a relayed stream reported (its last usage object), or None."""
-    return usage_of({"usage": watch.usage}) if watch.usage is not None else None
+    return counts_of(watch.usage) if watch.usage is not None else None

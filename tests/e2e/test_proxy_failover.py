@@ -108,14 +108,15 @@ def test_fails_over_when_a_stream_fails_before_its_first_chunk(mock_provider: An
 
 
 @pytest.mark.parametrize("status", [400, 422])
-def test_client_mistakes_are_passed_through_unchanged(mock_provider: Any, proxy_server: Any, status: int) -> None:
+def test_a_refusal_of_unknown_kind_gets_one_second_opinion(mock_provider: Any, proxy_server: Any, status: int) -> None:
+    """The mock's refusal ("injected status") says neither that the client erred nor what the offer
+    lacks: one other provider is asked (tests/test_refusals_by_kind.py has the rest of the rule)."""
     a, b, proxy = two_providers(mock_provider, proxy_server, fault="status", status=status)
     response = httpx.post(f"{proxy.url}/chat/completions", json={"model": "gpt-4", "messages": MESSAGES})
-    assert response.status_code == status
-    assert response.json()["error"]["message"]
-    assert response.headers["x-gatewayz-provider"] == "a"
-    assert response.headers["x-gatewayz-attempts"] == "1"
-    assert b.stats()["requests"] == 0
+    assert response.status_code == 200
+    assert response.headers["x-gatewayz-provider"] == "b"
+    assert response.headers["x-gatewayz-attempts"] == "2"
+    assert (a.stats()["requests"], b.stats()["requests"]) == (1, 1)
 
 
 def test_all_failed_is_503_with_every_attempt(mock_provider: Any, proxy_server: Any) -> None:

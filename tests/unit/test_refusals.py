@@ -7,7 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.failover.refusals import Cooldown, StatusVerdict, classify_refusal, read_error
+from proxy.failover.error_text import read_error
+from proxy.failover.refusals import Cooldown, StatusVerdict, classify_refusal
 
 NOW = 1_700_000_000.0
 

@@ -60,10 +60,10 @@ async def test_every_offer_failed_is_a_503_listing_the_records_attempts() -> Non
 
 
 async def test_the_clients_own_mistake_is_passed_through_byte_for_byte() -> None:
-    refusal = Answer(400, b'{"error": {"message": "bad messages", "type": "invalid_request_error"}}')
+    refusal = Answer(400, b'{"error": {"message": "messages must be an array", "type": "invalid_request_error"}}')
     app, raw, _ = app_of({"a": [refusal], "b": [Answer()]})
     reply = await chat(app)
-    assert (reply.status, reply.body) == (400, b'{"error": {"message": "bad messages", "type": "invalid_request_error"}}')
+    assert (reply.status, reply.body) == (400, b'{"error": {"message": "messages must be an array", "type": "invalid_request_error"}}')
     assert reply.headers["x-gatewayz-provider"] == "a" and reply.headers["x-gatewayz-attempts"] == "1"
     [line] = lines_of(raw)
     assert (line["status"], line["outcome"]) == (400, "upstream_400")

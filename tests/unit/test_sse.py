@@ -8,7 +8,7 @@ import pytest
 
 from proxy.failover.verdict import stream_event_outcome
 from proxy.upstream.sse import MAX_WATCHED_EVENT, SseEvent, SseFramer, StreamWatch, is_done, parse_event
-from tests.scripted_provider import DONE, chunk, usage_chunk
+from tests.scripted_provider import DONE, chunk, event, usage_chunk
 
 STREAM = (
     b": OPENROUTER PROCESSING\n\n"
@@ -137,3 +137,53 @@ def test_a_body_that_ends_inside_its_last_event_is_judged_and_reported_untermina
     assert w.unterminated
     w.close()
     assert w.unterminated and w.complete
+
+
+# --- answers by kind: the end of a stream, its usage, a leading byte-order mark ---------------------------------
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize("split", [0, 1, 2, 3, 5])
+def test_one_leading_byte_order_mark_is_ignored_wherever_the_network_cuts_it(split: int) -> None:
+    stream = BOM + STREAM
+    pieces = [stream[:split], stream[split:]] if split else [stream]
+    assert frame(pieces) == frame([STREAM])
+
+
+def test_only_one_leading_byte_order_mark_is_dropped() -> None:
+    data = chunk("x")[6:-2]
+    events = frame([BOM + BOM + b"data: " + data + b"\n\n"])
+    assert events[0].data is None  # the second mark is part of the first field's name: not `data`
+
+
+def test_empty_finish_reasons_finish_nothing() -> None:
+    # Ollama: every chunk carries `"finish_reason": ""` (github.com/ollama/ollama/issues/4357)
+    pieces = [b'data: {"id":"chatcmpl-693","object":"chat.completion.chunk","choices":[{"index":0,"delta":'
+              b'{"role":"assistant","content":" Hello"},"finish_reason":""}]}\n\n'] * 3
+    w, _ = watch(pieces)
+    assert not w.complete and w.finished == set()
+
+
+def test_a_finish_reason_that_means_error_after_commit_is_a_provider_error() -> None:
+    # vLLM ends an aborted request with finish_reason "abort" and then [DONE] (github.com/vllm-project/vllm/issues/57082)
+    w, _ = watch([chunk("partial"), chunk(finish="abort"), DONE])
+    assert w.done and w.provider_error
+
+
+def test_usage_in_a_vendor_field_or_a_choice_is_the_stream_usage_counted_once() -> None:
+    # Groq: usage in `x_groq` of the finishing chunk (github.com/vercel/ai/issues/1651)
+    groq = event({"id": "c", "object": "chat.completion.chunk", "choices": [
+        {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}],
+        "x_groq": {"id": "req_01hy8ppkajfqk987jv2vx88m9r", "usage": {"queue_time": 0.075, "prompt_tokens": 23,
+                   "prompt_time": 0.006, "completion_tokens": 19, "completion_time": 0.022, "total_tokens": 42}}})
+    w, _ = watch([chunk("Hi"), groq, DONE])
+    assert (w.usage or {})["prompt_tokens"] == 23
+    # the same usage repeated later at the top level is one usage, not two
+    repeated, _ = watch([chunk("Hi"), groq, usage_chunk(23, 19), DONE])
+    assert repeated.usage == {"prompt_tokens": 23, "completion_tokens": 19, "total_tokens": 42}
+
+
+def test_an_in_band_vendor_envelope_after_commit_is_a_provider_error() -> None:
+    envelope = b'data: {"id":"x","choices":[],"base_resp":{"status_code":1002,"status_msg":"rate limit"}}\n\n'
+    assert watch([chunk("a"), envelope])[0].provider_error
