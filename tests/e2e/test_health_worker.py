@@ -310,8 +310,9 @@ async def test_health_started_before_its_database_exists_waits_then_probes(
         for command, log in zip(commands, logs, strict=True)
     ]
     try:
-        await asyncio.sleep(2.0)
-        assert [child.poll() for child in children] == [None, None]  # both wait for the database
+        for kind in ("once", "forever"):  # both reached the database and wait for it (however slow their start)
+            await eventually(lambda kind=kind: _logged(tmp_path / f"{kind}.log", "database unavailable"), timeout=30)
+        assert [child.poll() for child in children] == [None, None]
         admin = await asyncpg.connect(pg_server_url)
         try:
             await admin.execute(f'CREATE DATABASE "{name}"')
