@@ -257,3 +257,28 @@ async def test_a_failing_pinned_provider_is_cooled_down_like_any_other() -> None
     assert isinstance(result, AllOffersFailed) and [a.outcome for a in result.attempts] == ["503"]
     offer = record.tried[0].offer
     assert gw.state.view(offer, time.time()).cooldown_until > time.time() + 15
+
+
+async def test_a_refusal_of_unknown_kind_gets_one_second_opinion_recorded_as_such() -> None:
+    odd = Answer.error(400, "Request could not be processed by this deployment.")  # neither a mistake nor a limit
+    gw, fake = gateway({"a": [odd], "b": [Answer()], "c": [Answer()]})
+    done = await serve(gw)
+    assert done.served.offer.provider_slug == "b" and done.tried() == [("a", "400"), ("b", "ok")]
+    assert done.record.opinion == ("gpt-4", "served")
+    assert metric(gw, "gatewayz_second_opinions_total", model="gpt-4", outcome="served") == 1
+    assert metric(gw, "gatewayz_failovers_total") == 0  # a second opinion is not a failover
+    assert all(state.counts.errors == 0 for state in gw.state.offers.values())  # nor counted against a
+    assert fake.sent_to("c") == []  # one extra attempt, never more
+
+
+async def test_when_the_second_opinion_refuses_too_the_first_refusal_is_passed_through_unchanged() -> None:
+    first = Answer.error(400, "Request could not be processed by this deployment.")
+    gw, _ = gateway({"a": [first], "b": [Answer.error(400, "Something else is off.")]})
+    done = await serve(gw)
+    assert isinstance(done.result, UpstreamStatus) and done.result.body == fake_body(first)
+    assert done.record.offer_of(done.result) is not None and done.record.offer_of(done.result).provider_slug == "a"
+    assert done.record.opinion == ("gpt-4", "refused")
+
+
+def fake_body(answer: Answer) -> bytes:
+    return orjson.dumps(answer.body)
