@@ -34,14 +34,17 @@ from proxy.errors import (
     UpstreamStatus,
 )
 from proxy.failover.client_request import ClientRequest
+from proxy.failover.dialect import Dialect
 from proxy.failover.endpoints import Endpoint, ForwardRequest
 from proxy.failover.hedge import HedgeBudgets, HedgePlan, hedge_plan, race
 from proxy.failover.reading import first_bytes, first_output, is_json, judge_body, status_error
 from proxy.failover.record import RequestRecord
+from proxy.failover.verdict import AnswerCheck, OutputPredicate
+from proxy.provider_api import sign
 from proxy.runtime.live import LiveConfig
 from proxy.runtime.state import RuntimeState
 from proxy.types import Offer, Ranking
-from proxy.upstream.client import UpstreamClient, UpstreamResponse
+from proxy.upstream.client import Body, UpstreamClient, UpstreamResponse
 from proxy.upstream.responses_events import response_id_of
 
 CONTEXT_REFUSAL = "context_length"
@@ -74,6 +77,8 @@ class Served:
     parsed: dict[str, Any] | None = None  # the non-streaming body, parsed (for usage and cost)
     response_id: str | None = None  # a Responses API stream's id, from its `response.created` event
     first_output_s: float = 0.0  # the attempt's time to its first output (a whole answer: its status line)
+    dialect: Dialect | None = None  # the offer spoke another API: `first`/`parsed` of a whole answer are
+    # already the client's; a stream is translated as it is relayed (`Endpoint.relay_parts`)
 
 
 @dataclass(slots=True)
@@ -232,9 +237,8 @@ async def _try_offer(ctx: AttemptContext, call: Call, offer: Offer, *, more: boo
     remaining = call.deadline - loop.time()
     headers = dict(call.headers)
     key = call.live.provider_keys.get(offer.provider_slug)
-    if key:
-        headers["authorization"] = f"Bearer {key.reveal()}"
-    body = request.encode_for(offer.provider_model_id)
+    sign(headers, offer.api, key.reveal() if key else "")
+    path, body, output, check, dialect = _spoken(call, offer, headers)
     wait = _first_output_wait(ctx, offer, request.stream, settings.first_byte_timeout_s, more=more)
     ctx.state.take(offer, time.time())
     response: UpstreamResponse | None = None
@@ -243,13 +247,14 @@ async def _try_offer(ctx: AttemptContext, call: Call, offer: Offer, *, more: boo
     try:
         try:
             async with asyncio.timeout(min(wait, remaining)) as timer:
-                response = await ctx.client.send(offer.base_url + call.path, headers, body, call.method)
+                response = await ctx.client.send(offer.base_url + path, headers, body, call.method)
                 if response.status >= 300:
                     raise await status_error(response)
                 if request.stream:
-                    first = await first_output(response, endpoint.events.output)
+                    first = await first_output(response, output)
                     ident = response_id_of(first) if endpoint.events.names_response else None
-                    return Served(offer, response, first, response_id=ident, first_output_s=loop.time() - started)
+                    first_output_s = loop.time() - started
+                    return Served(offer, response, first, None, ident, first_output_s, dialect)
                 if endpoint.answer == "binary":
                     first = await first_bytes(response)
                     return Served(offer, response, first, first_output_s=loop.time() - started)
@@ -263,13 +268,34 @@ async def _try_offer(ctx: AttemptContext, call: Call, offer: Offer, *, more: boo
             raise first_output_timeout(wait, settings.first_byte_timeout_s) from None
         parsed = None
         if endpoint.answer == "json" or (endpoint.answer == "document" and is_json(response)):
-            parsed = judge_body(raw, endpoint.check)
+            parsed = judge_body(raw, check)
         response.release()
-        return Served(offer, response, raw, parsed, first_output_s=first_output_s)
+        if dialect is not None and parsed is not None:
+            parsed, raw = _translated(dialect, parsed, request)
+        return Served(offer, response, raw, parsed, first_output_s=first_output_s, dialect=dialect)
     except BaseException:
         if response is not None:
             response.close()
         raise
+
+
+def _spoken(
+    call: Call, offer: Offer, headers: dict[str, str]
+) -> tuple[str, Body, OutputPredicate, AnswerCheck | None, Dialect | None]:
+    """The attempt's upstream path, body and verdict: the endpoint's own, or, for an offer of another
+    API than the client's, its dialect's (`proxy.failover.dialect`; headers not for that API dropped)."""
+    endpoint, request = call.endpoint, call.request
+    dialect = endpoint.dialect_for(offer)
+    if dialect is None:
+        return call.path, request.encode_for(offer.provider_model_id), endpoint.events.output, endpoint.check, None
+    assert isinstance(request, ClientRequest), "only JSON requests have dialects"
+    return dialect.upstream, dialect.encode_for(request.body, offer, headers), dialect.output, dialect.check, dialect
+
+
+def _translated(dialect: Dialect, parsed: dict[str, Any], request: ForwardRequest) -> tuple[dict[str, Any], bytes]:
+    """A whole answer of the offer's API as the client's (parsed, and its bytes)."""
+    assert isinstance(request, ClientRequest), "only JSON requests have dialects"
+    return dialect.answered(parsed, request.body)
 
 
 def _soonest_usable(state: RuntimeState, ranking: Ranking) -> float | None:
