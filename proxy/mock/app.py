@@ -118,6 +118,8 @@ def _refused(scope: Scope, api_key: str | None, name: str) -> Answer | None:
     if not scope["path"].startswith(MESSAGES):
         if api_key is None or hmac.compare_digest(_header(scope, b"authorization"), f"Bearer {api_key}".encode()):
             return None
+        if scope["path"] == "/v1/models" and hmac.compare_digest(_header(scope, b"x-api-key"), api_key.encode()):
+            return None  # the listing takes either API's key (an Anthropic-speaking provider lists its models too)
         return error(401, f"Incorrect API key provided to mock {name}")
     if api_key is not None and not hmac.compare_digest(_header(scope, b"x-api-key"), api_key.encode()):
         return messages_api.error(401, "invalid x-api-key")
