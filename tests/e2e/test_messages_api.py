@@ -284,3 +284,15 @@ def test_a_request_that_cannot_be_translated_goes_only_to_offers_of_its_own_api(
         )
     assert answer.headers["x-gatewayz-provider"] == "openai" and len(answer.parse().choices) == 2
     assert gpt.stats()["paths"] == {"/v1/chat/completions": 1} and claude.stats()["paths"] == {"/v1/messages": 1}
+
+
+def test_the_admin_views_show_each_offers_api(mock_provider: Callable[..., Any], proxy_server: Callable[..., Any]) -> None:
+    claude, gpt = mock_provider("claude"), mock_provider("openai")
+    config = gateway_config([("claude", claude.url), ("openai", gpt.url)], {"claude-x": ["claude", "openai"]},
+                            apis=CLAUDE, env={"FAILOVER_ADMIN_TOKEN": "admin-token-1"})  # fmt: skip
+    proxy = proxy_server(config)
+    auth = {"authorization": "Bearer admin-token-1"}
+    order = httpx.get(f"{proxy.base}/admin/failover/model/claude-x", headers=auth).json()["failover_order"]
+    assert {o["provider"]: o["api"] for o in order} == {"claude": "anthropic", "openai": "openai"}
+    listed = httpx.get(f"{proxy.base}/admin/providers", headers=auth).json()["providers"]
+    assert {p["slug"]: p["api"] for p in listed} == {"claude": "anthropic", "openai": "openai"}
