@@ -8,6 +8,7 @@ import pytest
 
 from proxy.dialects.envelopes import error_event, error_type, read_error, to_anthropic, to_openai
 from proxy.errors import AllOffersFailed, BodyTooLarge, ModelNotFound, Unauthorized
+from proxy.failover.refusals import Cooldown, classify_refusal
 from proxy.http.api_errors import ANTHROPIC_ERRORS, failed_status
 from proxy.types import Attempt
 
@@ -78,3 +79,32 @@ def test_our_errors_are_in_anthropics_envelope_with_the_request_id() -> None:
     error = orjson.loads(body)["error"]
     assert status == 529 and error["type"] == "overloaded_error" and error["attempts"][0]["status"] == "529"
     assert (b"x-should-retry", b"false") in headers
+
+
+def anthropic_body(kind: str, message: str) -> bytes:
+    return orjson.dumps({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_011CSHoE"})
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "retryable", "cooldown"),
+    [
+        # the overload Anthropic's errors page describes: fail over, the offer cools down
+        (529, OVERLOADED, "", True, Cooldown.OFFER),
+        # a 429 is judged by its status and the envelope's type (https://docs.claude.com/en/api/errors)
+        (429, anthropic_body("rate_limit_error", "Rate limited"), "", True, Cooldown.OFFER),
+        # "prompt is too long" (the wording proxy.failover.refusals quotes): a larger offer may take it
+        (400, anthropic_body("invalid_request_error", "prompt is too long: 203052 tokens > 200000 maximum"),
+         "context_length", True, Cooldown.NONE),
+        # request_too_large, in the errors page's words: over the 32 MB every Anthropic endpoint refuses: passed through
+        (413, anthropic_body("request_too_large", "Request exceeds the maximum allowed number of bytes."),
+         "", False, Cooldown.NONE),
+        (401, anthropic_body("authentication_error", "invalid x-api-key"), "", True, Cooldown.PROVIDER),
+        (400, anthropic_body("invalid_request_error", "Your credit balance is too low to access the Anthropic API."),
+         "insufficient_quota", True, Cooldown.PROVIDER),
+    ],
+)  # fmt: skip
+def test_the_refusal_table_reads_anthropics_envelope(
+    status: int, body: bytes, kind: str, retryable: bool, cooldown: Cooldown
+) -> None:
+    verdict = classify_refusal(status, body, [], 0.0)
+    assert (verdict.kind, verdict.retryable, verdict.cooldown) == (kind, retryable, cooldown)
