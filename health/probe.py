@@ -90,7 +90,7 @@ class _Failed(Exception):
 
 def _headers(target: ProbeTarget) -> dict[str, str]:
     headers = {"accept": "application/json", "user-agent": "gatewayz-health/1"}
-    sign(headers, target.api, target.api_key.reveal() if target.api_key else "")
+    sign(headers, target.api, target.api_key)
     return headers
 
 

@@ -13,6 +13,7 @@ rule, so a provider's key is sent one way everywhere, and only to that provider.
 from __future__ import annotations
 
 from collections.abc import MutableMapping
+from typing import Protocol
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
@@ -22,11 +23,19 @@ ANTHROPIC_ENDPOINTS = ("chat",)  # what an Anthropic-speaking offer serves: chat
 ANTHROPIC_HEADERS = ("anthropic-version", "anthropic-beta")
 
 
-def sign(headers: MutableMapping[str, str], api: str, key: str) -> None:
-    """Put `key` (and, for Anthropic, a version) into the `headers` of one request to a provider of `api`."""
+class Key(Protocol):
+    """A provider's key as the config holds it (`proxy.config.Secret`): shown only to be sent."""
+
+    def reveal(self) -> str: ...
+    def __bool__(self) -> bool: ...
+
+
+def sign(headers: MutableMapping[str, str], api: str, key: Key | None) -> None:
+    """Put `key` (none, or an empty one: no key header) and, for Anthropic, a version into the
+    `headers` of one request to a provider of `api`."""
     if api == ANTHROPIC:
         if key:
-            headers["x-api-key"] = key
+            headers["x-api-key"] = key.reveal()
         headers.setdefault("anthropic-version", ANTHROPIC_VERSION)
     elif key:
-        headers["authorization"] = f"Bearer {key}"
+        headers["authorization"] = f"Bearer {key.reveal()}"

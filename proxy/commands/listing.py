@@ -255,7 +255,7 @@ async def fetch_listing(
     url = f"{provider.base_url}/models" + ("?limit=1000" if provider.api == ANTHROPIC else "")
     source = f"{provider.name} listing {url}"
     headers = {"Accept": "application/json"}
-    sign(headers, provider.api, provider.api_key.reveal())
+    sign(headers, provider.api, provider.api_key)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
         async with (

@@ -40,7 +40,6 @@ from proxy.failover.hedge import HedgeBudgets, HedgePlan, hedge_plan, race
 from proxy.failover.reading import first_bytes, first_output, is_json, judge_body, status_error
 from proxy.failover.record import RequestRecord
 from proxy.failover.verdict import AnswerCheck, OutputPredicate
-from proxy.provider_api import sign
 from proxy.runtime.live import LiveConfig
 from proxy.runtime.state import RuntimeState
 from proxy.types import Offer, Ranking
@@ -48,6 +47,7 @@ from proxy.upstream.client import Body, UpstreamClient, UpstreamResponse
 from proxy.upstream.responses_events import response_id_of
 
 CONTEXT_REFUSAL = "context_length"
+NOT_SIGNED: dict[str, str] = {}
 
 
 @dataclass(slots=True)
@@ -235,10 +235,13 @@ async def _try_offer(ctx: AttemptContext, call: Call, offer: Offer, *, more: boo
     endpoint, request = call.endpoint, call.request
     loop = asyncio.get_running_loop()
     remaining = call.deadline - loop.time()
-    headers = dict(call.headers)
-    key = call.live.provider_keys.get(offer.provider_slug)
-    sign(headers, offer.api, key.reveal() if key else "")
-    path, body, output, check, dialect = _spoken(call, offer, headers)
+    # signed for this provider as its API takes it; the client's own headers (its anthropic-version) win
+    headers = {**call.live.signed_headers.get(offer.provider_slug, NOT_SIGNED), **call.headers}
+    if offer.api == endpoint.api:  # the client's own API: the request as it came, `model` rewritten
+        path, output, check, dialect = call.path, endpoint.events.output, endpoint.check, None
+        body = request.encode_for(offer.provider_model_id)
+    else:  # another API: spoken in its own (`proxy.failover.dialect`)
+        path, body, output, check, dialect = _spoken(call, offer, headers)
     wait = _first_output_wait(ctx, offer, request.stream, settings.first_byte_timeout_s, more=more)
     ctx.state.take(offer, time.time())
     response: UpstreamResponse | None = None
@@ -263,15 +266,13 @@ async def _try_offer(ctx: AttemptContext, call: Call, offer: Offer, *, more: boo
                 timer.reschedule(max(call.deadline, loop.time() + 0.001))
                 raw = await response.read()
         except TimeoutError:
-            if reading or remaining <= wait:
-                raise DeadlineExceeded() from None
-            raise first_output_timeout(wait, settings.first_byte_timeout_s) from None
+            raise _timed_out(reading or remaining <= wait, wait, settings.first_byte_timeout_s) from None
         parsed = None
         if endpoint.answer == "json" or (endpoint.answer == "document" and is_json(response)):
             parsed = judge_body(raw, check)
         response.release()
-        if dialect is not None and parsed is not None:
-            parsed, raw = _translated(dialect, parsed, request)
+        if dialect is not None:
+            parsed, raw = _translated(dialect, parsed, raw, request)
         return Served(offer, response, raw, parsed, first_output_s=first_output_s, dialect=dialect)
     except BaseException:
         if response is not None:
@@ -281,21 +282,28 @@ async def _try_offer(ctx: AttemptContext, call: Call, offer: Offer, *, more: boo
 
 def _spoken(
     call: Call, offer: Offer, headers: dict[str, str]
-) -> tuple[str, Body, OutputPredicate, AnswerCheck | None, Dialect | None]:
-    """The attempt's upstream path, body and verdict: the endpoint's own, or, for an offer of another
-    API than the client's, its dialect's (`proxy.failover.dialect`; headers not for that API dropped)."""
-    endpoint, request = call.endpoint, call.request
-    dialect = endpoint.dialect_for(offer)
-    if dialect is None:
-        return call.path, request.encode_for(offer.provider_model_id), endpoint.events.output, endpoint.check, None
-    assert isinstance(request, ClientRequest), "only JSON requests have dialects"
+) -> tuple[str, Body, OutputPredicate, AnswerCheck | None, Dialect]:
+    """The upstream path, body and verdict of an attempt at an offer of another API than the
+    client's: its dialect's (`proxy.failover.dialect`; the headers not for that API dropped)."""
+    dialect = call.endpoint.dialect_for(offer)
+    request = call.request
+    assert dialect is not None and isinstance(request, ClientRequest), "only offers a JSON request can be spoken to"
     return dialect.upstream, dialect.encode_for(request.body, offer, headers), dialect.output, dialect.check, dialect
 
 
-def _translated(dialect: Dialect, parsed: dict[str, Any], request: ForwardRequest) -> tuple[dict[str, Any], bytes]:
-    """A whole answer of the offer's API as the client's (parsed, and its bytes)."""
+def _translated(
+    dialect: Dialect, parsed: dict[str, Any] | None, raw: bytes, request: ForwardRequest
+) -> tuple[dict[str, Any] | None, bytes]:
+    """A whole answer of the offer's API as the client's (parsed, and the bytes to serve)."""
+    if parsed is None:
+        return parsed, raw
     assert isinstance(request, ClientRequest), "only JSON requests have dialects"
     return dialect.answered(parsed, request.body)
+
+
+def _timed_out(deadline: bool, waited_s: float, configured_s: float) -> UpstreamError:
+    """The failure of an attempt whose timer ran out: the request's deadline, or its first output's."""
+    return DeadlineExceeded() if deadline else first_output_timeout(waited_s, configured_s)
 
 
 def _soonest_usable(state: RuntimeState, ranking: Ranking) -> float | None:

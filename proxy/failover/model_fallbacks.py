@@ -83,7 +83,11 @@ def plan(router: ModelRouter, call: Call, needs: Needs | None, model: str, offer
     fit after known. `needs` is None for a plain request (`proxy.failover.fit.request_needs`) and for
     an upload."""
     request = call.request
-    offers = call.endpoint.speaking(request, offers, model)  # offers of another API: only if it translates
+    api = call.endpoint.api
+    for offer in offers:  # an offer of another API than the client's: only if the request translates
+        if offer.api != api:
+            offers = call.endpoint.speaking(request, offers, model)
+            break
     unknown = NO_UNKNOWN
     if needs is None and isinstance(request, ClientRequest) and may_be_too_small(offers, len(request.raw)):
         needs = measure_needs(request.body, request.prefs)

@@ -67,7 +67,6 @@ class ProxyHandler:
         record = RequestRecord(
             endpoint.label or endpoint.route, ident, on_failure=accounting.attempt_failed, measured=endpoint.measured
         )
-        errors = errors_for(endpoint)  # our own errors in the client's API
         task = asyncio.current_task()
         watcher: DisconnectWatch | None = None
         try:
@@ -84,7 +83,8 @@ class ProxyHandler:
             await self._serve(record, call, send)
         except ClientError as exc:
             record.answered(exc.status, exc.code)
-            await self._reply_error(record, send, *errors.client_error(exc, record.request_id), [])
+            answer = errors_for(endpoint).client_error(exc, record.request_id)  # our errors in the client's API
+            await self._reply_error(record, send, *answer, [])
         except ClientDisconnected:
             record.client_left()
         except _AbortAnswer:
@@ -94,7 +94,7 @@ class ProxyHandler:
                 raise
             task.uncancel()
             if record.phase is not Phase.DISCONNECTED:  # only the server cancels otherwise (shutdown)
-                await self._end_at_shutdown(record, send, errors)
+                await self._end_at_shutdown(record, send, errors_for(endpoint))
         finally:
             if watcher is not None:
                 watcher.cancel()
