@@ -1,15 +1,17 @@
 """One probe of one offer: a cheap real request, answered or not within a timeout.
 
 - `chat`: `POST {base_url}/chat/completions` for the provider's model id with `max_tokens: 1`; the
-  offer is up when a JSON object with `choices` comes back.
+  offer is up when a JSON object with `choices` comes back. An Anthropic-speaking provider
+  (`api = "anthropic"`) is asked `POST {base_url}/messages` the same way, and is up when a
+  `content` list comes back.
 - `listing`: `GET {base_url}/models`; the offer is up when the listing names its provider model id.
 - an offer that does not serve chat is probed through an endpoint it does serve (`probe_kind`):
   `embeddings` (a one-word embedding; up when `data` comes back), `completions` (1 token; `choices`),
   `responses` (a few tokens, not stored; `output`), `moderations` (one word; `results`); an offer
   that serves none of those (images, audio only) through the listing, which costs nothing.
 
-The provider's key goes only to that provider (`Authorization: Bearer`, no redirects followed) and
-never into a result. `probe_offer` never raises for the provider's failures: every outcome is a
+The provider's key goes only to that provider (signed as its API takes it: `proxy.provider_api`; no
+redirects followed) and never into a result. `probe_offer` never raises for the provider's failures: every outcome is a
 `ProbeResult` whose `result` is a low-cardinality word ("ok", "503", "timeout", "connect_error",
 "malformed_response", "not_listed", "network_error") fit for a metric label.
 """
@@ -26,6 +28,7 @@ import orjson
 from proxy.commands.listing import parse_openai_listing
 from proxy.config import Secret
 from proxy.errors import ListingError
+from proxy.provider_api import ANTHROPIC, sign
 
 PROBE_MESSAGES = [{"role": "user", "content": "ping"}]
 # the endpoint a probe goes through, in order of preference, with its body and the list a good answer has
@@ -36,6 +39,9 @@ PROBES: dict[str, tuple[str, dict[str, object], str]] = {
     "responses": ("/responses", {"input": "ping", "max_output_tokens": 16, "store": False}, "output"),
     "moderations": ("/moderations", {"input": "ping"}, "results"),
 }
+# the chat probe of an Anthropic-speaking provider: its Messages API (`max_tokens` is required there)
+MESSAGES_PROBE = ("/messages", {"messages": PROBE_MESSAGES, "max_tokens": 1}, "content")
+LISTING_QUERY = {ANTHROPIC: "?limit=1000"}  # Anthropic's listing pages by 20 unless asked for more
 
 
 def probe_kind(configured: str, endpoints: frozenset[str]) -> str:
@@ -56,6 +62,7 @@ class ProbeTarget:
     base_url: str
     kind: str  # listing, or a key of PROBES (chat, embeddings, completions, responses, moderations)
     api_key: Secret
+    api: str = "openai"  # the API its provider speaks (`proxy.types.APIS`)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -83,13 +90,12 @@ class _Failed(Exception):
 
 def _headers(target: ProbeTarget) -> dict[str, str]:
     headers = {"accept": "application/json", "user-agent": "gatewayz-health/1"}
-    if target.api_key:
-        headers["authorization"] = f"Bearer {target.api_key.reveal()}"
+    sign(headers, target.api, target.api_key)
     return headers
 
 
 async def _generate(session: aiohttp.ClientSession, target: ProbeTarget) -> int:
-    path, fields, expected = PROBES[target.kind]
+    path, fields, expected = MESSAGES_PROBE if target.api == ANTHROPIC else PROBES[target.kind]
     body = {"model": target.provider_model_id, **fields}
     url = f"{target.base_url}{path}"
     headers = {**_headers(target), "content-type": "application/json"}
@@ -101,7 +107,7 @@ async def _generate(session: aiohttp.ClientSession, target: ProbeTarget) -> int:
 
 
 async def _listing(session: aiohttp.ClientSession, target: ProbeTarget) -> int:
-    url = f"{target.base_url}/models"
+    url = f"{target.base_url}/models{LISTING_QUERY.get(target.api, '')}"
     async with session.get(url, headers=_headers(target), allow_redirects=False) as response:
         payload = await _json(response)
     try:

@@ -149,7 +149,7 @@ class HealthWorker:
             kind = probe_kind(provider.probe, provider.served_endpoints(row["endpoints"]))
             targets[row["offer_id"]] = ProbeTarget(
                 row["offer_id"], row["model_id"], provider.slug, row["provider_model_id"],
-                provider.base_url, kind, provider.api_key,
+                provider.base_url, kind, provider.api_key, provider.api,
             )  # fmt: skip
         return list(targets.values())
 

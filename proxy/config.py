@@ -17,7 +17,8 @@ from typing import Any
 
 from proxy.config_reader import TableReader, check_positive, check_share, check_url
 from proxy.errors import ConfigError
-from proxy.types import ENDPOINTS, QUANTIZATIONS, Health, Strategy
+from proxy.provider_api import ANTHROPIC, ANTHROPIC_ENDPOINTS
+from proxy.types import APIS, ENDPOINTS, QUANTIZATIONS, Health, Strategy
 
 DEFAULT_CONFIG_PATH = "failover.toml"
 LISTING_FORMATS = ("openai", "openrouter", "together", "none")
@@ -117,6 +118,7 @@ class ProviderConfig:
     data_collection: str | None = None  # declared policy: "allow" or "deny"; None = not declared
     zdr: bool | None = None
     quantization: str | None = None
+    api: str = "openai"  # the API it speaks (`proxy.types.APIS`; `proxy.provider_api`)
     api_key: Secret = field(default_factory=lambda: Secret(""), compare=False)
 
     def served_endpoints(self, narrowed: Iterable[str] | None) -> frozenset[str]:
@@ -232,11 +234,23 @@ def _providers(reader: TableReader, raw: Any, env: Mapping[str, str]) -> tuple[P
             raise reader.fail(f"{where}.probe", f"expected one of {' | '.join(PROBE_KINDS)}")
         reader.choice(f"{where}.pricing_unit", provider.pricing_unit, PRICING_UNITS)
         _policies(reader, provider, where)
+        provider = _spoken(reader, provider, where, given="endpoints" in item)
         seen.add(provider.slug)
         raw_key = env.get(provider.api_key_env, "") if provider.api_key_env else ""
         key = _provider_key(reader, f"{where}.api_key_env", raw_key)
         out.append(_replace(provider, base_url=provider.base_url.rstrip("/"), api_key=key))
     return tuple(out)
+
+
+def _spoken(reader: TableReader, provider: ProviderConfig, where: str, *, given: bool) -> ProviderConfig:
+    """`api` checked; an Anthropic-speaking provider serves chat only (its offers take chat requests,
+    translated, and `/v1/messages` natively): its `endpoints` default to that, and may name nothing else."""
+    reader.choice(f"{where}.api", provider.api, APIS)
+    if provider.api != ANTHROPIC:
+        return provider
+    if given and set(provider.endpoints) - set(ANTHROPIC_ENDPOINTS):
+        raise reader.fail(f"{where}.endpoints", 'a provider with api = "anthropic" serves only ["chat"]')
+    return _replace(provider, endpoints=ANTHROPIC_ENDPOINTS)
 
 
 def _provider_key(reader: TableReader, where: str, value: str) -> Secret:

@@ -48,6 +48,9 @@ class CircuitState(StrEnum):
 ENDPOINTS = ("chat", "completions", "embeddings", "responses", "moderations", "images", "audio")
 """The endpoint kinds an offer may serve; an OpenAI-compatible provider promises all of them."""
 ALL_ENDPOINTS = frozenset(ENDPOINTS)
+APIS = ("openai", "anthropic")
+"""The APIs a provider may speak (`proxy.provider_api`): OpenAI-compatible (the default), or
+Anthropic's Messages API, whose offers serve only `chat` (translated) and `/v1/messages` (natively)."""
 QUANTIZATIONS = ("int4", "int8", "fp4", "fp6", "fp8", "fp16", "bf16", "fp32", "unknown")  # OpenRouter's names
 
 OfferKey = tuple[str, str]
@@ -82,6 +85,7 @@ class Offer:
     data_collection: str | None = None  # "allow" (the provider may keep or train on prompts) or "deny"
     zdr: bool | None = None  # zero data retention
     quantization: str | None = None  # "fp8", "bf16", ... (OpenRouter's names)
+    api: str = "openai"  # the API its provider speaks (`APIS`): how a request is spoken to it
     # (provider slug, provider model id), made once: the request path asks for it a dozen times a request
     key: OfferKey = field(init=False, repr=False, compare=False)
 

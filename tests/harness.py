@@ -32,15 +32,18 @@ def gateway_config(
     env: Mapping[str, str] | None = None,
     proxy: Mapping[str, Any] | None = None,
     prices: Mapping[str, tuple[float, float]] | None = None,
+    apis: Mapping[str, str] | None = None,
 ) -> Config:
-    """Providers as (slug, base_url); each model offered by the named providers as `<slug>/<model>`."""
+    """Providers as (slug, base_url); each model offered by the named providers as `<slug>/<model>`;
+    `apis` names the providers that speak another API than OpenAI's (`{"claude": "anthropic"}`)."""
     env = dict(env or {})
     provider_tables = []
     for slug, url in providers:
         key_env = f"{slug.upper().replace('-', '_')}_API_KEY"
-        provider_tables.append(
-            {"slug": slug, "name": slug.title(), "base_url": url, "api_key_env": key_env, "listing": "none"}
-        )
+        table = {"slug": slug, "name": slug.title(), "base_url": url, "api_key_env": key_env, "listing": "none"}
+        if apis and slug in apis:
+            table["api"] = apis[slug]
+        provider_tables.append(table)
     model_tables = []
     for model, slugs in (models or {"gpt-4": [s for s, _ in providers]}).items():
         offers = []

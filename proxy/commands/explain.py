@@ -2,8 +2,10 @@
 
 The human form is a table (rank, provider, provider model id, health, latency, prices) with the
 reason under each row, what a proxy learned of the offer's time to first output when one has flushed
-it (`model_health_tracking.first_output`), and the model fallback chain (`[[models]] fallbacks`) when
-there is one; `--json` prints `explain_failover_for_model`'s shape, the guide's, plus `model_chain`.
+it (`model_health_tracking.first_output`), the API an offer's provider speaks when it is not OpenAI's
+(`api` in the config), and the model fallback chain (`[[models]] fallbacks`) when there is one;
+`--json` prints `explain_failover_for_model`'s shape, the guide's, plus `model_chain` and each
+offer's `api`.
 The model is found the way the proxy finds it: the id as given, else its canonical id (`GPT-4`,
 `openai/gpt-4` -> `gpt-4`, or the config's `[aliases]`). A model with no active offer is an error: a
 message (with close matches) on stderr and exit code 1.
@@ -22,10 +24,12 @@ from proxy.canonical import canonical_model_id
 from proxy.commands.library import explain_failover_for_model
 from proxy.config import command_config
 from proxy.failover.reasons import usd
+from proxy.provider_api import ANTHROPIC, OPENAI
 from proxy.store.database import open_pool, require_database
 from proxy.store.offers import list_models
 
 COLUMNS = ("#", "provider", "provider model", "health", "latency", "prompt $/token", "completion $/token")
+API_LINES = {ANTHROPIC: "the Anthropic Messages API (/v1/messages natively; chat requests translated)"}
 
 
 def _cell(value: object, unit: str = "") -> str:
@@ -75,6 +79,8 @@ def render_table(result: dict[str, Any]) -> str:
             entry = result["failover_order"][i - 1]
             lines.append(f"     why: {entry['reason']}")
             lines.extend(first_output_lines(entry.get("first_output")))
+            if entry.get("api", OPENAI) != OPENAI:
+                lines.append(f"     speaks: {API_LINES.get(entry['api'], entry['api'])}")
     lines.append(result["recommendation"])
     if len(result.get("model_chain", ())) > 1:
         lines.append(f"model fallbacks: {' -> '.join(result['model_chain'])} (when every offer of a model failed)")
@@ -104,6 +110,9 @@ def run_explain(args: argparse.Namespace) -> int:
             if not result["providers_available"] and canonical != args.model:  # as `Catalog.lookup` does
                 result = await explain_failover_for_model(pool, canonical, strategy=strategy)
             result["model_chain"] = [result["model"], *config.model_fallbacks.get(result["model"], ())]
+            for entry in result["failover_order"]:  # the config says which API a provider speaks
+                provider = config.provider(entry["provider"])
+                entry["api"] = provider.api if provider is not None else OPENAI
             known = await list_models(pool) if not result["providers_available"] else []
             return result, known
 

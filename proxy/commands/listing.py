@@ -20,8 +20,10 @@ An entry's `type` (Together's: `chat`, `language`, `code`, `image`, `embedding`,
 Where a listing says nothing about endpoints, `endpoints` is None: every endpoint the provider serves.
 
 The parse functions are pure and raise `ListingError` naming the entry and field that is wrong.
-`fetch_listing` sends the provider's key only to that provider (`Authorization: Bearer`, no
-redirects followed) and never puts it in a message; every failure becomes `ListingError`.
+`fetch_listing` sends the provider's key only to that provider (signed as its API takes it,
+`proxy.provider_api`; no redirects followed) and never puts it in a message; every failure becomes
+`ListingError`. An Anthropic-speaking provider's `GET /models` (`{"data": [{"id": ...}]}`, the
+`openai` format) is asked for 1,000 entries a page, its largest.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import orjson
 
 from proxy.config import ProviderConfig
 from proxy.errors import ListingError
+from proxy.provider_api import ANTHROPIC, sign
 from proxy.upstream.session import provider_session
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -249,11 +252,10 @@ async def fetch_listing(
     provider: ProviderConfig, *, timeout_s: float = DEFAULT_TIMEOUT_S
 ) -> list[ListedModel]:
     """GET and parse the provider's listing; `ListingError` when it is down, refused or malformed."""
-    url = f"{provider.base_url}/models"
+    url = f"{provider.base_url}/models" + ("?limit=1000" if provider.api == ANTHROPIC else "")
     source = f"{provider.name} listing {url}"
     headers = {"Accept": "application/json"}
-    if provider.api_key:
-        headers["Authorization"] = f"Bearer {provider.api_key.reveal()}"
+    sign(headers, provider.api, provider.api_key)
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
         async with (

@@ -7,7 +7,9 @@ by its client), and reads only the record (`proxy.failover.record`):
   move of the model chain; the hedge race; the serving provider's time to first output; tokens and cost;
 - runtime state: the served offer's success (or, for a stream that broke after commit, its failure)
   for passive health and the circuit; the learned first-output time of each attempt that produced
-  output or timed out waiting for it (`proxy.runtime.first_output`);
+  output or timed out waiting for it (`proxy.runtime.first_output`); none of it for a request whose
+  record is not `measured` (count_tokens: a free call, which some Anthropic-compatible providers
+  answer 404, must neither open an offer's circuit nor teach it a first-output time);
 - the access line: one JSON object per request (no prompt text, no key).
 
 `attempt_failed(record, tried)` is the record's `on_failure` hook: a failed attempt's effect on the
@@ -50,7 +52,8 @@ class Accounting:
         if error is None:
             return
         offer, now = tried.offer, time.time()
-        if tried.attempt.retryable and error.retryable and (not isinstance(error, UpstreamStatus) or error.counts):
+        counts = not isinstance(error, UpstreamStatus) or error.counts
+        if tried.attempt.retryable and error.retryable and counts and record.measured:
             self.state.record_failure(
                 offer,
                 error.outcome,
@@ -95,6 +98,8 @@ class Accounting:
             failed = entry.error is not None
             if entry.error is not None and attempt.retryable and entry.error.retryable and index + 1 < len(tried):
                 metrics.count_failover(offer, attempt.outcome)
+            if not record.measured:
+                continue  # count_tokens: its answers say nothing of the offer's health or speed
             if entry.first_output_s is not None:  # it answered: a whole answer, or a stream up to commit
                 metrics.observe_ttfb(offer, attempt.elapsed_ms / 1000)
                 state.first_output.record(offer.key, record.stream, entry.first_output_s)

@@ -39,6 +39,7 @@ from proxy.errors import (
     UpstreamStatus,
 )
 from proxy.failover.client_request import ClientRequest
+from proxy.failover.dialect import Dialect
 from proxy.failover.endpoints import Endpoint, ForwardRequest
 from proxy.failover.hedge import HedgeBudgets, HedgePlan, hedge_plan, race
 from proxy.failover.reading import first_bytes, first_output, is_json, judge_body, status_error
@@ -46,13 +47,15 @@ from proxy.failover.record import RequestRecord
 from proxy.failover.refusals import refuses_the_request
 from proxy.failover.request_terms import terms_for
 from proxy.failover.second_opinion import SERVED, opinion_outcome, second_opinion_offer
+from proxy.failover.verdict import AnswerCheck, OutputPredicate
 from proxy.runtime.live import LiveConfig
 from proxy.runtime.state import RuntimeState
 from proxy.types import Offer, Ranking
-from proxy.upstream.client import UpstreamClient, UpstreamResponse
+from proxy.upstream.client import Body, UpstreamClient, UpstreamResponse
 from proxy.upstream.responses_events import response_id_of
 
 CONTEXT_REFUSAL = "context_length"
+NOT_SIGNED: dict[str, str] = {}
 
 
 @dataclass(slots=True)
@@ -82,6 +85,8 @@ class Served:
     parsed: dict[str, Any] | None = None  # the non-streaming body, parsed (for usage and cost)
     response_id: str | None = None  # a Responses API stream's id, from its `response.created` event
     first_output_s: float = 0.0  # the attempt's time to its first output (a whole answer: its status line)
+    dialect: Dialect | None = None  # the offer spoke another API: `first`/`parsed` of a whole answer are
+    # already the client's; a stream is translated as it is relayed (`Endpoint.relay_parts`)
 
 
 @dataclass(slots=True)
@@ -284,11 +289,13 @@ async def _try_offer(ctx: AttemptContext, call: Call, offer: Offer, *, more: boo
     endpoint, request = call.endpoint, call.request
     loop = asyncio.get_running_loop()
     remaining = call.deadline - loop.time()
-    headers = dict(call.headers)
-    key = call.live.provider_keys.get(offer.provider_slug)
-    if key:
-        headers["authorization"] = f"Bearer {key.reveal()}"
-    body = request.encode_for(offer.provider_model_id)
+    # signed for this provider as its API takes it; the client's own headers (its anthropic-version) win
+    headers = {**call.live.signed_headers.get(offer.provider_slug, NOT_SIGNED), **call.headers}
+    if offer.api == endpoint.api:  # the client's own API: the request as it came, `model` rewritten
+        path, output, check, dialect = call.path, endpoint.events.output, endpoint.check, None
+        body = request.encode_for(offer.provider_model_id)
+    else:  # another API: spoken in its own (`proxy.failover.dialect`)
+        path, body, output, check, dialect = _spoken(call, offer, headers)
     wait = _first_output_wait(ctx, offer, request.stream, settings.first_byte_timeout_s, more=more)
     ctx.state.take(offer, time.time())
     response: UpstreamResponse | None = None
@@ -297,13 +304,14 @@ async def _try_offer(ctx: AttemptContext, call: Call, offer: Offer, *, more: boo
     try:
         try:
             async with asyncio.timeout(min(wait, remaining)) as timer:
-                response = await ctx.client.send(offer.base_url + call.path, headers, body, call.method)
+                response = await ctx.client.send(offer.base_url + path, headers, body, call.method)
                 if response.status >= 300:
                     raise await status_error(response, partial(terms_for, request, offer))
                 if request.stream:
-                    first = await first_output(response, endpoint.events.output)
+                    first = await first_output(response, output)
                     ident = response_id_of(first) if endpoint.events.names_response else None
-                    return Served(offer, response, first, response_id=ident, first_output_s=loop.time() - started)
+                    first_output_s = loop.time() - started
+                    return Served(offer, response, first, None, ident, first_output_s, dialect)
                 if endpoint.answer == "binary":
                     first = await first_bytes(response)
                     return Served(offer, response, first, first_output_s=loop.time() - started)
@@ -312,18 +320,44 @@ async def _try_offer(ctx: AttemptContext, call: Call, offer: Offer, *, more: boo
                 timer.reschedule(max(call.deadline, loop.time() + 0.001))
                 raw = await response.read()
         except TimeoutError:
-            if reading or remaining <= wait:
-                raise DeadlineExceeded() from None
-            raise first_output_timeout(wait, settings.first_byte_timeout_s) from None
+            raise _timed_out(reading or remaining <= wait, wait, settings.first_byte_timeout_s) from None
         parsed = None
         if endpoint.answer == "json" or (endpoint.answer == "document" and is_json(response)):
-            parsed = judge_body(raw, endpoint.check)
+            parsed = judge_body(raw, check)
         response.release()
-        return Served(offer, response, raw, parsed, first_output_s=first_output_s)
+        if dialect is not None:
+            parsed, raw = _translated(dialect, parsed, raw, request)
+        return Served(offer, response, raw, parsed, first_output_s=first_output_s, dialect=dialect)
     except BaseException:
         if response is not None:
             response.close()
         raise
+
+
+def _spoken(
+    call: Call, offer: Offer, headers: dict[str, str]
+) -> tuple[str, Body, OutputPredicate, AnswerCheck | None, Dialect]:
+    """The upstream path, body and verdict of an attempt at an offer of another API than the
+    client's: its dialect's (`proxy.failover.dialect`; the headers not for that API dropped)."""
+    dialect = call.endpoint.dialect_for(offer)
+    request = call.request
+    assert dialect is not None and isinstance(request, ClientRequest), "only offers a JSON request can be spoken to"
+    return dialect.upstream, dialect.encode_for(request.body, offer, headers), dialect.output, dialect.check, dialect
+
+
+def _translated(
+    dialect: Dialect, parsed: dict[str, Any] | None, raw: bytes, request: ForwardRequest
+) -> tuple[dict[str, Any] | None, bytes]:
+    """A whole answer of the offer's API as the client's (parsed, and the bytes to serve)."""
+    if parsed is None:
+        return parsed, raw
+    assert isinstance(request, ClientRequest), "only JSON requests have dialects"
+    return dialect.answered(parsed, request.body)
+
+
+def _timed_out(deadline: bool, waited_s: float, configured_s: float) -> UpstreamError:
+    """The failure of an attempt whose timer ran out: the request's deadline, or its first output's."""
+    return DeadlineExceeded() if deadline else first_output_timeout(waited_s, configured_s)
 
 
 def _soonest_usable(state: RuntimeState, ranking: Ranking) -> float | None:

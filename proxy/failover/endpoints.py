@@ -17,15 +17,27 @@ is adding a row.
   (`output`, which may raise the attempt's failure); after commit, what watches it (`watch`).
 - `pinned`: the request continues a response stored at one provider: it goes to that offer alone,
   and the provider's 404 ("no such response") is its answer, not a reason to fail over.
+- `api`: the API its clients speak (`openai`, or `anthropic`: the Messages API); `dialects`: how its
+  requests are spoken to offers of another API (`proxy.failover.dialect`); an offer of another API
+  without one is never tried. `validate` checks the parsed body beyond `model` and `stream`;
+  `usage` reads a whole answer's usage; `measured` is False for an endpoint whose attempts teach
+  nothing about an offer's health or speed (count_tokens: free, and some providers lack it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from functools import partial
+from types import MappingProxyType
+from typing import Any, Protocol
 
+from proxy.dialects.anthropic_verdict import MessagesStreamWatch, has_input_tokens, is_message, messages_output
+from proxy.dialects.messages_request import check_messages
+from proxy.dialects.relaying import NativeMessages, StreamTranslation
+from proxy.dialects.usage_shapes import answer_usage
 from proxy.failover.client_request import ClientRequest, parse_request
+from proxy.failover.dialect import CHAT_VIA_MESSAGES, MESSAGES_VIA_CHAT, Dialect, speaking_offers
 from proxy.failover.form_request import parse_form
 from proxy.failover.verdict import (
     AnswerCheck,
@@ -37,10 +49,12 @@ from proxy.failover.verdict import (
     has_results,
     stream_event_outcome,
 )
-from proxy.types import Preferences
+from proxy.provider_api import ANTHROPIC, OPENAI
+from proxy.types import Offer, Preferences
 from proxy.upstream.client import Body
 from proxy.upstream.responses_events import TypedStreamWatch, responses_output, transcript_output
 from proxy.upstream.sse import RelayWatch, StreamWatch
+from proxy.upstream.usage import Usage, usage_of
 
 
 class ForwardRequest(Protocol):
@@ -73,6 +87,8 @@ def _chat_watch(request: ForwardRequest) -> RelayWatch:
 CHAT_EVENTS = Events(chat_output, _chat_watch)
 RESPONSES_EVENTS = Events(responses_output, lambda request: TypedStreamWatch(), names_response=True)
 TRANSCRIPT_EVENTS = Events(transcript_output, lambda request: TypedStreamWatch(transcript=True))
+MESSAGES_EVENTS = Events(messages_output, lambda request: MessagesStreamWatch())
+NO_DIALECTS: Mapping[str, Dialect] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +105,47 @@ class Endpoint:
     pins: bool = False  # a response it creates is pinned to its offer, for the chain's follow-ups
     pinned: bool = False  # it continues a stored response: that offer alone, its 404 is the answer
     label: str = ""  # its `route` label in metrics and the access line, when not `route` itself
+    api: str = OPENAI  # the API its clients speak
+    dialects: Mapping[str, Dialect] = field(default_factory=lambda: NO_DIALECTS)  # to offers of another API
+    validate: Callable[[Mapping[str, Any]], None] | None = None  # more checks of a parsed JSON body
+    usage: Callable[[Any], Usage | None] = usage_of  # a whole answer's usage, as the record keeps it
+    measured: bool = True  # its attempts feed offer health, circuits and learned first-output times
 
     def parse(
         self, raw: bytes | bytearray, headers: Mapping[bytes, bytes], provider_header: str | None
     ) -> ForwardRequest:
         """The client's request (`BadRequest` when it is not one); `form` is `json` or `multipart`."""
         if self.form == "json":
-            return parse_request(raw, provider_header)
+            request = parse_request(raw, provider_header)
+            if self.validate is not None:
+                self.validate(request.body)
+            return request
         return parse_form(raw, headers.get(b"content-type", b""), provider_header)
+
+    def dialect_for(self, offer: Offer) -> Dialect | None:
+        """How a request is spoken to `offer`: None for the endpoint's own API (`speaking` left out
+        the offers of other APIs it has no dialect for)."""
+        return None if offer.api == self.api else self.dialects.get(offer.api)
+
+    def speaking(self, request: ForwardRequest, offers: tuple[Offer, ...], model: str) -> tuple[Offer, ...]:
+        """The offers this request can be spoken to (`proxy.failover.dialect.speaking_offers`)."""
+        body = request.body if isinstance(request, ClientRequest) else None
+        return speaking_offers(self.api, self.dialects, body, offers, model=model, route=self.route)
+
+    def relay_parts(
+        self, request: ForwardRequest, dialect: Dialect | None
+    ) -> tuple[RelayWatch, StreamTranslation | None]:
+        """What watches a committed stream (in the offer's API) and what turns it into the client's
+        (None: relayed as it came, ended as chat streams end)."""
+        if dialect is not None:
+            body = request.body if isinstance(request, ClientRequest) else {}
+            return dialect.watch(), dialect.stream(body)
+        return self.events.watch(request), (NativeMessages() if self.api == ANTHROPIC else None)
+
+    def refusal_for(self, offer: Offer | None, status: int, body: bytes) -> bytes:
+        """An offer's refusal, passed through in the client's envelope."""
+        dialect = None if offer is None else self.dialect_for(offer)
+        return body if dialect is None else dialect.refusal(status, body)
 
     def content_type(self, headers: Mapping[bytes, bytes]) -> str:
         """The content type sent to providers: JSON, or the client's own (a form's boundary)."""
@@ -118,7 +167,10 @@ PROXIED: dict[tuple[str, str], Endpoint] = dict(
     map(
         _row,
         (
-            Endpoint("/v1/chat/completions", "/chat/completions", "chat", check=has_choice("message"), hedged=True),
+            Endpoint(
+                "/v1/chat/completions", "/chat/completions", "chat", check=has_choice("message"), hedged=True,
+                dialects=MappingProxyType({ANTHROPIC: CHAT_VIA_MESSAGES}),
+            ),
             Endpoint("/v1/completions", "/completions", "completions", check=has_choice("text"), hedged=True),
             Endpoint("/v1/embeddings", "/embeddings", "embeddings", check=has_data, hedged=True),
             Endpoint("/v1/responses", "/responses", "responses", events=RESPONSES_EVENTS, pins=True),
@@ -130,6 +182,18 @@ PROXIED: dict[tuple[str, str], Endpoint] = dict(
                 events=TRANSCRIPT_EVENTS,
             ),
             Endpoint("/v1/audio/translations", "/audio/translations", "audio", form="multipart", answer="document"),
+            # Anthropic's Messages API: natively to Anthropic-speaking offers, translated to the others;
+            # count_tokens only natively (another tokenizer's count would mislead: see the README).
+            Endpoint(
+                "/v1/messages", "/messages", "chat", check=is_message, events=MESSAGES_EVENTS, api=ANTHROPIC,
+                dialects=MappingProxyType({OPENAI: MESSAGES_VIA_CHAT}), validate=check_messages,
+                usage=answer_usage,
+            ),
+            Endpoint(
+                "/v1/messages/count_tokens", "/messages/count_tokens", "chat", check=has_input_tokens,
+                events=MESSAGES_EVENTS, api=ANTHROPIC, validate=partial(check_messages, max_tokens=False),
+                usage=answer_usage, measured=False,
+            ),
             # A stored response's follow-ups: at the provider that holds it (proxy.http.chain).
             Endpoint(RESPONSE, "/responses/{response_id}", "responses", "GET", "none", "raw", pinned=True),
             Endpoint(RESPONSE, "/responses/{response_id}", "responses", "DELETE", "none", "raw", pinned=True),

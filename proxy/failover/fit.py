@@ -40,11 +40,14 @@ FLOOR_TOKENS = 4096  # every chat offer takes this much prompt and completion: n
 PER_MILLION = 1_000_000
 # Not "parameters" of a request for `require_parameters` (OpenRouter's reading): the model, the input,
 # streaming, and the routing fields this proxy consumes.
+# (`system`: the Messages API's, which is its first message)
 NOT_PARAMETERS = frozenset(
-    {"model", "messages", "prompt", "input", "stream", "stream_options", "provider", "models", "user", "metadata"}
+    {"model", "messages", "prompt", "input", "stream", "stream_options", "provider", "models", "user", "metadata",
+     "system"}
 )
-# Request fields under the name a listing's `supported_parameters` uses.
-PARAMETER_NAMES = {"max_completion_tokens": "max_tokens", "functions": "tools", "function_call": "tool_choice"}
+# Request fields under the name a listing's `supported_parameters` uses (Messages API's names too).
+PARAMETER_NAMES = {"max_completion_tokens": "max_tokens", "functions": "tools", "function_call": "tool_choice",
+                   "stop_sequences": "stop"}  # fmt: skip
 TOOL_FIELDS = ("tools", "tool_choice", "functions", "function_call")
 OUTPUT_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 FIT_FIELDS = frozenset((*TOOL_FIELDS, *OUTPUT_LIMIT_FIELDS, "response_format"))
@@ -55,6 +58,8 @@ PART_MODALITIES = {
     "input_audio": "audio",
     "file": "file",
     "input_file": "file",
+    "image": "image",  # the Messages API's blocks
+    "document": "file",
 }
 
 

@@ -78,9 +78,16 @@ class ModelRouter:
 
 
 def plan(router: ModelRouter, call: Call, needs: Needs | None, model: str, offers: tuple[Offer, ...]) -> Ranking:
-    """One model's ranking for this request: offers that cannot take it left out, unknown fit after known.
-    `needs` is None for a plain request (`proxy.failover.fit.request_needs`) and for an upload."""
+    """One model's ranking for this request: offers that cannot take it left out (an offer of another
+    API than the client's that cannot be spoken to, `Endpoint.speaking`; one that does not fit), unknown
+    fit after known. `needs` is None for a plain request (`proxy.failover.fit.request_needs`) and for
+    an upload."""
     request = call.request
+    api = call.endpoint.api
+    for offer in offers:  # an offer of another API than the client's: only if the request translates
+        if offer.api != api:
+            offers = call.endpoint.speaking(request, offers, model)
+            break
     unknown = NO_UNKNOWN
     if needs is None and isinstance(request, ClientRequest) and may_be_too_small(offers, len(request.raw)):
         needs = measure_needs(request.body, request.prefs)

@@ -62,13 +62,15 @@ class Tried(NamedTuple):
 
 class RequestRecord:
     """What happened to one request. `route` labels it (the client's path, or a route pattern);
-    `started` is `time.perf_counter()` at arrival, `received_at` the wall clock (seconds)."""
+    `started` is `time.perf_counter()` at arrival, `received_at` the wall clock (seconds); `measured`
+    is False for a request whose attempts say nothing of an offer's health or speed (count_tokens)."""
 
     __slots__ = (
         "_tried",
         "asked_model",
         "fallbacks",
         "hedge",
+        "measured",
         "model",
         "on_failure",
         "opinion",
@@ -86,9 +88,15 @@ class RequestRecord:
     )
 
     def __init__(
-        self, route: str, request_id: str, *, on_failure: Callable[[RequestRecord, Tried], None] | None = None
+        self,
+        route: str,
+        request_id: str,
+        *,
+        on_failure: Callable[[RequestRecord, Tried], None] | None = None,
+        measured: bool = True,
     ) -> None:
         self.route = route
+        self.measured = measured  # its attempts feed offer health and learned times (`Endpoint.measured`)
         self.request_id = request_id
         self.started = time.perf_counter()
         self.received_at = time.time()

@@ -62,12 +62,14 @@ def all_failed(exc: AllOffersFailed, model: str) -> tuple[int, bytes, Headers]:
     else:
         message = f"every provider for {model} is cooling down after rate limiting; retry later"
     body = error_body(message, "api_error", "all_providers_failed", attempts=[a.as_json(model) for a in exc.attempts])
-    headers: Headers = []
-    if exc.retry_after_s is not None:
-        headers.append((b"retry-after", str(max(1, round(exc.retry_after_s + 0.499))).encode()))
-    else:
-        headers.append((b"x-should-retry", b"false"))
-    return 503, body, headers
+    return 503, body, retry_headers(exc.retry_after_s)
+
+
+def retry_headers(retry_after_s: float | None) -> Headers:
+    """`Retry-After` (whole seconds, at least 1) when a retry can succeed then, else `x-should-retry: false`."""
+    if retry_after_s is not None:
+        return [(b"retry-after", str(max(1, round(retry_after_s + 0.499))).encode())]
+    return [(b"x-should-retry", b"false")]
 
 
 def forwarded_headers(upstream: Iterable[tuple[str, str]]) -> Headers:

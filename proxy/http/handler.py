@@ -21,17 +21,8 @@ from proxy.failover.client_request import MAX_MODEL_LENGTH, ClientRequest
 from proxy.failover.endpoints import PROXIED, Endpoint, ForwardRequest, match
 from proxy.failover.model_fallbacks import not_offered, serve_request
 from proxy.failover.record import Phase, RequestRecord
-from proxy.http.answers import (
-    JSON,
-    Headers,
-    all_failed,
-    client_error,
-    error_body,
-    forwarded_headers,
-    gateway_headers,
-    labelled_json,
-    redact,
-)
+from proxy.http.answers import JSON, Headers, forwarded_headers, gateway_headers, labelled_json, redact
+from proxy.http.api_errors import ErrorAnswers, errors_for
 from proxy.http.body import read_body
 from proxy.http.chain import (
     PinnedCall,
@@ -45,13 +36,16 @@ from proxy.http.disconnect import DisconnectWatch
 from proxy.http.gateway import Gateway
 from proxy.http.identity import authorize, request_id
 from proxy.http.relay import relay_bytes, relay_stream
+from proxy.provider_api import ANTHROPIC_HEADERS
 from proxy.runtime.live import LiveConfig
 from proxy.runtime.response_pins import ResponsePin
 from proxy.types import Offer, Ranking, Receive, Scope, Send
-from proxy.upstream.sse import RelayWatch
-from proxy.upstream.usage import stream_usage, usage_of
+from proxy.upstream.usage import stream_usage
 
-FORWARDED = frozenset({b"accept", b"user-agent", b"http-referer", b"x-title", b"openai-beta"})
+# the client's headers passed on to providers (Anthropic's only to Anthropic-speaking offers: `Dialect.drops`)
+FORWARDED = frozenset(
+    {b"accept", b"user-agent", b"http-referer", b"x-title", b"openai-beta", *(h.encode() for h in ANTHROPIC_HEADERS)}
+)
 
 
 class ProxyHandler:
@@ -70,7 +64,9 @@ class ProxyHandler:
         live = self.gateway.live.current
         accounting = self.gateway.accounting
         ident = request_id(headers.get(b"x-request-id"))
-        record = RequestRecord(endpoint.label or endpoint.route, ident, on_failure=accounting.attempt_failed)
+        record = RequestRecord(
+            endpoint.label or endpoint.route, ident, on_failure=accounting.attempt_failed, measured=endpoint.measured
+        )
         task = asyncio.current_task()
         watcher: DisconnectWatch | None = None
         try:
@@ -87,7 +83,8 @@ class ProxyHandler:
             await self._serve(record, call, send)
         except ClientError as exc:
             record.answered(exc.status, exc.code)
-            await self._reply_error(record, send, *client_error(exc), [])
+            answer = errors_for(endpoint).client_error(exc, record.request_id)  # our errors in the client's API
+            await self._reply_error(record, send, *answer, [])
         except ClientDisconnected:
             record.client_left()
         except _AbortAnswer:
@@ -97,7 +94,7 @@ class ProxyHandler:
                 raise
             task.uncancel()
             if record.phase is not Phase.DISCONNECTED:  # only the server cancels otherwise (shutdown)
-                await self._end_at_shutdown(record, send)
+                await self._end_at_shutdown(record, send, errors_for(endpoint))
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -152,17 +149,17 @@ class ProxyHandler:
             served = await serving
         except AllOffersFailed as exc:
             if exc.refusal is not None:  # every offer refused the request itself: the first refusal, unchanged
-                await self._pass_through(record, send, exc.refusal, call.live.secrets)
+                await self._pass_through(record, call, send, exc.refusal)
                 return
             if unavailable is None:
-                status, payload, extra = all_failed(exc, record.model)
+                status, payload, extra = errors_for(call.endpoint).all_failed(exc, record.model, record.request_id)
             else:
                 status, payload, extra = pinned_unavailable(unavailable, exc)
             record.answered(status, exc.code if unavailable is None else unavailable.code)
             await self._reply_error(record, send, status, payload, extra)
             return
         except UpstreamStatus as exc:  # final: the client's own mistake (or a pinned 404), passed through unchanged
-            await self._pass_through(record, send, exc, call.live.secrets)
+            await self._pass_through(record, call, send, exc)
             return
         await self._answer(record, call, served, send)
 
@@ -209,7 +206,7 @@ class ProxyHandler:
                 if not any(k == b"content-type" for k, _ in headers):
                     headers.append(JSON)
             headers.append((b"content-length", str(len(body)).encode()))
-            record.answered(status, "ok", usage_of(served.parsed))
+            record.answered(status, "ok", endpoint.usage(served.parsed))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             if isinstance(request, PinnedCall) and endpoint.method == "DELETE":
@@ -217,7 +214,7 @@ class ProxyHandler:
             return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         record.committed(status)
-        watch: RelayWatch = endpoint.events.watch(request)
+        watch, translation = endpoint.relay_parts(request, served.dialect)  # the offer's API, the client's
         error: UpstreamError | None = None
         try:
             error = await relay_stream(
@@ -227,6 +224,7 @@ class ProxyHandler:
                 idle_timeout_s=call.live.settings.stream_idle_timeout_s,
                 watch=watch,
                 on_final=record.finished,
+                translation=translation,
             )
         finally:
             record.reported(stream_usage(watch))
@@ -256,13 +254,13 @@ class ProxyHandler:
         record.finished()
         record.relayed("ok")
 
-    async def _pass_through(
-        self, record: RequestRecord, send: Send, exc: UpstreamStatus, secrets: tuple[bytes, ...]
-    ) -> None:
+    async def _pass_through(self, record: RequestRecord, call: Call, send: Send, exc: UpstreamStatus) -> None:
         # a provider that echoes the key we sent it (in a 400 body or a header) must not hand it to the client
-        body = redact(exc.body, secrets)
+        secrets = call.live.secrets
+        offer = record.offer_of(exc) or record.last_offer
+        body = call.endpoint.refusal_for(offer, exc.status, redact(exc.body, secrets))
         headers = [(k, redact(v, secrets)) for k, v in forwarded_headers(exc.headers)]
-        headers += gateway_headers(record.offer_of(exc) or record.last_offer, record.attempt_count, record.request_id)
+        headers += gateway_headers(offer, record.attempt_count, record.request_id)
         headers.append((b"content-length", str(len(body)).encode()))
         record.answered(exc.status, f"upstream_{exc.status}")
         await send({"type": "http.response.start", "status": exc.status, "headers": headers})
@@ -275,16 +273,17 @@ class ProxyHandler:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _end_at_shutdown(self, record: RequestRecord, send: Send) -> None:
+    async def _end_at_shutdown(self, record: RequestRecord, send: Send, errors: ErrorAnswers) -> None:
         """End an answer the server stopped waiting for: a committed stream gets the error event (and
         no `[DONE]`), an answer not yet begun a 503 (a binary one under way is already finished: left
         incomplete, the server drops the connection); either way it is counted and logged as such."""
         error = ShuttingDown("the proxy shut down before this answer was complete")
-        body = error_body(str(error), "server_error", error.code)
         was = record.shut_down(error.code)
         if was is Phase.STREAMING:
-            await send({"type": "http.response.body", "body": b"data: " + body + b"\n\n", "more_body": False})
+            event = errors.stream_error(str(error), error.code)
+            await send({"type": "http.response.body", "body": event, "more_body": False})
         elif was in (Phase.RECEIVING, Phase.ROUTING):
+            body = errors.server_error(str(error), error.code, record.request_id)
             await self._reply_error(record, send, record.status, body, [])
 
 

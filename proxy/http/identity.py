@@ -30,12 +30,13 @@ def bearer_token(authorization: bytes) -> bytes:
 
 def authorize(client_keys: tuple[bytes, ...], headers: Mapping[bytes, bytes]) -> None:
     """`Unauthorized` unless no client key is configured (`FAILOVER_API_KEYS` unset) or the request's
-    bearer token is one of them."""
+    key is one of them: its bearer token, else its `x-api-key` (how the anthropic SDKs and Claude
+    Code send a key; never forwarded to a provider)."""
     if not client_keys:
         return
-    token = bearer_token(headers.get(b"authorization", b""))
+    token = bearer_token(headers.get(b"authorization", b"")) or headers.get(b"x-api-key", b"").strip()
     matched = False
     for key in client_keys:
         matched |= hmac.compare_digest(token, key)
     if not matched:
-        raise Unauthorized("invalid or missing API key for this proxy (Authorization: Bearer <key>)")
+        raise Unauthorized("invalid or missing API key for this proxy (Authorization: Bearer <key>, or x-api-key)")

@@ -17,6 +17,11 @@ Comments (keep-alives) are relayed but do not reset the idle timer: a provider t
 comments is ended after `stream_idle_timeout_s`. The caller cancels this coroutine when the client
 disconnects; the upstream response is closed in the `finally` either way.
 
+A stream the client reads in another API than the offer's (`translation`, a
+`proxy.dialects.relaying.StreamTranslation`) goes out as the translation makes it from each chunk,
+and ends with the translation's own endings in place of `[DONE]` and the error event above; the
+watch keeps judging the offer's bytes.
+
 `relay_bytes` relays a binary answer (speech audio) as it comes, with the same idle bound.
 """
 
@@ -25,6 +30,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from proxy.dialects.relaying import StreamTranslation
 from proxy.errors import StreamBroken, StreamErrorEvent, StreamIdle, UpstreamError
 from proxy.http.answers import error_body
 from proxy.types import Send
@@ -82,13 +88,17 @@ async def relay_stream(
     idle_timeout_s: float,
     watch: RelayWatch,
     on_final: Callable[[], None],
+    translation: StreamTranslation | None = None,
 ) -> UpstreamError | None:
-    """Send `first` and every later chunk; return the failure that ended the stream, or None."""
+    """Send `first` and every later chunk (as `translation` makes them, when given); return the
+    failure that ended the stream, or None."""
     ended = False  # the provider's body ended cleanly: its connection can go back to the pool
     try:
-        failure = await _pump(send, response, first, idle_s=idle_timeout_s, watch=watch, on_final=on_final)
+        failure = await _pump(
+            send, response, first, idle_s=idle_timeout_s, watch=watch, on_final=on_final, translation=translation
+        )
         ended = failure is None
-        ending, error = _ending(watch, failure)
+        ending, error = _ending(watch, failure, translation)
         await send({"type": "http.response.body", "body": ending, "more_body": False})
         on_final()
         return error
@@ -134,10 +144,13 @@ async def _pump(
     idle_s: float,
     watch: RelayWatch,
     on_final: Callable[[], None],
+    translation: StreamTranslation | None,
 ) -> UpstreamError | None:
     watch.feed(first)
     if watch.done:
         on_final()  # before the send: a client that hangs up on reading it has its whole answer
+    if translation is not None:
+        first = translation.feed(first)
     await send({"type": "http.response.body", "body": first, "more_body": True})
     try:
         async with asyncio.timeout(None) as timer:
@@ -150,6 +163,8 @@ async def _pump(
                         done = True
                         on_final()
                         idle.shorten(AFTER_DONE_S)
+                    if translation is not None:
+                        chunk = translation.feed(chunk)  # noqa: PLW2901 (the client's bytes from here on)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     if progress and not done:
                         idle.touch()
@@ -163,14 +178,19 @@ async def _pump(
     return None
 
 
-def _ending(watch: RelayWatch, error: UpstreamError | None) -> tuple[bytes, UpstreamError | None]:
-    """What to send last, and the stream's failure (None when it is complete)."""
+def _ending(
+    watch: RelayWatch, error: UpstreamError | None, translation: StreamTranslation | None = None
+) -> tuple[bytes, UpstreamError | None]:
+    """What to send last, and the stream's failure (None when it is complete); in the client's
+    API when a `translation` says how that API ends a stream."""
     if watch.provider_error:
         return b"", StreamErrorEvent("the provider reported an error inside the stream")
     if watch.done:
         return b"", None
     if error is None:
         if watch.complete:
+            if translation is not None:
+                return translation.finish(watch.unterminated), None
             return (b"\n\n" if watch.unterminated else b"") + DONE_EVENT, None
         error = StreamBroken("the provider's stream ended before it was complete")
-    return error_event(error), error
+    return (error_event(error) if translation is None else translation.failed(error)), error

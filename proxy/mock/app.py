@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from proxy.mock.answers import media, responses_api
+from proxy.mock.answers import media, messages_api, responses_api
 from proxy.mock.answers.routes import ROUTES as BASE_ROUTES
 from proxy.mock.answers.routes import Answer, Call, error
 from proxy.mock.control import handle_control
@@ -22,7 +22,8 @@ from proxy.mock.settings import Faults, MockConfig
 from proxy.mock.state import MockState
 from proxy.mock.wire import Exchange, Receive, Scope, Send, answer_unless_gone, read_body
 
-ROUTES = {**BASE_ROUTES, **responses_api.ROUTES, **media.ROUTES}
+ROUTES = {**BASE_ROUTES, **responses_api.ROUTES, **media.ROUTES, **messages_api.ROUTES}
+MESSAGES = "/v1/messages"  # Anthropic's API: its key is `x-api-key`, and `anthropic-version` is required
 MULTIPART = b"multipart/form-data"
 _WAITING_FAULTS = frozenset(("down", "slow_first_byte", "stall", "cut"))
 
@@ -76,8 +77,9 @@ class MockApp:
 
     def _route(self, scope: Scope, payload: Any, faults: Faults, body: bytes) -> Answer:
         config, path, method = self.state.config, scope["path"], scope["method"]
-        if config.api_key is not None and not _authorized(scope, config.api_key):
-            return error(401, f"Incorrect API key provided to mock {config.name}")
+        refused = _refused(scope, config.api_key, config.name)
+        if refused is not None:
+            return refused
         content_type = _header(scope, b"content-type")
         form = content_type.startswith(MULTIPART)
         call = Call(config, None if form else payload, self.state.next_seq(), faults.chunks, body, content_type,
@@ -110,10 +112,20 @@ def _header(scope: Scope, name: bytes) -> bytes:
     return next((value for key, value in scope["headers"] if key.lower() == name), b"")
 
 
-def _authorized(scope: Scope, api_key: str) -> bool:
-    expected = f"Bearer {api_key}".encode()
-    given = next((value for name, value in scope["headers"] if name.lower() == b"authorization"), b"")
-    return hmac.compare_digest(given, expected)
+def _refused(scope: Scope, api_key: str | None, name: str) -> Answer | None:
+    """The 401 of a wrong key (taken as the mock's API takes it: `x-api-key` on Anthropic's routes,
+    else a bearer token), or the 400 of an Anthropic request without `anthropic-version`."""
+    if not scope["path"].startswith(MESSAGES):
+        if api_key is None or hmac.compare_digest(_header(scope, b"authorization"), f"Bearer {api_key}".encode()):
+            return None
+        if scope["path"] == "/v1/models" and hmac.compare_digest(_header(scope, b"x-api-key"), api_key.encode()):
+            return None  # the listing takes either API's key (an Anthropic-speaking provider lists its models too)
+        return error(401, f"Incorrect API key provided to mock {name}")
+    if api_key is not None and not hmac.compare_digest(_header(scope, b"x-api-key"), api_key.encode()):
+        return messages_api.error(401, "invalid x-api-key")
+    if not _header(scope, b"anthropic-version"):
+        return messages_api.error(400, "anthropic-version: header is required")
+    return None
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -23,6 +23,8 @@ FAULT_MEANINGS = {
     "stall": "stream: send 2 events, then nothing, forever; otherwise never answer",
     "cut": "stream: send 2 events, then close without [DONE]; otherwise send half the body and close",
     "garbage": "answer 200 with a body that is not JSON, or a stream of malformed server-sent events",
+    "error_event": "stream: send 2 events, then an error event (Anthropic's overloaded_error on /v1/messages); "
+    "otherwise a 200 whose body is an error",
 }
 FAULTS = tuple(FAULT_MEANINGS)
 

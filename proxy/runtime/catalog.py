@@ -11,8 +11,8 @@ again whenever the database holds no active offer at all (never synced). A faile
 last known offers: stale beats failing.
 
 The config stays the authority on hosts and keys: an offer of a provider the config does not
-declare is dropped, and an offer's URL and key variable always come from the config, so neither
-the database nor a request can point the proxy at another host.
+declare is dropped, and an offer's URL, key variable and API (`api`) always come from the config,
+so neither the database nor a request can point the proxy at another host.
 """
 
 from __future__ import annotations
@@ -64,6 +64,7 @@ def static_offers(config: Config) -> dict[str, list[Offer]]:
                     zdr=zdr,
                     quantization=quantization,
                     endpoints=provider.served_endpoints(item.endpoints),
+                    api=provider.api,
                 )
             )
     return out
@@ -157,8 +158,9 @@ class Catalog:
 
 def _hosted(offer: Offer, provider: ProviderConfig, static: StaticOffer | None) -> Offer:
     """The offer with the configured provider's URL and key variable (never the database's), the
-    data policies the config declares for it (`data_collection`, `zdr`, `quantization`), and what it
-    serves: the provider's `endpoints` narrowed by the offer's own."""
+    data policies the config declares for it (`data_collection`, `zdr`, `quantization`), what it
+    serves (the provider's `endpoints` narrowed by the offer's own) and the API it speaks (the
+    provider's `api`: like its URL, the config's word, never the database's)."""
     data_collection, zdr, quantization = _policy(provider, static)
     return replace(
         offer,
@@ -168,6 +170,7 @@ def _hosted(offer: Offer, provider: ProviderConfig, static: StaticOffer | None) 
         zdr=zdr,
         quantization=quantization,
         endpoints=offer.endpoints & frozenset(provider.endpoints),
+        api=provider.api,
     )
 
 

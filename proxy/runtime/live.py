@@ -1,8 +1,9 @@
 """The running configuration: one immutable snapshot, swapped whole by a reload.
 
 `LiveConfig` holds what the request path and the background work read of the config, derived once
-when the config is loaded or re-read: the settings, the provider keys, the client keys, the secrets
-to redact, the model fallbacks and the hedging rules. `Live` is the one reference to the current
+when the config is loaded or re-read: the settings, the provider keys (and each provider's signed
+headers, `proxy.provider_api.sign`), the client keys, the secrets to redact, the model fallbacks
+and the hedging rules. `Live` is the one reference to the current
 snapshot: a reload (`proxy.http.gateway.Gateway.reload`) builds a new `LiveConfig` and assigns
 `live.current`; every reader goes through that reference, so no copy of a setting can go stale, and
 a request that took the snapshot when it arrived finishes with the settings it started with.
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from proxy.config import Config, HealthSettings, ProxySettings, Secret
+from proxy.provider_api import sign
 
 MIN_REDACTED_LENGTH = 8  # shorter "keys" are placeholders: replacing them would garble a body
 
@@ -37,6 +39,8 @@ class LiveConfig:
     settings: ProxySettings  # config.proxy
     health: HealthSettings  # config.health
     provider_keys: Mapping[str, Secret]  # provider slug -> its key
+    # provider slug -> the headers that sign a request to it, as its API takes them (a key, a version)
+    signed_headers: Mapping[str, Mapping[str, str]] = field(repr=False)
     client_keys: tuple[bytes, ...] = field(repr=False)  # FAILOVER_API_KEYS; empty = the proxy is open
     secrets: tuple[bytes, ...] = field(repr=False)  # every provider key long enough to look for, longest first
     fallbacks: Mapping[str, tuple[str, ...]]  # canonical model -> the models to try after it
@@ -63,6 +67,7 @@ class LiveConfig:
             settings=config.proxy,
             health=config.health,
             provider_keys={p.slug: p.api_key for p in config.providers},
+            signed_headers={p.slug: _signed(p.api, p.api_key) for p in config.providers},
             client_keys=tuple(k.reveal().encode() for k in config.api_keys),
             secrets=tuple(sorted((k for k in keys if len(k) >= MIN_REDACTED_LENGTH), key=len, reverse=True)),
             fallbacks=config.model_fallbacks,
@@ -70,6 +75,12 @@ class LiveConfig:
             hedge_rules=rules,
             hedging=default.enabled or any(r.enabled for r in rules.values()),
         )
+
+
+def _signed(api: str, key: Secret) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    sign(headers, api, key)
+    return headers
 
 
 class Live:

@@ -118,3 +118,22 @@ def test_the_model_fallback_chain_is_shown(seeded_url: str, tmp_path: Path, caps
     assert json.loads(capsys.readouterr().out)["model_chain"] == ["gpt-4", "llama-3-70b-instruct", "solo-model"]
     assert main(["explain", "solo-model", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["model_chain"] == ["solo-model"]
+
+
+def test_an_offer_of_another_api_says_which_it_speaks(
+    seeded_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "failover.toml").write_text(
+        '[[providers]]\nslug = "featherless"\nname = "Featherless"\nbase_url = "https://api.featherless.ai/v1"\n'
+        'api = "anthropic"\n'
+    )
+    assert main(["explain", "gpt-4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert {o["provider"]: o["api"] for o in result["failover_order"]} == {
+        "openrouter": "openai", "featherless": "anthropic", "portkey": "openai"
+    }  # fmt: skip
+    assert main(["explain", "gpt-4"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    speaks = [i for i, line in enumerate(out) if line.strip().startswith("speaks:")]
+    assert len(speaks) == 1 and "featherless" in out[speaks[0] - 2]
+    assert out[speaks[0]].strip() == "speaks: the Anthropic Messages API (/v1/messages natively; chat requests translated)"

@@ -344,3 +344,18 @@ async def test_health_started_before_its_database_exists_waits_then_probes(
 
 async def _logged(path: Path, text: str) -> bool:
     return text in path.read_text(encoding="utf-8", errors="replace")
+
+
+async def test_an_anthropic_speaking_offer_is_probed_through_its_messages_api(
+    fresh_database_url: str, mock_provider: Any
+) -> None:
+    a = mock_provider("a", api_key=KEYS["A_API_KEY"])  # refuses any request not signed as Anthropic signs
+    config = health_config([("a", a.url)])
+    config = replace(config, providers=tuple(replace(p, api="anthropic", endpoints=("chat",)) for p in config.providers))
+    await sync(fresh_database_url, config)
+    async with HealthWorker(config, fresh_database_url) as worker:
+        await rounds(worker, 2)
+    assert await offer_health(fresh_database_url) == {"a": "healthy"}
+    probe = a.stats()["recent"][-1]
+    assert probe["path"] == "/v1/messages" and probe["body"]["max_tokens"] == 1
+    assert probe["headers"]["x-api-key"] == KEYS["A_API_KEY"] and "authorization" not in probe["headers"]

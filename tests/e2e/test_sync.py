@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from proxy.cli import main
 from proxy.commands.listing import fetch_listing
 from proxy.commands.sync import ProviderReport, sync_catalog
-from proxy.config import Config
+from proxy.config import Config, ProviderConfig, Secret
 from proxy.errors import ConfigError
 from proxy.store.offers import load_offers
 from tests.catalog_helpers import (
@@ -436,3 +437,14 @@ def test_cli_dry_run_prints_capabilities(tmp_path: Path, capsys: pytest.CaptureF
         "      context 131072, max completion ?, parameters ?, input ?" in out
     )
     assert "  llama-70b -> llama-3.3-70b-instruct-turbo  (static)\n      context 32768, max completion 4096" in out
+
+
+async def test_an_anthropic_speaking_provider_is_listed_with_its_own_key_header(mock_provider: Any) -> None:
+    claude = mock_provider("claude", models=("claude-sonnet-4-5", "claude-haiku-4-5"), api_key="sk-ant-listing-123")
+    provider = ProviderConfig("claude", "Claude", claude.url, "CLAUDE_API_KEY", api="anthropic",
+                              endpoints=("chat",), api_key=Secret("sk-ant-listing-123"))  # fmt: skip
+    listed = await fetch_listing(provider)
+    assert sorted(m.provider_model_id for m in listed) == ["claude-haiku-4-5", "claude-sonnet-4-5"]
+    seen = claude.stats()["recent"][-1]
+    assert seen["query"] == "limit=1000" and seen["headers"]["x-api-key"] == "sk-ant-listing-123"
+    assert seen["headers"]["anthropic-version"] == "2023-06-01" and "authorization" not in seen["headers"]

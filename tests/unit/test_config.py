@@ -10,6 +10,7 @@ import pytest
 from proxy.cli import main
 from proxy.config import Secret, load_config
 from proxy.errors import ConfigError
+from proxy.runtime.catalog import Catalog
 from proxy.types import Strategy
 
 GOOD = """
@@ -189,3 +190,39 @@ def test_bad_capability_keys_name_the_key(tmp_path: Path, change: tuple[str, str
     assert text != CAPABLE
     with pytest.raises(ConfigError, match=fragment.replace("[", r"\[").replace("]", r"\]").replace("|", r"\|")):
         load_config(write(tmp_path, text), {})
+
+
+ANTHROPIC = GOOD.replace(
+    '[[models]]',
+    '[[providers]]\nslug = "anthropic"\nname = "Anthropic"\nbase_url = "https://api.anthropic.com/v1"\n'
+    'api_key_env = "ANTHROPIC_API_KEY"\napi = "anthropic"\n\n[[models]]',
+    1,
+)
+
+
+def test_a_provider_says_which_api_it_speaks_and_an_anthropic_one_serves_chat(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ANTHROPIC.replace(
+        '{ provider = "featherless", provider_model_id = "gpt-4" },',
+        '{ provider = "featherless", provider_model_id = "gpt-4" },\n  { provider = "anthropic", provider_model_id = "gpt-4" },',
+    )), ENV)  # fmt: skip
+    speakers = {p.slug: (p.api, p.endpoints) for p in config.providers}
+    assert speakers["openrouter"][0] == "openai"
+    assert speakers["anthropic"] == ("anthropic", ("chat",))
+    offers = {o.provider_slug: o for o in Catalog(config).lookup("gpt-4") or ()}
+    assert offers["anthropic"].api == "anthropic" and offers["openrouter"].api == "openai"
+    assert Catalog(config).lookup("gpt-4", "embeddings") is not None
+    assert "anthropic" not in {o.provider_slug for o in Catalog(config).lookup("gpt-4", "embeddings") or ()}
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (('api = "anthropic"', 'api = "gemini"'), "providers[2].api: expected one of openai | anthropic"),
+        (('api = "anthropic"', 'api = "anthropic"\nendpoints = ["chat", "embeddings"]'),
+         'providers[2].endpoints: a provider with api = "anthropic" serves only ["chat"]'),
+    ],
+)
+def test_a_bad_api_names_the_key(tmp_path: Path, change: tuple[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, ANTHROPIC.replace(*change)), {})
+    assert fragment in str(info.value)

@@ -206,3 +206,15 @@ def test_a_plain_prompt_is_measured_only_when_an_offer_could_be_too_small() -> N
     assert not may_be_too_small([BLANK, BIG], 100_000)  # big: 128,000 tokens hold any 100 kB body
     assert may_be_too_small([SMALL, BIG], 40_000)  # small: 8,192 tokens may not hold 40 kB
     assert not may_be_too_small([SMALL], 30_000)
+
+
+def test_a_messages_request_is_fitted_by_its_own_field_names() -> None:
+    # an image block of the Messages API (https://docs.claude.com/en/api/messages) needs an offer taking images
+    image = (b'{"model":"m","max_tokens":64,"messages":[{"role":"user","content":[{"type":"image","source":'
+             b'{"type":"base64","media_type":"image/png","data":"iVBORw0KGgo="}}]}]}')  # fmt: skip
+    assert kept(image, [SMALL, BIG, BLANK]) == ["big", "blank"]
+    # `system` and `stop_sequences` are a prompt and `stop`, as require_parameters reads a listing
+    strict = offer("strict", supported_parameters=["max_tokens", "stop"])
+    body = (b'{"model":"m","max_tokens":64,"system":"be brief","stop_sequences":["END"],'
+            b'"messages":[{"role":"user","content":"hi"}],"provider":{"require_parameters":true}}')  # fmt: skip
+    assert kept(body, [strict, SMALL]) == ["strict"]

@@ -38,8 +38,13 @@ def _structured(payload: dict[str, Any]) -> bool:
 
 
 def _tool_call(payload: dict[str, Any], name: str, seq: int) -> dict[str, Any] | None:
+    """The call of the first tool, unless the request says none, or its last message is a tool's
+    result (a model that has its tool's answer answers in text)."""
     tools = payload.get("tools")
-    if not tools or payload.get("tool_choice") == "none":
+    messages = payload.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    answered = isinstance(last, dict) and last.get("role") == "tool"
+    if not tools or payload.get("tool_choice") == "none" or answered:
         return None
     function = tools[0].get("function") if isinstance(tools[0].get("function"), dict) else {}
     arguments = orjson.dumps({"mock": name}).decode()

@@ -7,6 +7,11 @@
     stall            stream: send `after_chunks` SSE events, then nothing, forever; otherwise never answer
     cut              stream: send `after_chunks` SSE events, then close (no [DONE]); otherwise half a body
     garbage          200 with a body that is not JSON, or a stream of malformed SSE
+    error_event      stream: send `after_chunks` SSE events, then an error event, then end; otherwise a 200
+                     whose body is an error object
+
+On Anthropic's routes (`/v1/messages`) errors are in Anthropic's envelope, and the error event is
+the `overloaded_error` event Anthropic's streaming guide records.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ import asyncio
 import email.utils
 import time
 
-from proxy.mock.answers import payloads
+from proxy.mock.answers import messages_api, payloads
 from proxy.mock.answers.routes import Answer
 from proxy.mock.settings import Faults
 from proxy.mock.wire import EVENT_STREAM, JSON, Exchange, forever
 
 GARBAGE_JSON = b"<html><body><h1>502 Bad Gateway</h1> (mock garbage)</body></html>"
 GARBAGE_SSE = b'data: {"id": "chatcmpl-garbage", "choices": [{"delta": {"conte\n\nthis is not an event\n\n'
+# OpenRouter's error inside a 200, as the verdict module quotes it (proxy.failover.verdict)
+CHAT_ERROR = b'{"error": {"message": "Provider returned error", "code": 502}}'
 
 
 def retry_headers(faults: Faults, default: str | None, now: float | None = None) -> list[tuple[bytes, bytes]]:
@@ -57,7 +64,10 @@ async def inject(exchange: Exchange, fault: str, faults: Faults, streaming: bool
 
 
 async def send_answer(exchange: Exchange, answer: Answer, fault: str, faults: Faults) -> None:
-    """Write `answer`, stalling or cutting it when `fault` says so."""
+    """Write `answer`, stalling, cutting or failing it when `fault` says so."""
+    if fault == "error_event" and answer.status == 200:
+        await _error_event(exchange, answer, faults)
+        return
     if answer.events is not None:
         await _send_stream(exchange, answer.events, fault, faults)
         return
@@ -92,7 +102,20 @@ async def _error_answer(exchange: Exchange, fault: str, faults: Faults, name: st
     message = f"mock {name}: injected {fault} ({status})"
     default = "1" if fault == "rate_limit" else None
     extra = retry_headers(faults, default) if status in (429, 503) else []
-    await exchange.respond(status, payloads.error_body(status, message), extra=extra)
+    anthropic = exchange.path.startswith("/v1/messages")
+    body = (messages_api if anthropic else payloads).error_body(status, message)
+    await exchange.respond(status, body, extra=extra)
+
+
+async def _error_event(exchange: Exchange, answer: Answer, faults: Faults) -> None:
+    """A 200 that fails: a stream's first `after_chunks` events then an error event, or an error body."""
+    anthropic = exchange.path.startswith("/v1/messages")
+    if answer.events is None:
+        body = messages_api.error_body(529, "Overloaded") if anthropic else CHAT_ERROR
+        await exchange.respond(200, body)
+        return
+    failure = messages_api.error_event() if anthropic else b"data: " + CHAT_ERROR + b"\n\n"
+    await _send_stream(exchange, (*answer.events[: faults.after_chunks], failure), "none", faults)
 
 
 def _is_number(text: str) -> bool:
