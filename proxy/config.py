@@ -116,6 +116,9 @@ class ProviderConfig:
     data_collection: str | None = None  # declared policy: "allow" or "deny"; None = not declared
     zdr: bool | None = None
     quantization: str | None = None
+    # `failover sync`: a listing that fails (or answers with no models while the catalog holds listed
+    # offers of it) this many syncs in a row has its listed offers deactivated; before that they stay
+    listing_failures_to_deactivate: int = 3
     api_key: Secret = field(default_factory=lambda: Secret(""), compare=False)
 
     def served_endpoints(self, narrowed: Iterable[str] | None) -> frozenset[str]:
@@ -230,6 +233,9 @@ def _providers(reader: TableReader, raw: Any, env: Mapping[str, str]) -> tuple[P
         if provider.probe not in PROBE_KINDS:
             raise reader.fail(f"{where}.probe", f"expected one of {' | '.join(PROBE_KINDS)}")
         reader.choice(f"{where}.pricing_unit", provider.pricing_unit, PRICING_UNITS)
+        if provider.listing_failures_to_deactivate < 1:
+            value = provider.listing_failures_to_deactivate
+            raise reader.fail(f"{where}.listing_failures_to_deactivate", f"must be at least 1, got {value}")
         _policies(reader, provider, where)
         seen.add(provider.slug)
         raw_key = env.get(provider.api_key_env, "") if provider.api_key_env else ""

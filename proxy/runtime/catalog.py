@@ -5,10 +5,11 @@ The catalog in Postgres is the one source of truth for routing: what it says abo
 wrote) is what this instance ranks by, exactly what `failover explain` shows. `failover sync`
 writes them from the config and announces the change, so every instance follows within a second.
 
-The config's own `[[models]]` offers (with the config's priorities) are the start-up and fallback
-snapshot: they serve until a refresh finds offers in the database (or the shared Redis cache), and
-again whenever the database holds no active offer at all (never synced). A failed refresh keeps the
-last known offers: stale beats failing.
+The config's own `[[models]]` offers (with the config's priorities) are always part of the routing
+catalog, whatever the database holds: an offer the database has (by provider and provider model id)
+is routed as the database says, one it lacks (pinned after the last sync, or a database that was never
+synced or is unreachable) as the config says, unless the catalog marks its provider inactive. A failed
+refresh keeps the last known offers: stale beats failing.
 
 The config stays the authority on hosts and keys: an offer of a provider the config does not
 declare is dropped, and an offer's URL and key variable always come from the config, so neither
@@ -91,6 +92,7 @@ class Catalog:
         self.source = CONFIG_SOURCE
         self.loaded_at = time.time()
         self._snapshot: dict[str, list[Offer]] = {}
+        self.retired: frozenset[str] = frozenset()  # providers the catalog marks inactive
         self._offers: dict[str, tuple[Offer, ...]] = {}
         self._by_provider_id: dict[str, str] = {}
         # (canonical model, endpoint kind) -> its offers, only where some offer of the model does not
@@ -103,16 +105,22 @@ class Catalog:
         self.config = config
         self.replace(self._snapshot, source=self.source)
 
-    def replace(self, by_model: Mapping[str, Sequence[Offer]], *, source: str) -> None:
-        """Install a new snapshot: the catalog's offers as they are, or (none given, or the source is
-        the config) the config's static offers."""
+    def replace(
+        self, by_model: Mapping[str, Sequence[Offer]], *, source: str, retired: frozenset[str] | None = None
+    ) -> None:
+        """Install a new snapshot: the catalog's offers as they are, with the config's pinned offers it
+        lacks (`with_pinned`); none given, or the source is the config: the config's static offers.
+        `retired` names the providers the catalog marks inactive (None: as before)."""
         snapshot = {m: list(o) for m, o in by_model.items() if o}
         if source == CONFIG_SOURCE or not snapshot:
-            snapshot, source = static_offers(self.config), CONFIG_SOURCE
+            snapshot, source = {}, CONFIG_SOURCE
+        if retired is not None:
+            self.retired = retired
+        routed = with_pinned(snapshot, static_offers(self.config), self.retired)
         declared = {p.slug: p for p in self.config.providers}
         statics = static_policies(self.config)
         offers: dict[str, tuple[Offer, ...]] = {}
-        for model_id, listed in snapshot.items():
+        for model_id, listed in routed.items():
             usable = tuple(
                 _hosted(o, declared[o.provider_slug], statics.get(o.key)) for o in listed if o.provider_slug in declared
             )
@@ -153,6 +161,20 @@ class Catalog:
 
     def offers(self) -> dict[str, tuple[Offer, ...]]:
         return dict(self._offers)
+
+
+def with_pinned(
+    catalog: Mapping[str, Sequence[Offer]], pinned: Mapping[str, Sequence[Offer]], retired: frozenset[str]
+) -> dict[str, list[Offer]]:
+    """The catalog's offers, plus each pinned offer the catalog does not hold (by provider and provider
+    model id, under whichever canonical model) of a provider it does not mark inactive."""
+    held = {o.key for offers in catalog.values() for o in offers}
+    out = {model: list(offers) for model, offers in catalog.items()}
+    for model, offers in pinned.items():
+        for offer in offers:
+            if offer.key not in held and offer.provider_slug not in retired:
+                out.setdefault(model, []).append(offer)
+    return out
 
 
 def _hosted(offer: Offer, provider: ProviderConfig, static: StaticOffer | None) -> Offer:

@@ -26,7 +26,7 @@ import asyncpg
 from proxy.runtime.catalog import Catalog
 from proxy.runtime.metrics import Metrics
 from proxy.store.database import DATABASE_ERRORS
-from proxy.store.offers import load_offers
+from proxy.store.offers import load_inactive_providers, load_offers
 from proxy.store.redis import REDIS_ERRORS
 from proxy.store.wire import RankingEvent
 from proxy.types import Offer
@@ -152,13 +152,14 @@ class CatalogRefresher:
         if pool is not None:
             try:
                 loaded = await load_offers(pool)
+                retired = await load_inactive_providers(pool)
             except DATABASE_ERRORS as exc:
                 self._database_failed(exc)
                 self._count("postgres", "error")
             else:
                 self.database_ok = True
                 self._count("postgres", "hit", len(loaded))
-                self.catalog.replace(loaded, source="postgres")
+                self.catalog.replace(loaded, source="postgres", retired=retired)
                 self.versions = dict.fromkeys(loaded, started)
                 self.on_change()
                 return
