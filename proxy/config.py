@@ -70,6 +70,11 @@ class ProxySettings:
     catalog_ttl_s: float = 30.0  # safety-net refresh of the in-process catalog
     health_flush_s: float = 5.0  # how often passive counts are flushed to Postgres
     shutdown_grace_s: float = 30.0  # in-flight requests get this long on SIGTERM
+    # An idle client connection stays open this long. The rule: longer than every client and load
+    # balancer in front keeps an idle connection for reuse (httpx and the openai SDKs 5 s, undici 4 s,
+    # aiohttp 15 s, AWS ALB 60 s), so that the client always closes first; a server that closes first
+    # races a request the client is already writing into the connection, and that request is lost.
+    keep_alive_s: float = 75.0
     response_pin_ttl_s: float = 2_592_000.0  # how long a Responses API response id stays pinned to its offer
     hedge: bool = False  # hedged requests (proxy.failover.hedge); [[models]] may say otherwise per model
     hedge_budget: float = 0.1  # the largest share of a model's requests that may be hedged, in (0, 1]

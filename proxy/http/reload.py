@@ -6,9 +6,10 @@ the supervisor passes the signal on) and applies it to the running gateway: the 
 the providers' URLs, key variables and `[[models]]` offers, and the aliases. Requests in flight
 finish with the settings they started with; nothing is dropped, and cooldowns, circuits and the
 catalog loaded from Postgres stay. What is bound when the process starts cannot change live: the
-listening address, the upstream connect timeout (the connection pool's) and the shutdown grace
-period; changing them is logged as needing a restart and the running value is kept. The worker
-count and the environment (`DATABASE_URL`, `REDIS_URL`, keys) are the process's own: a restart too.
+listening address, the upstream connect timeout (the connection pool's), the shutdown grace
+period and the idle keep-alive of client connections; changing them is logged as needing a restart
+and the running value is kept. The worker count and the environment (`DATABASE_URL`, `REDIS_URL`,
+keys) are the process's own: a restart too.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import replace
 from proxy.config import Config
 
 # [proxy] keys bound at start-up: a reload keeps the running value and says a restart is needed.
-RESTART_ONLY = ("host", "port", "connect_timeout_s", "shutdown_grace_s")
+RESTART_ONLY = ("host", "port", "connect_timeout_s", "shutdown_grace_s", "keep_alive_s")
 
 
 def restart_only_changes(running: Config, reread: Config) -> list[str]:

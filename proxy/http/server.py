@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import os
 import signal
 import sys
@@ -171,6 +172,7 @@ def _serve(args: argparse.Namespace) -> int:
         server_header=False,
         log_level="warning",
         timeout_graceful_shutdown=int(config.proxy.shutdown_grace_s),
+        timeout_keep_alive=math.ceil(config.proxy.keep_alive_s),  # see `ProxySettings.keep_alive_s`
         lifespan="on",
     )
     if args.workers > 1:
