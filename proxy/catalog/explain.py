@@ -4,8 +4,8 @@ The human form is a table (rank, provider, provider model id, health, latency, p
 reason under each row, what a proxy learned of the offer's time to first output when one has flushed
 it (`model_health_tracking.first_output`), and the model fallback chain (`[[models]] fallbacks`) when
 there is one; `--json` prints `explain_failover_for_model`'s shape, the guide's, plus `model_chain`.
-The model is found the way the proxy finds it: the id as given, else its canonical id (`GPT-4`,
-`openai/gpt-4` -> `gpt-4`, or the config's `[aliases]`). A model with no active offer is an error: a
+The model is found the way the proxy finds it (`proxy.canonical.resolve_model_id`: `GPT-4`, an
+offer's own id such as `openai/gpt-4`, or the config's `[aliases]`). A model with no active offer is an error: a
 message (with close matches) on stderr and exit code 1.
 """
 
@@ -18,8 +18,7 @@ import json
 import sys
 from typing import Any
 
-from proxy.canonical import canonical_model_id
-from proxy.catalog.library import explain_failover_for_model
+from proxy.catalog.library import explain_failover_for_model, resolve_model
 from proxy.config import command_config
 from proxy.failover.reasons import usd
 from proxy.store.database import open_pool, require_database
@@ -99,10 +98,8 @@ def run_explain(args: argparse.Namespace) -> int:
     async def main() -> tuple[dict[str, Any], list[str]]:
         async with open_pool(config) as pool:
             strategy = config.proxy.strategy
-            result = await explain_failover_for_model(pool, args.model, strategy=strategy)
-            canonical = canonical_model_id(args.model, config.alias_map)
-            if not result["providers_available"] and canonical != args.model:  # as `Catalog.lookup` does
-                result = await explain_failover_for_model(pool, canonical, strategy=strategy)
+            model = await resolve_model(pool, args.model, config.alias_map)  # as `Catalog.lookup` does
+            result = await explain_failover_for_model(pool, model, strategy=strategy)
             result["model_chain"] = [result["model"], *config.model_fallbacks.get(result["model"], ())]
             known = await list_models(pool) if not result["providers_available"] else []
             return result, known

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from proxy.canonical import canonical_model_id
+from proxy.canonical import resolve_model_id
 from proxy.config import Config, ProviderConfig, StaticOffer
 from proxy.types import ALL_ENDPOINTS, ENDPOINTS, Offer, OfferKey
 
@@ -132,27 +132,23 @@ class Catalog:
         self.loaded_at = time.time()
 
     def resolve(self, model: str) -> str | None:
-        """The canonical id a client's model id names (itself, or as `lookup` finds a provider-style
-        id's), if offered."""
+        """The canonical id a client's model id names, if offered (`proxy.canonical.resolve_model_id`)."""
         if model in self._offers:
             return model
-        canonical = self._by_provider_id.get(model.lower())
-        if canonical is None:
-            canonical = canonical_model_id(model, self.config.alias_map)
-        return canonical if canonical in self._offers else None
+        return resolve_model_id(model, self._offers, self._by_provider_id, self.config.alias_map)
 
     def lookup(self, model: str, endpoint: str | None = None) -> tuple[Offer, ...] | None:
         """The offers of a canonical model, only those serving `endpoint` (a `proxy.types.ENDPOINTS`
-        kind) when given, possibly none; None for an unknown model. A provider-style id
-        (`openai/gpt-4`) finds the canonical model the catalog files that offer under (aliases as
-        synced), else the canonical-id rule's."""
+        kind) when given, possibly none; None for an unknown model. Any id `resolve` maps finds its
+        model: a provider-style id (`openai/gpt-4`) the canonical model the catalog files that offer
+        under (aliases as synced), `GPT-4` its canonical `gpt-4`."""
         found = self._offers.get(model)
         if found is None:
-            canonical = self._by_provider_id.get(model.lower())
+            canonical = resolve_model_id(model, self._offers, self._by_provider_id, self.config.alias_map)
             if canonical is None:
-                canonical = canonical_model_id(model, self.config.alias_map)
-            model, found = canonical, self._offers.get(canonical)
-        if found is None or endpoint is None or not self._narrowed:
+                return None
+            model, found = canonical, self._offers[canonical]
+        if endpoint is None or not self._narrowed:
             return found
         return self._narrowed.get((model, endpoint), found)
 

@@ -44,6 +44,14 @@ FROM offer_catalog
 WHERE offer_is_active AND provider_is_active
 ORDER BY model_id;
 
+-- name: model_id_candidates
+-- Resolving a client's model id (proxy.canonical.resolve_model_id): active offers whose canonical id is
+-- one of $1 (text[]) or whose provider model id is $2, ignoring case.
+SELECT DISTINCT model_id, provider_model_id
+FROM offer_catalog
+WHERE offer_is_active AND provider_is_active
+  AND (model_id = ANY($1::text[]) OR lower(provider_model_id) = lower($2));
+
 -- name: provider_model_id
 -- The provider's own id for a canonical model ($1) on a provider ($2), active offers only.
 SELECT provider_model_id
