@@ -124,7 +124,8 @@ async def run_attempts(
             run.failed(offer, exc, loop.time() - started)
             continue
         return run.succeeded(served, loop.time() - started)
-    raise AllOffersFailed(run.attempts, retry_after_s=_soonest_usable(ctx, ranking))
+    cooling = ctx.state.cooling_reasons(ranking.cooling, time.time()) if ranking.cooling else ()
+    raise AllOffersFailed(run.attempts, retry_after_s=_soonest_usable(ctx, ranking), cooling=cooling)
 
 
 def _hedge_plan(

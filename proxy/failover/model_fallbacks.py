@@ -187,7 +187,8 @@ async def _serve_chain(
         served.attempts = attempts + _tagged(served.attempts, model)
         return served
     if failures or refusal is None:
-        raise AllOffersFailed(attempts, retry_after_s=_retry_after(failures))
+        cooling = [reason for failure in failures for reason in failure.cooling]
+        raise AllOffersFailed(attempts, retry_after_s=_retry_after(failures), cooling=cooling)
     raise refusal
 
 

@@ -84,15 +84,26 @@ def pinned_unavailable(pinned: PinnedUnavailable, exc: AllOffersFailed, seen: st
     return 503, body, headers
 
 
-async def _pin_of(gateway: Gateway, response_id: str) -> ResponsePin:
+async def _pin_of(gateway: Gateway, response_id: str, param: str | None = "previous_response_id") -> ResponsePin:
     pin = await gateway.pins.lookup(response_id) if len(response_id) <= MAX_RESPONSE_ID else None
     if pin is None:
+        which = "Previous response" if param else "Response"
         raise ResponseNotFound(
-            f"Previous response with id '{response_id[:128]}' not found: this proxy did not create it, or its "
-            f"pin expired (after {gateway.settings.response_pin_ttl_s:g} s)",
-            param="previous_response_id",
+            f"{which} with id '{response_id[:128]}' not found: this proxy did not create it, or its pin "
+            f"expired (pins are kept {duration_words(gateway.settings.response_pin_ttl_s)})",
+            param=param,
         )
     return pin
+
+
+def duration_words(seconds: float) -> str:
+    """A duration as a person writes it: `30 days`, `12 hours`, `90 minutes`, `45 s`."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size and (seconds % size == 0 or seconds >= 2 * size):
+            count = seconds / size
+            amount = f"{count:g}" if count == int(count) else f"{count:.1f}"
+            return f"{amount} {unit}{'' if amount == '1' else 's'}"
+    return f"{seconds:g} s"
 
 
 def _pinned_offer(gateway: Gateway, pin: ResponsePin, offers: tuple[Offer, ...]) -> Offer | None:
@@ -121,7 +132,7 @@ async def forward_to_pinned(request: Request) -> Response:
     model = ""
     try:
         request.app.state.handler.authorize(dict(request.scope["headers"]))  # the proxy's client keys
-        pin = await _pin_of(gateway, request.path_params["response_id"])
+        pin = await _pin_of(gateway, request.path_params["response_id"], param=None)
         model = pin.model_id
         response, outcome = await _forward(request, gateway, pin, request_id)
     except ClientError as exc:

@@ -28,7 +28,13 @@ from proxy.errors import (
     UpstreamStatus,
 )
 from proxy.failover.attempts import ForwardRequest, Served, run_attempts, settle_stream
-from proxy.failover.client_request import MAX_MODEL_LENGTH, SLUG, ClientRequest, parse_request
+from proxy.failover.client_request import (
+    MAX_MODEL_LENGTH,
+    SLUG,
+    ClientRequest,
+    parse_request,
+    require_known_providers,
+)
 from proxy.failover.endpoints import PROXIED, Endpoint
 from proxy.failover.form_request import parse_form
 from proxy.failover.hedge import hedge_outcome
@@ -51,7 +57,7 @@ from proxy.http.chain import PinnedUnavailable, pinned_ranking, pinned_unavailab
 from proxy.http.disconnect import DisconnectWatch
 from proxy.http.gateway import Gateway
 from proxy.http.relay import relay_bytes, relay_stream
-from proxy.types import Attempt, Offer, Ranking, Receive, Scope, Send
+from proxy.types import NO_PREFERENCES, Attempt, Offer, Ranking, Receive, Scope, Send
 from proxy.upstream.responses_events import TypedStreamWatch
 from proxy.upstream.sse import RelayWatch, StreamWatch
 from proxy.upstream.usage import Usage, stream_usage, usage_of
@@ -151,6 +157,8 @@ class ProxyHandler:
             else parse_form(body, headers.get(b"content-type", b""), provider)
         )
         gateway = self.gateway
+        if request.prefs is not NO_PREFERENCES:
+            require_known_providers(request.prefs, provider, gateway.keys)
         ex.model = request.model
         forward = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items() if k in FORWARDED}
         forward["content-type"] = "application/json" if endpoint.form == "json" else _content_type(headers)

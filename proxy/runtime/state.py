@@ -22,11 +22,13 @@ EWMA_ALPHA = 0.2
 WINDOW_SIZE = 20
 WINDOW_SECONDS = 60.0
 MIN_SAMPLES = 4
+ACCOUNT_REFUSED = "account"  # `cooling_reasons`: the provider refused its own account (key, billing, quota)
 
 
 @dataclass(slots=True)
 class OfferState:
     cooldown_until: float = 0.0
+    cooldown_reason: str = ""  # the outcome that set the cooldown ("503", "429", "rate_limited"); "" from a peer
     slow_until: float = 0.0  # a first-output timeout: ranked behind its peers until then
     circuit: Circuit = CLOSED
     ewma_ms: float | None = None
@@ -178,6 +180,7 @@ class RuntimeState:
             self._provider_failure(offer.provider_slug, now)
         if cooldown_s is not None and cooldown_s > 0:
             self.set_cooldown(offer.key, now + cooldown_s)
+            state.cooldown_reason = code
             self._emit("cooldown", offer.provider_slug, offer.provider_model_id, state.cooldown_until)
 
     def _provider_failure(self, slug: str, now: float) -> None:
@@ -194,6 +197,20 @@ class RuntimeState:
             return
         state = self._offer(key)
         state.cooldown_until = max(state.cooldown_until, until)
+
+    def cooling_reasons(self, offers: Iterable[Offer], now: float) -> tuple[tuple[str, str], ...]:
+        """(provider, why) for each of `offers` cooling down at `now`: `ACCOUNT_REFUSED` for a provider
+        whose account was refused, else the outcome that set the offer's cooldown ("" when another
+        instance told this one)."""
+        out: dict[str, str] = {}
+        for offer in offers:
+            if self.provider_cooldowns.get(offer.provider_slug, 0.0) > now:
+                out.setdefault(offer.provider_slug, ACCOUNT_REFUSED)
+                continue
+            state = self.offers.get(offer.key)
+            if state is not None and state.cooldown_until > now:
+                out.setdefault(offer.provider_slug, state.cooldown_reason)
+        return tuple(out.items())
 
     def cool_provider(self, slug: str, now: float) -> None:
         """The provider refused its own account (key, billing, quota): none of its offers for
