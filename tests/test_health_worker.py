@@ -341,8 +341,8 @@ async def test_health_started_before_its_database_exists_waits_then_probes(
         finally:
             await admin.close()
     once, forever = ((tmp_path / f"{kind}.log").read_text() for kind in ("once", "forever"))
-    assert "database unavailable, waiting for it" in once and "probed" in once, once
-    assert "database unavailable, waiting for it" in forever and "took the probing leadership" in forever, forever
+    assert "database unreachable: " in once and "database reachable again" in once and "probed" in once, once
+    assert "database unreachable: " in forever and "took the probing leadership" in forever, forever
 
 
 async def _logged(path: Path, text: str) -> bool:

@@ -103,14 +103,20 @@ class Catalog:
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded config (hosts, keys, static offers, aliases) to the current snapshot."""
         self.config = config
-        self.replace(self._snapshot, source=self.source)
+        self.replace(self._snapshot, source=self.source, as_of=self.loaded_at)
 
     def replace(
-        self, by_model: Mapping[str, Sequence[Offer]], *, source: str, retired: frozenset[str] | None = None
+        self,
+        by_model: Mapping[str, Sequence[Offer]],
+        *,
+        source: str,
+        retired: frozenset[str] | None = None,
+        as_of: float | None = None,
     ) -> None:
         """Install a new snapshot: the catalog's offers as they are, with the config's pinned offers it
         lacks (`with_pinned`); none given, or the source is the config: the config's static offers.
-        `retired` names the providers the catalog marks inactive (None: as before)."""
+        `retired` names the providers the catalog marks inactive (None: as before); `as_of` is when
+        the offers were current (a snapshot read back; None: now)."""
         snapshot = {m: list(o) for m, o in by_model.items() if o}
         if source == CONFIG_SOURCE or not snapshot:
             snapshot, source = {}, CONFIG_SOURCE
@@ -129,7 +135,12 @@ class Catalog:
         self._snapshot, self._offers, self.source = snapshot, offers, source
         self._by_provider_id = {o.provider_model_id.lower(): m for m, found in offers.items() for o in found}
         self._narrowed = _narrowed(offers)
-        self.loaded_at = time.time()
+        self.loaded_at = time.time() if as_of is None else as_of
+
+    def held(self) -> tuple[dict[str, list[Offer]], frozenset[str]]:
+        """What the catalog itself said, as installed (no config offers added, no hosts applied), and
+        the providers it retired: what a snapshot keeps. Nothing while the source is the config."""
+        return {m: list(o) for m, o in self._snapshot.items()}, self.retired
 
     def resolve(self, model: str) -> str | None:
         """The canonical id a client's model id names, if offered (`proxy.canonical.resolve_model_id`)."""

@@ -1,6 +1,10 @@
 -- Named queries (procrastinate style): each block starts with `-- name: <name>`; see proxy/store/queries.py.
 -- Values are always bind parameters. Offer reads select from the offer_catalog view (migration 0003).
 
+-- name: ping
+-- Is the database there (proxy.store.outage.probe)?
+SELECT 1;
+
 -- name: load_offers
 -- Every active offer of every model: what the proxy's in-process catalog holds.
 SELECT offer_id, model_id, provider_model_id, provider_slug, base_url, api_key_env, priority,
