@@ -64,7 +64,11 @@ class ProxySettings:
     stream_idle_timeout_s: float = 60.0
     max_body_bytes: int = 10_000_000
     circuit_failure_threshold: int = 5  # consecutive failures that open an offer's circuit
-    circuit_cooldown_s: float = 30.0  # how long an open circuit waits before a half-open trial
+    circuit_cooldown_s: float = 30.0  # the longest an open circuit waits between two half-open trials
+    # A way back after a blip: an offer this instance ranked down (its own passive health, or an open
+    # circuit) gets one trial request this often, ranked as the catalog says; a good one brings it back.
+    # An opened circuit's first trial comes this long after it opened, each failed trial doubles the wait.
+    trial_interval_s: float = 2.0
     default_cooldown_s: float = 5.0  # a 429/503 without Retry-After cools the offer this long
     account_cooldown_s: float = 300.0  # a provider's 401/402/403 or quota refusal cools every offer of it this long
     catalog_ttl_s: float = 30.0  # safety-net refresh of the in-process catalog
