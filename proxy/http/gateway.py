@@ -42,7 +42,7 @@ from proxy.failover.attempts import AttemptContext
 from proxy.failover.hedge import Hedging
 from proxy.failover.model_fallbacks import ModelRouter
 from proxy.http.reload import live_config, reload_summary, restart_only_changes
-from proxy.runtime.catalog import Catalog
+from proxy.runtime.catalog import CONFIG_SOURCE, Catalog
 from proxy.runtime.flush import HealthFlusher
 from proxy.runtime.metrics import Metrics
 from proxy.runtime.peers import SharedState
@@ -255,7 +255,8 @@ class Gateway:
         """Apply a re-read config to the running gateway; return the log line that says what happened."""
         restart = restart_only_changes(self.config, reread)
         config = live_config(self.config, reread)
-        summary = reload_summary(self.config, config, restart)
+        held = None if self.catalog.source == CONFIG_SOURCE else self.catalog.held_keys()
+        summary = reload_summary(self.config, config, restart, held)
         self.config, self.settings = config, config.proxy
         self.keys = {p.slug: p.api_key for p in config.providers}
         self.state.settings = config.proxy

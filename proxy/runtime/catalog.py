@@ -137,6 +137,10 @@ class Catalog:
         self._narrowed = _narrowed(offers)
         self.loaded_at = time.time() if as_of is None else as_of
 
+    def held_keys(self) -> frozenset[OfferKey]:
+        """The offers the catalog itself holds (by provider and provider model id)."""
+        return frozenset(o.key for found in self._snapshot.values() for o in found)
+
     def held(self) -> tuple[dict[str, list[Offer]], frozenset[str]]:
         """What the catalog itself said, as installed (no config offers added, no hosts applied), and
         the providers it retired: what a snapshot keeps. Nothing while the source is the config."""
