@@ -24,6 +24,7 @@ LISTING_FORMATS = ("openai", "openrouter", "together", "none")
 PROBE_KINDS = ("chat", "listing", "none")
 PRICING_UNITS = ("token", "1k", "1m")  # a listing's prices are USD per token, per 1,000 or per 1,000,000 tokens
 DATA_COLLECTION = ("allow", "deny")
+ANSWER_MODELS = ("canonical", "provider")  # `[proxy] answer_model`
 
 
 class Secret:
@@ -82,6 +83,9 @@ class ProxySettings:
     response_pin_ttl_s: float = 2_592_000.0  # how long a Responses API response id stays pinned to its offer
     hedge: bool = False  # hedged requests (proxy.failover.hedge); [[models]] may say otherwise per model
     hedge_budget: float = 0.1  # the largest share of a model's requests that may be hedged, in (0, 1]
+    # The `model` an answer names: "canonical" (the canonical model that served, in a JSON answer and in
+    # every stream event, `proxy.upstream.answer_model`), or "provider" (the serving offer's own id).
+    answer_model: str = "canonical"
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +355,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, 
     check_positive(reader, proxy, "proxy")
     check_positive(reader, health, "health")
     check_share(reader, "proxy.hedge_budget", proxy.hedge_budget)
+    reader.choice("proxy.answer_model", proxy.answer_model, ANSWER_MODELS)
     providers = _providers(reader, data.get("providers", []), env)
     models = _models(reader, data.get("models", []), {p.slug for p in providers})
     keys = tuple(Secret(k.strip()) for k in env.get("FAILOVER_API_KEYS", "").split(",") if k.strip())

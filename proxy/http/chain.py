@@ -24,6 +24,7 @@ from proxy.http.answers import JSON, Headers, client_error, error_body, forwarde
 from proxy.http.gateway import Gateway
 from proxy.runtime.response_pins import ResponsePin
 from proxy.types import Attempt, Offer, Ranking
+from proxy.upstream.answer_model import rewrite_json
 from proxy.upstream.client import UpstreamResponse
 
 CHAIN_ROUTE = "/v1/responses/{response_id}"
@@ -170,6 +171,8 @@ async def _forward(request: Request, gateway: Gateway, pin: ResponsePin, request
     if request.method == "DELETE" and upstream.status < 300:
         await gateway.pins.forget(response_id)
     outcome = "ok" if upstream.status < 300 else f"upstream_{upstream.status}"
+    if upstream.status < 300 and gateway.settings.answer_model == "canonical":
+        body = rewrite_json(body, pin.model_id)  # the response object names its canonical model, as when made
     return _passed_through(request.app.state.handler.provider_keys, upstream, body, offer, request_id), outcome
 
 

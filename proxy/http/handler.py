@@ -58,6 +58,7 @@ from proxy.http.disconnect import DisconnectWatch
 from proxy.http.gateway import Gateway
 from proxy.http.relay import relay_bytes, relay_stream
 from proxy.types import NO_PREFERENCES, Attempt, Offer, Ranking, Receive, Scope, Send
+from proxy.upstream.answer_model import StreamRewrite, rewrite_json
 from proxy.upstream.responses_events import TypedStreamWatch
 from proxy.upstream.sse import RelayWatch, StreamWatch
 from proxy.upstream.usage import Usage, stream_usage, usage_of
@@ -219,11 +220,13 @@ class ProxyHandler:
         if endpoint.answer == "binary":
             await self._relay_binary(ex, served, headers, send)
             return
+        canonical = self.gateway.settings.answer_model == "canonical"
         if not request.stream:
-            headers.append((b"content-length", str(len(served.first)).encode()))
+            body = answer_json(served, ex.model) if canonical else served.first
+            headers.append((b"content-length", str(len(body)).encode()))
             ex.finished = True
             await send({"type": "http.response.start", "status": ex.status, "headers": headers})
-            await send({"type": "http.response.body", "body": served.first})
+            await send({"type": "http.response.body", "body": body})
             ex.usage, ex.outcome = usage_of(served.parsed), "ok"
             return
         await send({"type": "http.response.start", "status": ex.status, "headers": headers})
@@ -242,6 +245,7 @@ class ProxyHandler:
                 idle_timeout_s=self.gateway.settings.stream_idle_timeout_s,
                 watch=watch,
                 on_final=finished,
+                rewrite=StreamRewrite.needed(served.first, ex.model) if canonical else None,  # the canonical model
             )
             ex.streaming = False
         finally:
@@ -333,6 +337,12 @@ class ProxyHandler:
         metrics.child(metrics.tokens, provider, model, "completion").inc(ex.usage.completion_tokens)
         if ex.offer is not None:
             metrics.child(metrics.cost, provider, model).inc(ex.usage.cost(ex.offer))
+
+
+def answer_json(served: Served, model: str) -> bytes:
+    """A whole JSON answer naming `model` (the canonical one) as its `model`."""
+    named = served.parsed.get("model") if served.parsed is not None else None
+    return rewrite_json(served.first, model, named if isinstance(named, str) else None)
 
 
 def _asked_model(body: bytes | bytearray) -> str:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from proxy.errors import StreamBroken, StreamErrorEvent, StreamIdle, UpstreamError
 from proxy.http.answers import error_body
 from proxy.types import Send
+from proxy.upstream.answer_model import StreamRewrite
 from proxy.upstream.client import UpstreamResponse
 from proxy.upstream.sse import RelayWatch
 
@@ -82,13 +83,20 @@ async def relay_stream(
     idle_timeout_s: float,
     watch: RelayWatch,
     on_final: Callable[[], None],
+    rewrite: StreamRewrite | None = None,
 ) -> UpstreamError | None:
-    """Send `first` and every later chunk; return the failure that ended the stream, or None."""
+    """Send `first` and every later chunk; return the failure that ended the stream, or None.
+    `rewrite` (`proxy.upstream.answer_model`) names the canonical model in what is sent; the watch
+    sees the provider's bytes."""
     ended = False  # the provider's body ended cleanly: its connection can go back to the pool
     try:
-        failure = await _pump(send, response, first, idle_s=idle_timeout_s, watch=watch, on_final=on_final)
+        failure = await _pump(
+            send, response, first, idle_s=idle_timeout_s, watch=watch, on_final=on_final, rewrite=rewrite
+        )
         ended = failure is None
         ending, error = _ending(watch, failure)
+        if rewrite is not None:
+            ending = rewrite.finish(ending)  # what it held of an unfinished line, then the ending
         await send({"type": "http.response.body", "body": ending, "more_body": False})
         on_final()
         return error
@@ -134,11 +142,13 @@ async def _pump(
     idle_s: float,
     watch: RelayWatch,
     on_final: Callable[[], None],
+    rewrite: StreamRewrite | None,
 ) -> UpstreamError | None:
     watch.feed(first)
     if watch.done:
         on_final()  # before the send: a client that hangs up on reading it has its whole answer
-    await send({"type": "http.response.body", "body": first, "more_body": True})
+    sent = first if rewrite is None else rewrite.feed(first)
+    await send({"type": "http.response.body", "body": sent, "more_body": True})
     try:
         async with asyncio.timeout(None) as timer:
             idle = IdleWatch(timer, AFTER_DONE_S if watch.done else idle_s)
@@ -150,7 +160,8 @@ async def _pump(
                         done = True
                         on_final()
                         idle.shorten(AFTER_DONE_S)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    sent = chunk if rewrite is None else rewrite.feed(chunk)
+                    await send({"type": "http.response.body", "body": sent, "more_body": True})
                     if progress and not done:
                         idle.touch()
             finally:
