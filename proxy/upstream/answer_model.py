@@ -18,12 +18,13 @@ chunk: the client gets every event as early as before, and a `model` never spans
 Only the answer's own `model` is rewritten (top level, or a Responses event's `response`), never a
 nested one (OpenRouter's `openrouter_metadata` lists endpoints with their `model`s).
 
-What it costs (it runs on every chunk of every stream): a chunk without `"model"`, or whose every
-`"model"` names the canonical model already, a substring count; a stream whose first events name the
-canonical model, nothing at all (`StreamRewrite.needed`); an event that names its model in the bytes
-the stream's first event taught (a provider repeats its model id in every event), one
-`bytes.replace`. Only that first event is parsed (orjson), and its field is looked for by skipping the
-JSON's strings (`_containers`) only when it holds several `"model"` keys.
+What it costs (it runs on every chunk of every stream, so it is counted: `bench.instructions`): a
+stream whose first events name the canonical model already, nothing (`StreamRewrite.needed`); any
+other, one `bytes.replace` per chunk once its first event taught how the provider writes its model
+(a provider writes every event of a stream alike: the same model id, the same spacing), when that
+event holds no other `"model"`; else each line that names one is handled on its own. Only that first
+event is parsed (orjson), and its field is looked for by skipping the JSON's strings (`_containers`)
+only when it holds several `"model"` keys.
 """
 
 from __future__ import annotations
@@ -119,77 +120,89 @@ class StreamRewrite:
     """Rewrites the `model` of every event of one stream to `model`, chunk by chunk (`feed`, then
     `finish` with the last chunk). Bytes are only ever held until their line is complete."""
 
-    __slots__ = ("_held", "_pattern", "_replacement", "_same", "_single", "model")
+    __slots__ = ("_held", "_pattern", "_replacement", "_single", "model")
 
     def __init__(self, model: str) -> None:
         self.model = model
         self._held = b""
-        self._same = KEY + b":" + orjson.dumps(model)  # an event that names the canonical model already
-        self._pattern: bytes | None = None  # the provider's `"model": "<id>"`, as its events write it
+        self._pattern = b""  # the provider's `"model": "<id>"`, as its events write it (b"": not seen yet)
         self._replacement = b""
-        self._single = False  # its events hold no other `"model"`: a chunk of several is replaced at once
+        self._single = False  # its events hold no other `"model"`: a chunk is rewritten by one replace
 
     @classmethod
     def needed(cls, first: bytes, model: str) -> StreamRewrite | None:
         """A rewrite for the stream whose first events (held until its first output) are `first`; None
         when they name `model` already (a provider keeps one model id through a stream: nothing to do
         for any chunk of it)."""
-        rewrite = cls(model)
-        if KEY in first and first.count(KEY) == first.count(rewrite._same):
+        count = first.count(KEY)
+        if count and count == first.count(KEY + b":" + orjson.dumps(model)):
             return None
-        return rewrite
+        return cls(model)
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes to send for `chunk`: its complete lines, rewritten; an incomplete last line waits."""
-        if self._held:
-            chunk, self._held = self._held + chunk, b""
-        if chunk[-1:] != b"\n":  # a chunk that ends an event (the common one) needs no look for a line end
-            end = _line_end(chunk)
-            if end < len(chunk):
-                chunk, self._held = chunk[:end], chunk[end:]
+        if self._held or chunk[-1:] != b"\n":  # a chunk that ends an event (the common one) skips this
+            chunk = self._complete_lines(chunk)
+        if self._single:  # the common case, once the first event taught how the provider names its model
+            return chunk.replace(self._pattern, self._replacement)
         return self._rewrite(chunk) if KEY in chunk else chunk
 
     def finish(self, chunk: bytes = b"") -> bytes:
         """The last bytes of the stream: what was held, and `chunk`, rewritten."""
         data, self._held = self._held + chunk, b""
+        if self._single:
+            return data.replace(self._pattern, self._replacement)
         return self._rewrite(data) if KEY in data else data
 
+    def _complete_lines(self, chunk: bytes) -> bytes:
+        """`chunk` after what was held, up to its last line ending; the rest is held for the next one."""
+        if self._held:
+            chunk, self._held = self._held + chunk, b""
+        end = _line_end(chunk)
+        if end < len(chunk):
+            chunk, self._held = chunk[:end], chunk[end:]
+        return chunk
+
     def _rewrite(self, data: bytes) -> bytes:
-        count = data.count(KEY)
-        if count == data.count(self._same):
-            return data  # every event names the canonical model already
-        if self._pattern is None:
+        if not self._pattern:
             self._learn(data)
-        pattern = self._pattern
-        if pattern is not None and (count == 1 or self._single) and count == data.count(pattern):
-            return data.replace(pattern, self._replacement)  # each event names its model as the first did
+            if self._single:
+                return data.replace(self._pattern, self._replacement)
         return b"".join(self._line(line) for line in data.splitlines(keepends=True))
 
     def _learn(self, data: bytes) -> None:
-        """Learn how the provider writes its model from the first line of `data` that names one."""
+        """How the provider writes its model, from the first line of `data` that names one other than
+        the canonical model: the bytes to replace, and whether that event holds no other `"model"`."""
         at = data.find(KEY)
-        start = max(data.rfind(b"\n", 0, at), data.rfind(b"\r", 0, at)) + 1
-        end = data.find(b"\n", at)
-        self._line(data[start : len(data) if end < 0 else end + 1])
+        while at >= 0:
+            start = max(data.rfind(b"\n", 0, at), data.rfind(b"\r", 0, at)) + 1
+            end = data.find(b"\n", at)
+            line = data[start : len(data) if end < 0 else end]
+            span = self._field(line)
+            if span is not None:
+                self._pattern = line[span[0] : span[1]]
+                self._replacement = _replacement(self._pattern, self.model)
+                self._single = line.count(KEY) == 1
+                return
+            at = -1 if end < 0 else data.find(KEY, end)
 
-    def _line(self, line: bytes) -> bytes:
-        """One line: a `data:` line whose JSON names a model other than the canonical one is rewritten,
-        and its bytes remembered for the rest of the stream."""
-        if KEY not in line or not line.startswith(b"data:"):
-            return line
-        pattern = self._pattern
-        if pattern is not None and line.count(KEY) == 1 and pattern in line:
-            return line.replace(pattern, self._replacement, 1)
+    def _field(self, line: bytes) -> tuple[int, int] | None:
+        """Where a `data:` line's JSON names its own model, when that is not the canonical model."""
+        if not line.startswith(b"data:"):
+            return None
         try:
             named = _model_of(orjson.loads(line[5:]))
         except orjson.JSONDecodeError:
+            return None
+        return None if named is None or named == self.model else _model_field(line, named)
+
+    def _line(self, line: bytes) -> bytes:
+        """One line (events with several `"model"`s, or models that change): its own model rewritten."""
+        if KEY not in line:
             return line
-        if named is None or named == self.model:
-            return line
-        span = _model_field(line, named)
+        if self._pattern and line.count(KEY) == 1 and self._pattern in line:
+            return line.replace(self._pattern, self._replacement, 1)
+        span = self._field(line)
         if span is None:
             return line
-        start, end = span
-        self._pattern, self._single = line[start:end], line.count(KEY) == 1
-        self._replacement = _replacement(self._pattern, self.model)
-        return line[:start] + self._replacement + line[end:]
+        return line[: span[0]] + _replacement(line[span[0] : span[1]], self.model) + line[span[1] :]
