@@ -135,7 +135,7 @@ class CatalogRefresher:
         return found
 
     async def _from_database(self, models: Sequence[str]) -> dict[str, list[Offer]]:
-        pool = self.pool()
+        pool = self._usable_pool()
         started = self.clock()
         if pool is None:
             self._count("postgres", "error", len(models))
@@ -161,7 +161,7 @@ class CatalogRefresher:
 
     async def refresh_all(self) -> None:
         """The TTL safety net: every model from Postgres, else from the shared cache, else unchanged."""
-        pool = self.pool()
+        pool = self._usable_pool()
         started = self.clock()
         if pool is not None:
             try:
@@ -216,6 +216,13 @@ class CatalogRefresher:
         raw, retired = self.catalog.held()
         if self.snapshots is not None and raw:
             await self.snapshots.save(CatalogSnapshot(raw, retired, self.clock()))
+
+    def _usable_pool(self) -> asyncpg.Pool | None:
+        """The pool, unless the database is known to be down: the database watch asks it again (and
+        calls for a full refresh once it answers), so a refresh does not wait on a host that is gone."""
+        if self.database is not None and self.database.ok is False:
+            return None
+        return self.pool()
 
     def _database_failed(self, exc: BaseException) -> None:
         if self.database is not None:

@@ -136,6 +136,8 @@ class RuntimeState:
     def _trial_due(self, offer: Offer, state: OfferState, circuit: CircuitState, passive: Health, now: float) -> bool:
         """Whether the offer is ranked down by what this instance saw (or half-open) and its next trial
         request is due."""
+        if passive is Health.UNKNOWN and circuit is not CircuitState.HALF_OPEN:
+            return False  # nothing seen here that ranks it down (every healthy offer: checked first, cheaply)
         if now - state.trial_at < self.settings.trial_interval_s:
             return False
         catalog = offer.effective_health
