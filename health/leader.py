@@ -14,6 +14,7 @@ import logging
 import asyncpg
 
 from proxy.store.database import DATABASE_ERRORS
+from proxy.store.outage import DatabaseHealth, one_line
 
 log = logging.getLogger("gatewayz.health")
 LEADER_LOCK_KEY = 0x6761746577617A  # "gatewayz" in ASCII, as a bigint advisory lock key
@@ -21,9 +22,10 @@ CONNECT_TIMEOUT_S = 5.0
 
 
 class Leadership:
-    def __init__(self, url: str, *, key: int = LEADER_LOCK_KEY) -> None:
+    def __init__(self, url: str, *, key: int = LEADER_LOCK_KEY, database: DatabaseHealth | None = None) -> None:
         self.url = url
         self.key = key
+        self.database = database
         self.held = False
         self._conn: asyncpg.Connection | None = None
 
@@ -41,11 +43,15 @@ class Leadership:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
             self.held = bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key))
+            if self.database is not None:
+                self.database.answered()
             if self.held:
                 log.info("took the probing leadership: this worker probes from now on")
         except DATABASE_ERRORS as exc:
             if self.held:
-                log.warning("lost the probing leadership (lock connection gone): %s", exc)
+                log.info("lost the probing leadership (lock connection gone): %s", one_line(exc))
+            if self.database is not None:
+                self.database.connection_lost()  # asked at once: the database down, or only this session?
             await self._drop()
         return self.held
 

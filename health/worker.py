@@ -47,10 +47,10 @@ from proxy.failover.ranking import rank_offers
 from proxy.store.database import DATABASE_ERRORS, create_pool, database_url
 from proxy.store.migrate import apply_migrations
 from proxy.store.offers import load_offers
+from proxy.store.outage import RETRY_MAX_S, RETRY_S, DatabaseHealth, probe, watch_database
 from proxy.upstream.session import provider_session
 
 log = logging.getLogger("gatewayz.health")
-DATABASE_RETRY_S, DATABASE_RETRY_MAX_S = 0.2, 5.0  # waiting for the database at start
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,15 +85,17 @@ class HealthWorker:
         self.metrics = metrics or WorkerMetrics()
         self.metrics.bound(p.slug for p in config.providers)
         self.thresholds = Thresholds.from_settings(config.health)
-        self.leadership = Leadership(url)
+        self.database = DatabaseHealth(log, "probing waits until it is back")
+        self.leadership = Leadership(url, database=self.database)
         self.publisher = RankingPublisher(config)
         self.rng = rng or random.Random()
         self.pool: asyncpg.Pool | None = None
         self.session: aiohttp.ClientSession | None = None
         self._counts: dict[int, Counts] = {}
+        self._watch: asyncio.Future[None] | None = None
 
     async def __aenter__(self) -> HealthWorker:
-        self.pool = await wait_for_database(self.url)
+        self.pool = await wait_for_database(self.url, self.database)
         try:
             await apply_migrations(self.pool)
         except BaseException:
@@ -101,6 +103,7 @@ class HealthWorker:
             raise
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.probe_timeout_s)
         self.session = provider_session(timeout)
+        self._watch = asyncio.ensure_future(watch_database(self.url, self.database))
         return self
 
     async def __aexit__(
@@ -111,6 +114,12 @@ class HealthWorker:
     async def close(self) -> None:
         """Give up the leadership and close every connection; safe to call twice."""
         self.metrics.set_leader(False)
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        self.database.closing = True  # the connections closed now are not an outage
         await self.leadership.release()
         await self.publisher.close()
         if self.session is not None:
@@ -130,6 +139,7 @@ class HealthWorker:
             return None
         self.metrics.set_leader(True)
         results = await self._probe_all(self._targets(await load_probe_offers(self.pool)))
+        self.database.answered()
         decision = await self._record(results)
         ranked = {
             m: list(rank_offers(o, strategy=self.config.proxy.strategy).offers)
@@ -205,30 +215,31 @@ class HealthWorker:
         try:
             await self.run_once()
         except DATABASE_ERRORS as exc:
-            log.warning("health round failed, trying again next interval: %s", exc)
+            self.database.failed(exc)  # the outage's one log line; the next round tries again
             self.metrics.observe_round("failed")
         except Exception:  # the worker must survive any one round; logged with its traceback and counted
             log.exception("health round failed")
             self.metrics.observe_round("failed")
 
 
-async def wait_for_database(url: str) -> asyncpg.Pool:
-    """A pool on `url`, trying again (0.2 s apart, doubling up to 5 s) while the server is unreachable
-    or the database does not exist yet, as `serve` does; says so once, and once more when it is there."""
-    delay_s, waited = DATABASE_RETRY_S, False
-    while True:
-        try:
-            pool = await create_pool(url, min_size=1, max_size=4)
-        except CatalogError as exc:
-            if not waited:
-                log.warning("database unavailable, waiting for it: %s", exc)
-                waited = True
+async def wait_for_database(url: str, database: DatabaseHealth) -> asyncpg.Pool:
+    """A pool on `url`, once the database answers: asked again (0.2 s apart, doubling up to 5 s) while
+    the server is unreachable or the database does not exist yet, as `serve` does; the wait is one
+    line when it starts and one when it ends (`database`). The pool reports a lost connection there."""
+    try:
+        pool = await create_pool(url, max_size=4, on_lost=database.connection_lost)
+    except CatalogError as exc:  # a URL the driver refuses: waiting would not help
+        database.failed(exc)
+        raise
+    delay_s = RETRY_S
+    try:
+        while not await probe(url, database):
             await asyncio.sleep(delay_s)
-            delay_s = min(DATABASE_RETRY_MAX_S, delay_s * 2)
-            continue
-        if waited:
-            log.info("database reachable: starting")
-        return pool
+            delay_s = min(RETRY_MAX_S, delay_s * 2)
+    except BaseException:
+        await pool.close()
+        raise
+    return pool
 
 
 def run_health(args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ LISTING_FORMATS = ("openai", "openrouter", "together", "none")
 PROBE_KINDS = ("chat", "listing", "none")
 PRICING_UNITS = ("token", "1k", "1m")  # a listing's prices are USD per token, per 1,000 or per 1,000,000 tokens
 DATA_COLLECTION = ("allow", "deny")
+ANSWER_MODELS = ("canonical", "provider")  # `[proxy] answer_model`
 
 
 class Secret:
@@ -65,16 +66,28 @@ class ProxySettings:
     stream_idle_timeout_s: float = 60.0
     max_body_bytes: int = 10_000_000
     circuit_failure_threshold: int = 5  # consecutive failures that open an offer's circuit
-    circuit_cooldown_s: float = 30.0  # how long an open circuit waits before a half-open trial
+    circuit_cooldown_s: float = 30.0  # the longest an open circuit waits between two half-open trials
+    # A way back after a blip: an offer this instance ranked down (its own passive health, or an open
+    # circuit) gets one trial request this often, ranked as the catalog says; a good one brings it back.
+    # An opened circuit's first trial comes this long after it opened, each failed trial doubles the wait.
+    trial_interval_s: float = 2.0
     default_cooldown_s: float = 5.0  # a 429/503 without Retry-After cools the offer this long
     account_cooldown_s: float = 300.0  # a provider's 401/402/403 or quota refusal cools every offer of it this long
     catalog_ttl_s: float = 30.0  # safety-net refresh of the in-process catalog
     health_flush_s: float = 5.0  # how often passive counts are flushed to Postgres
     shutdown_grace_s: float = 30.0  # in-flight requests get this long on SIGTERM
+    # An idle client connection stays open this long. The rule: longer than every client and load
+    # balancer in front keeps an idle connection for reuse (httpx and the openai SDKs 5 s, undici 4 s,
+    # aiohttp 15 s, AWS ALB 60 s), so that the client always closes first; a server that closes first
+    # races a request the client is already writing into the connection, and that request is lost.
+    keep_alive_s: float = 75.0
     response_pin_ttl_s: float = 2_592_000.0  # how long a Responses API response id stays pinned to its offer
     hedge: bool = False  # hedged requests (proxy.failover.hedge); [[models]] may say otherwise per model
     hedge_budget: float = 0.1  # the largest share of a model's requests that may be hedged, in (0, 1]
     second_opinion: bool = True  # a 400/422 of unknown kind is asked once of another provider's offer
+    # The `model` an answer names: "canonical" (the canonical model that served, in a JSON answer and in
+    # every stream event, `proxy.upstream.answer_model`), or "provider" (the serving offer's own id).
+    answer_model: str = "canonical"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +132,9 @@ class ProviderConfig:
     zdr: bool | None = None
     quantization: str | None = None
     api: str = "openai"  # the API it speaks (`proxy.types.APIS`; `proxy.provider_api`)
+    # `failover sync`: a listing that fails (or answers with no models while the catalog holds listed
+    # offers of it) this many syncs in a row has its listed offers deactivated; before that they stay
+    listing_failures_to_deactivate: int = 3
     api_key: Secret = field(default_factory=lambda: Secret(""), compare=False)
 
     def served_endpoints(self, narrowed: Iterable[str] | None) -> frozenset[str]:
@@ -233,6 +249,9 @@ def _providers(reader: TableReader, raw: Any, env: Mapping[str, str]) -> tuple[P
         if provider.probe not in PROBE_KINDS:
             raise reader.fail(f"{where}.probe", f"expected one of {' | '.join(PROBE_KINDS)}")
         reader.choice(f"{where}.pricing_unit", provider.pricing_unit, PRICING_UNITS)
+        if provider.listing_failures_to_deactivate < 1:
+            value = provider.listing_failures_to_deactivate
+            raise reader.fail(f"{where}.listing_failures_to_deactivate", f"must be at least 1, got {value}")
         _policies(reader, provider, where)
         provider = _spoken(reader, provider, where, given="endpoints" in item)
         seen.add(provider.slug)
@@ -351,6 +370,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, 
     check_positive(reader, proxy, "proxy")
     check_positive(reader, health, "health")
     check_share(reader, "proxy.hedge_budget", proxy.hedge_budget)
+    reader.choice("proxy.answer_model", proxy.answer_model, ANSWER_MODELS)
     providers = _providers(reader, data.get("providers", []), env)
     models = _models(reader, data.get("models", []), {p.slug for p in providers})
     keys = tuple(Secret(k.strip()) for k in env.get("FAILOVER_API_KEYS", "").split(",") if k.strip())

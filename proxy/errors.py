@@ -12,6 +12,7 @@
     │   ├── ModelNotFound             404 model_not_found
     │   ├── BodyTooLarge              413 request_too_large
     │   ├── NoOfferAllowed            404 no offer left after the request's `only`/`ignore`
+    │   ├── UnknownProvider           400 a provider preference names a provider this proxy does not have
     │   ├── NoOfferFits               400 no offer can take the request (tools, context, max_price...)
     │   └── RequestTimeout            408 the body did not arrive in time (a trickling client)
     ├── UpstreamError                 one attempt at one offer failed (mapped from the HTTP client)
@@ -109,6 +110,10 @@ class BodyTooLarge(ClientError):
 class NoOfferAllowed(ClientError):
     status = 404
     code = "no_allowed_providers"
+
+
+class UnknownProvider(ClientError):
+    code = "unknown_provider"
 
 
 class NoOfferFits(ClientError):
@@ -229,11 +234,13 @@ class AllOffersFailed(GatewayError):
         *,
         retry_after_s: float | None = None,
         refusal: UpstreamStatus | None = None,
+        cooling: Sequence[tuple[str, str]] = (),
     ) -> None:
         super().__init__(f"all {len(attempts)} attempt(s) failed")
         self.attempts = tuple(attempts)
         self.retry_after_s = retry_after_s
         self.refusal = refusal  # every attempt refused the request itself: the first refusal, to pass through
+        self.cooling = tuple(cooling)  # (provider, why) of the offers left out because cooling down
 
 
 class ClientDisconnected(GatewayError):

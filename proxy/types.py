@@ -140,6 +140,7 @@ class RuntimeView(NamedTuple):
     latency_ms: float | None = None  # passive EWMA of time to first byte
     passive_health: Health = Health.UNKNOWN
     slow_until: float = 0.0  # wall clock seconds; after a first-output timeout it ranks behind its peers
+    trial_due: bool = False  # ranked down by this instance (or half-open), and its next trial request is due
 
 
 @dataclass(frozen=True, slots=True)

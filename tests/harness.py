@@ -36,7 +36,7 @@ def gateway_config(
 ) -> Config:
     """Providers as (slug, base_url); each model offered by the named providers as `<slug>/<model>`;
     `apis` names the providers that speak another API than OpenAI's (`{"claude": "anthropic"}`)."""
-    env = dict(env or {})
+    env = {"FAILOVER_DATA_DIR": _data_dir(), **(env or {})}  # catalog snapshots: never the repository's .failover
     provider_tables = []
     for slug, url in providers:
         key_env = f"{slug.upper().replace('-', '_')}_API_KEY"
@@ -56,6 +56,21 @@ def gateway_config(
     settings = {"first_byte_timeout_s": 5, "stream_idle_timeout_s": 5, "deadline_s": 20, **(proxy or {})}
     data = {"proxy": settings, "providers": provider_tables, "models": model_tables}
     return config_from_mapping(data, "(test)", env)
+
+
+_DATA_DIR: list[str] = []
+
+
+def _data_dir() -> str:
+    """A data folder of this test session's own (removed at exit)."""
+    if not _DATA_DIR:
+        import atexit
+        import shutil
+        import tempfile
+
+        _DATA_DIR.append(tempfile.mkdtemp(prefix="gatewayz-test-data-"))
+        atexit.register(shutil.rmtree, _DATA_DIR[0], True)
+    return _DATA_DIR[0]
 
 
 class ProxyServer:

@@ -6,8 +6,8 @@ it (`model_health_tracking.first_output`), the API an offer's provider speaks wh
 (`api` in the config), and the model fallback chain (`[[models]] fallbacks`) when there is one;
 `--json` prints `explain_failover_for_model`'s shape, the guide's, plus `model_chain` and each
 offer's `api`.
-The model is found the way the proxy finds it: the id as given, else its canonical id (`GPT-4`,
-`openai/gpt-4` -> `gpt-4`, or the config's `[aliases]`). A model with no active offer is an error: a
+The model is found the way the proxy finds it (`proxy.canonical.resolve_model_id`: `GPT-4`, an
+offer's own id such as `openai/gpt-4`, or the config's `[aliases]`). A model with no active offer is an error: a
 message (with close matches) on stderr and exit code 1.
 """
 
@@ -20,8 +20,7 @@ import json
 import sys
 from typing import Any
 
-from proxy.canonical import canonical_model_id
-from proxy.commands.library import explain_failover_for_model
+from proxy.commands.library import explain_failover_for_model, resolve_model
 from proxy.config import command_config
 from proxy.failover.reasons import usd
 from proxy.provider_api import ANTHROPIC, OPENAI
@@ -105,10 +104,8 @@ def run_explain(args: argparse.Namespace) -> int:
     async def main() -> tuple[dict[str, Any], list[str]]:
         async with open_pool(config) as pool:
             strategy = config.proxy.strategy
-            result = await explain_failover_for_model(pool, args.model, strategy=strategy)
-            canonical = canonical_model_id(args.model, config.alias_map)
-            if not result["providers_available"] and canonical != args.model:  # as `Catalog.lookup` does
-                result = await explain_failover_for_model(pool, canonical, strategy=strategy)
+            model = await resolve_model(pool, args.model, config.alias_map)  # as `Catalog.lookup` does
+            result = await explain_failover_for_model(pool, model, strategy=strategy)
             result["model_chain"] = [result["model"], *config.model_fallbacks.get(result["model"], ())]
             for entry in result["failover_order"]:  # the config says which API a provider speaks
                 provider = config.provider(entry["provider"])

@@ -2,8 +2,10 @@
 
 For operators who script against the catalog. Offers are ranked by `proxy.failover.ranking.rank_offers`,
 the same pure function the proxy uses, with no request preferences and no runtime state, so the
-order here is the order a fresh proxy instance would try.
+order here is the order a fresh proxy instance would try. A model id is mapped as the proxy maps a
+request's (`proxy.canonical.resolve_model_id`): `openai/gpt-4` and `GPT-4` name `gpt-4`.
 
+    async with open_catalog() as pool:                          the pool: $DATABASE_URL, else the embedded one
     get_providers_for_model(pool, model_id, active_only=True)   ranked offers, as mappings
     get_provider_model_id(pool, model_id, provider_slug)        the provider's own id, or None
     check_model_available_on_provider(pool, model_id, slug)     True when that provider serves it
@@ -13,15 +15,46 @@ order here is the order a fresh proxy instance would try.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any, TypedDict
 
 import asyncpg
 
+from proxy.canonical import resolution_candidates, resolve_model_id
+from proxy.config import Secret, config_from_mapping
 from proxy.failover.ranking import rank_offers
 from proxy.failover.reasons import explain_order, health_of
+from proxy.store.database import open_pool, require_database
 from proxy.store.offers import offer_from_row
 from proxy.store.queries import query
 from proxy.types import Offer, Strategy
+
+
+@asynccontextmanager
+async def open_catalog(database_url: str | None = None) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool on the catalog, closed on exit: `database_url`, else `$DATABASE_URL`, else the
+    embedded database that `failover migrate` made in `$FAILOVER_DATA_DIR` (default `.failover`, from
+    the current folder). Raises `proxy.errors.ConfigError` when there is no catalog to open (none of
+    the three), `proxy.errors.CatalogError` when it cannot connect or was never migrated."""
+    config = config_from_mapping({}, "(library)", os.environ)
+    if database_url is not None:
+        config = replace(config, database_url=Secret(database_url))
+    require_database(config, "open_catalog")
+    async with open_pool(config) as pool:
+        yield pool
+
+
+async def resolve_model(pool: asyncpg.Pool, model_id: str, aliases: Mapping[str, str] | None = None) -> str:
+    """The canonical id `model_id` names among the active offers, as a request's `model` is mapped
+    (`aliases`: the config's `[aliases]`); `model_id` itself when it names none."""
+    candidates = resolution_candidates(model_id, aliases or {})
+    rows = await pool.fetch(query("model_id_candidates"), list(candidates), model_id)
+    canonical_ids = {row["model_id"] for row in rows}
+    by_provider_id = {row["provider_model_id"].lower(): row["model_id"] for row in rows}
+    return resolve_model_id(model_id, canonical_ids, by_provider_id, aliases or {}) or model_id
 
 
 class OfferMapping(TypedDict):
@@ -68,6 +101,7 @@ async def ranked_offers(
     pool: asyncpg.Pool, model_id: str, *, active_only: bool = True, strategy: Strategy = Strategy.BALANCED
 ) -> list[tuple[Offer, asyncpg.Record]]:
     """The model's offers ranked, each with its catalog row; inactive ones (if asked for) come last."""
+    model_id = await resolve_model(pool, model_id)
     if active_only:
         rows = await pool.fetch(query("load_offers_for_models"), [model_id])
     else:
@@ -88,8 +122,9 @@ async def get_providers_for_model(
 
 
 async def get_provider_model_id(pool: asyncpg.Pool, model_id: str, provider_slug: str) -> str | None:
-    """The id `provider_slug` uses for canonical `model_id` (active offers only), or None."""
-    value: str | None = await pool.fetchval(query("provider_model_id"), model_id, provider_slug)
+    """The id `provider_slug` uses for `model_id` (active offers only), or None."""
+    canonical = await resolve_model(pool, model_id)
+    value: str | None = await pool.fetchval(query("provider_model_id"), canonical, provider_slug)
     return value
 
 
@@ -113,6 +148,7 @@ async def explain_failover_for_model(
     `priority` = its rank from 1, the `reason` it is there, and `first_output`: the learned time to
     first output a proxy flushed last, `proxy.runtime.first_output.learned_json`, or None),
     `recommendation`."""
+    model_id = await resolve_model(pool, model_id)
     ranked = await ranked_offers(pool, model_id, strategy=strategy)
     offers = [offer for offer, _ in ranked]
     reasons = explain_order(offers, strategy)

@@ -5,9 +5,16 @@ its listing (unless `listing = "none"`), derive canonical ids (`proxy.canonical`
 `[[models]]` offers (they win over the listing: their canonical id, and their prices where set),
 upsert the offers with prices in USD per token, and mark the provider's active offers that are no
 longer wanted inactive. Nothing is ever deleted, so health history stays. Each provider is written
-in its own transaction; one whose listing is down or malformed is reported and left untouched
-while the others still sync. A full sync (no `--providers`) also deactivates providers that are
-no longer in the config. The CLI then announces the change to every running proxy
+in its own transaction, and a changed provider row (priority, activity, URL...) is reported.
+
+Sync never removes what it could not see. A listing that is down or malformed (`ListingError`), or
+that answers with no models while the catalog holds listed offers of the provider, is a *missed*
+listing: the provider's offers are kept as they were, its pinned (`[[models]]`) offers that the
+catalog lacks are still written, the miss is counted in `providers.listing_failures`, and only when
+the provider's listing has missed `listing_failures_to_deactivate` (3) syncs in a row are its listed
+offers (every active offer but the pinned ones) deactivated. A listing that answers with models sets
+the count back to 0. A full sync (no `--providers`) also deactivates providers that are no longer in
+the config. The CLI then announces the change to every running proxy
 (`proxy.commands.announce`). `--dry-run` prints the mapping it would write, with each offer's
 capabilities (context, max completion tokens, supported parameters, input modalities; `?` =
 unknown), and, when there is a catalog to read, the offers and providers a sync would deactivate;
@@ -18,11 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from proxy.canonical import canonical_model_id, default_canonical_id
 from proxy.commands.announce import announce_catalog_change
@@ -33,7 +41,10 @@ from proxy.store import embedded
 from proxy.store.database import open_pool
 from proxy.store.queries import query
 
+Connection = asyncpg.Connection | PoolConnectionProxy
+
 Fetcher = Callable[[ProviderConfig], Awaitable[list[ListedModel]]]
+SYNCED_PROVIDER_KEYS = ("name", "base_url", "api_key_env", "is_active", "priority")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,21 +85,40 @@ class ProviderReport:
 
     slug: str
     name: str
-    offers: list[DesiredOffer] = field(default_factory=list)
+    offers: list[DesiredOffer] = field(default_factory=list)  # a missed listing: the pinned offers only
     added: int = 0
     updated: int = 0
     deactivated: int = 0
-    error: str | None = None
+    error: str | None = None  # the listing failed: what went wrong (sync exits 1)
     note: str | None = None
     retiring: list[str] = field(default_factory=list)  # dry run: active offers a sync would deactivate
+    provider_change: str = ""  # "priority 0 -> 2, ...": what changed in the provider's own row
+    missed: bool = False  # the listing failed, or answered with no models while listed offers were active
+    misses: int = 0  # missed listings in a row, this one included
+    threshold: int = 3  # the provider's `listing_failures_to_deactivate`
+    kept: int = 0  # a missed listing: the active offers kept as they were
 
     def line(self) -> str:
-        if self.error:
-            return f"{self.name}: FAILED, skipped ({self.error})"
         if self.note:
             return f"{self.name}: {self.note}"
-        counts = f"{self.added} added, {self.updated} updated, {self.deactivated} deactivated"
-        return f"{self.name}: {len(self.offers)} models synced ({counts})"
+        if self.missed:
+            line = f"{self.name}: {self._missed()}"
+            if self.offers:
+                line += f"; {len(self.offers)} pinned offers synced ({self.added} added, {self.updated} updated)"
+        else:
+            counts = f"{self.added} added, {self.updated} updated, {self.deactivated} deactivated"
+            line = f"{self.name}: {len(self.offers)} models synced ({counts})"
+        return line + (f"; provider updated: {self.provider_change}" if self.provider_change else "")
+
+    def _missed(self) -> str:
+        said = f"listing FAILED ({self.error})" if self.error else "listing answered with no models"
+        if self.misses >= self.threshold:
+            run = "failed" if self.error else "answered with no models"
+            gone = self.deactivated or len(self.retiring)
+            return f"{said}; {run} {self.misses} syncs in a row: {gone} listed offers deactivated"
+        which = "failed sync" if self.error else "empty answer"
+        count = f"{which} {self.misses} of {self.threshold} before its listed offers are deactivated"
+        return f"{said}; kept its {self.kept} offers as they were ({count})" if self.kept else f"{said} ({count})"
 
 
 def _decimal(value: float | None) -> Decimal | None:
@@ -174,19 +204,75 @@ def _joined(values: tuple[str, ...] | None) -> str | None:
 async def _write_provider(pool: asyncpg.Pool, provider: ProviderConfig, report: ProviderReport) -> None:
     p = provider
     async with pool.acquire() as conn, conn.transaction():
-        provider_id = await conn.fetchval(
-            query("upsert_provider"), p.slug, p.name, p.base_url, p.api_key_env, p.is_active, p.priority
-        )
+        provider_id = await _upsert_provider(conn, p, report)
         if not p.is_active:
             report.note = "inactive in the config: provider marked inactive, its offers left as they are"
             return
-        changed = await conn.fetch(query("upsert_offers"), provider_id, *_columns(report.offers))
-        kept = [o.provider_model_id for o in report.offers]
-        gone = await conn.fetch(query("deactivate_missing_offers"), provider_id, kept)
+        active = {r["provider_model_id"] for r in await conn.fetch(query("active_offer_ids_of_provider"), provider_id)}
+        if report.missed and report.error is None:  # an empty answer misses only when there were listed offers
+            report.missed = bool(active - pinned_ids(report))
+        if report.missed:
+            await _keep_what_was_listed(conn, provider_id, p, report, active)
+        else:
+            await _write_listing(conn, provider_id, report)
         await conn.execute(query("ensure_tracking_rows"), provider_id)
+
+
+async def _upsert_provider(conn: Connection, p: ProviderConfig, report: ProviderReport) -> int:
+    """The provider's row as configured; its id. A changed row is named in `report.provider_change`."""
+    before = await conn.fetchrow(query("provider_as_synced"), p.slug)
+    written = await conn.fetchval(
+        query("upsert_provider"), p.slug, p.name, p.base_url, p.api_key_env, p.is_active, p.priority
+    )
+    if before is None:
+        return int(written)
+    if written is not None:
+        report.provider_change = ", ".join(provider_changes(before, p))
+    return int(before["id"])
+
+
+def provider_changes(before: asyncpg.Record | Mapping[str, object], provider: ProviderConfig) -> list[str]:
+    """What differs between a provider's row as last synced and its config, as `key old -> new`."""
+    return [
+        f"{key} {before[key]} -> {getattr(provider, key)}"
+        for key in SYNCED_PROVIDER_KEYS
+        if before[key] != getattr(provider, key)
+    ]
+
+
+def pinned_ids(report: ProviderReport) -> set[str]:
+    """The provider model ids the config pins for this provider (a missed listing's `report.offers`)."""
+    return {o.provider_model_id for o in report.offers if o.source == "static"}
+
+
+async def _write_listing(conn: Connection, provider_id: int, report: ProviderReport) -> None:
+    """The listing answered: its offers and the pinned ones as wanted, the rest deactivated."""
+    changed = await conn.fetch(query("upsert_offers"), provider_id, *_columns(report.offers))
+    kept = [o.provider_model_id for o in report.offers]
+    gone = await conn.fetch(query("deactivate_missing_offers"), provider_id, kept)
+    await conn.execute(query("listing_answered"), provider_id)
     report.added = sum(1 for row in changed if row["inserted"])
     report.updated = len(changed) - report.added
     report.deactivated = len(gone)
+
+
+async def _keep_what_was_listed(
+    conn: Connection, provider_id: int, provider: ProviderConfig, report: ProviderReport, active: set[str]
+) -> None:
+    """The listing missed: write the pinned offers the catalog lacks (the others stay as they were, the
+    listing's prices and limits in them included), count the miss, and deactivate the listed offers only
+    once the listing has missed `listing_failures_to_deactivate` syncs in a row."""
+    said = report.error or "answered with no models"
+    report.misses = await conn.fetchval(query("listing_missed"), provider_id, said)
+    report.threshold, report.kept = provider.listing_failures_to_deactivate, len(active)
+    missing = [o for o in report.offers if o.provider_model_id not in active]
+    if missing:
+        changed = await conn.fetch(query("upsert_offers"), provider_id, *_columns(missing))
+        report.added = sum(1 for row in changed if row["inserted"])
+        report.updated = len(changed) - report.added
+    if report.misses >= report.threshold:
+        kept = [o.provider_model_id for o in report.offers]
+        report.deactivated = len(await conn.fetch(query("deactivate_missing_offers"), provider_id, kept))
 
 
 async def _listing(provider: ProviderConfig, fetcher: Fetcher) -> list[ListedModel] | ListingError:
@@ -229,9 +315,11 @@ async def sync_catalog(
         report = ProviderReport(provider.slug, provider.name)
         reports.append(report)
         if isinstance(listed, ListingError):
-            report.error = str(listed)
-            continue
-        report.offers = desired_offers(provider.slug, listed, config)
+            report.error, report.missed = str(listed), True
+        entries = [] if isinstance(listed, ListingError) else listed
+        report.offers = desired_offers(provider.slug, entries, config)
+        if not entries and provider.listing != "none":
+            report.missed = True  # an empty answer: a miss only while the catalog holds listed offers (see the write)
         if pool is not None and dry_run:
             await _foresee_provider(pool, provider, report)
         elif pool is not None:
@@ -247,8 +335,15 @@ async def _foresee_provider(pool: asyncpg.Pool, provider: ProviderConfig, report
         report.note = "inactive in the config: provider would be marked inactive, its offers left as they are"
         return
     kept = {o.provider_model_id for o in report.offers}
-    active = await pool.fetch(query("active_offers_of_provider"), provider.slug)
-    report.retiring = [r["provider_model_id"] for r in active if r["provider_model_id"] not in kept]
+    active = [r["provider_model_id"] for r in await pool.fetch(query("active_offers_of_provider"), provider.slug)]
+    report.missed = report.missed and (report.error is not None or bool(set(active) - kept))
+    report.retiring = [model for model in active if model not in kept]
+    if report.missed:
+        failures = await pool.fetchval(query("listing_failures_of_provider"), provider.slug)
+        report.misses, report.kept = (failures or 0) + 1, len(active)
+        report.threshold = provider.listing_failures_to_deactivate
+        if report.misses < report.threshold:
+            report.retiring = []
 
 
 async def _foresee_unconfigured(pool: asyncpg.Pool, config: Config) -> list[ProviderReport]:
@@ -266,9 +361,12 @@ async def _retire_unconfigured(pool: asyncpg.Pool, config: Config) -> list[Provi
 def dry_run_lines(report: ProviderReport) -> list[str]:
     """The mapping provider model id -> canonical id that sync would write for one provider, and the
     offers it would deactivate."""
-    if report.error or report.note:
+    if report.note:
         return [report.line()]
-    lines = [f"{report.name} ({report.slug}): {len(report.offers)} models would be synced"]
+    if report.missed:
+        lines = [report.line()]
+    else:
+        lines = [f"{report.name} ({report.slug}): {len(report.offers)} models would be synced"]
     for offer in sorted(report.offers, key=lambda o: (o.model_id, o.provider_model_id)):
         mark = "" if offer.source == "listing" else f"  ({offer.source})"
         lines.append(f"  {offer.provider_model_id} -> {offer.model_id}{mark}")

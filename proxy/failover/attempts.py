@@ -131,7 +131,10 @@ async def run_attempts(ctx: AttemptContext, call: Call, ranking: Ranking, record
         record.waited(elapsed)
         record.attempt_served(offer, elapsed, served.first_output_s)
         return served
-    raise AllOffersFailed(record.attempts, retry_after_s=_soonest_usable(ctx.state, ranking), refusal=run.refusal)
+    cooling = ctx.state.cooling_reasons(ranking.cooling, time.time()) if ranking.cooling else ()
+    raise AllOffersFailed(
+        record.attempts, retry_after_s=_soonest_usable(ctx.state, ranking), refusal=run.refusal, cooling=cooling
+    )
 
 
 def _hedge_plan(ctx: AttemptContext, call: Call, offers: tuple[Offer, ...]) -> HedgePlan | None:

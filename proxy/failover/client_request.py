@@ -6,12 +6,13 @@ Raises `BadRequest` with an OpenAI-style message naming the offending field; nev
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from proxy.errors import BadRequest
+from proxy.errors import BadRequest, UnknownProvider
 from proxy.types import NO_PREFERENCES, QUANTIZATIONS, MaxPrice, Preferences, Strategy
 
 SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z, not $: "$" would let a final newline in
@@ -112,6 +113,26 @@ def parse_preferences(field: Any, provider_header: str | None) -> Preferences:
         data_collection=_data_collection(field.get("data_collection")),
         zdr=_flag(field, "zdr"),
         quantizations=_quantizations(field.get("quantizations")),
+    )
+
+
+def require_known_providers(prefs: Preferences, header: str | None, known: Collection[str]) -> None:
+    """`UnknownProvider` when `x-gatewayz-provider`, `provider.order` or `provider.only` names a provider
+    this proxy does not have: such a preference would otherwise be dropped without a word (or leave no
+    offer at all), and a typo would look like a routing decision. `provider.ignore` may name any."""
+    if header is not None and header.strip() not in known:
+        _unknown("x-gatewayz-provider", [header.strip()], known)
+    for param, slugs in (("provider.order", prefs.order), ("provider.only", prefs.only or ())):
+        unknown = sorted(set(slugs) - set(known))
+        if unknown:
+            _unknown(param, unknown, known)
+
+
+def _unknown(param: str, slugs: list[str], known: Collection[str]) -> None:
+    names = ", ".join(slugs)
+    raise UnknownProvider(
+        f"{param} names a provider this proxy does not have: {names} (its providers: {', '.join(sorted(known))})",
+        param=param,
     )
 
 

@@ -150,9 +150,11 @@ async def _serve_chain(
         except AllOffersFailed as exc:
             failures.append(exc)
     if failures or refusal is None:
+        cooling = [reason for failure in failures for reason in failure.cooling]
         raise AllOffersFailed(
-            record.attempts, retry_after_s=_retry_after(failures), refusal=_refused_everywhere(failures)
-        )
+            record.attempts, retry_after_s=_retry_after(failures), refusal=_refused_everywhere(failures),
+            cooling=cooling,
+        )  # fmt: skip
     raise refusal
 
 

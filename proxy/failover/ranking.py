@@ -11,6 +11,10 @@ The order (SPEC section 7):
    - `price`: prompt + completion price per token, then priority, then latency;
    - `latency`: latency, then priority, then price;
    and last by provider slug, so equal offers always come in the same order;
+   An offer ranked down by this instance's own passive health (or half-open) whose trial request is
+   due (`RuntimeView.trial_due`, `proxy.runtime.state`) is ranked by the catalog's health alone for this
+   request, so that it gets its trial even while a healthier peer exists (not for a request with
+   `allow_fallbacks = false`, which could not fail over if the trial failed);
 3. an offer that recently timed out before its first output (`RuntimeView.slow_until`, for
    `proxy.runtime.first_output.SLOW_PENALTY_S`) comes after its peers whose circuit is closed, so the
    next request does not wait on it again;
@@ -25,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
+from proxy.runtime.state import seen_health
 from proxy.types import (
     NO_PREFERENCES,
     NO_VIEW,
@@ -43,12 +48,7 @@ LATENCY_BAND_MS = 50.0
 
 def offer_health(offer: Offer, view: RuntimeView) -> Health:
     """The catalog's health of an offer, made worse (never better) by what this instance saw itself."""
-    catalog = offer.effective_health
-    if view.passive_health is Health.UNHEALTHY or catalog is Health.UNHEALTHY:
-        return Health.UNHEALTHY
-    if view.passive_health is Health.DEGRADED:
-        return Health.DEGRADED
-    return catalog
+    return seen_health(offer.effective_health, view.passive_health)
 
 
 def offer_latency_ms(offer: Offer, view: RuntimeView) -> float:
@@ -120,10 +120,13 @@ def rank_offers(
     strategy = prefs.sort or strategy
     order = {slug: i for i, slug in enumerate(prefs.order)}
 
+    trials = prefs.allow_fallbacks  # a request that cannot fail over is never a trial
+
     def key(offer: Offer) -> tuple[object, ...]:
         view = views.get(offer.key, NO_VIEW)
+        health = offer.effective_health if trials and view.trial_due else offer_health(offer, view)
         return (
-            offer_health(offer, view).tier,
+            health.tier,
             order.get(offer.provider_slug, len(order)),
             offer.key in unknown,
             *_strategy_key(offer, view, strategy),

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from proxy.errors import AllOffersFailed, ClientError
+from proxy.runtime.state import ACCOUNT_REFUSED
 from proxy.types import Offer
 
 Headers = list[tuple[bytes, bytes]]
@@ -57,10 +58,13 @@ def all_failed(exc: AllOffersFailed, model: str) -> tuple[int, bytes, Headers]:
     `Retry-After` when every offer is cooling down (a retry then can succeed); otherwise
     `x-should-retry: false`, because the proxy has just tried every offer it may and an immediate
     retry would only repeat that."""
+    retry_after = None if exc.retry_after_s is None else max(1, round(exc.retry_after_s + 0.499))
     if exc.attempts:
         message = f"every provider for {model} failed ({len(exc.attempts)} attempt(s)); see attempts"
     else:
-        message = f"every provider for {model} is cooling down after rate limiting; retry later"
+        why = "; ".join(cooling_phrase(provider, reason) for provider, reason in exc.cooling)
+        when = f"retry in {retry_after} s" if retry_after is not None else "retry later"
+        message = f"every provider for {model} is cooling down: {why or 'each asked to wait'}; {when}"
     body = error_body(message, "api_error", "all_providers_failed", attempts=[a.as_json(model) for a in exc.attempts])
     return 503, body, retry_headers(exc.retry_after_s)
 
@@ -70,6 +74,21 @@ def retry_headers(retry_after_s: float | None) -> Headers:
     if retry_after_s is not None:
         return [(b"retry-after", str(max(1, round(retry_after_s + 0.499))).encode())]
     return [(b"x-should-retry", b"false")]
+
+
+def cooling_phrase(provider: str, reason: str) -> str:
+    """Why one provider is cooling down, from the outcome that set its cooldown
+    (`proxy.runtime.state.RuntimeState.cooling_reasons`). A 429 cools an offer with or without
+    `Retry-After` (`default_cooldown_s`); any other status only when the provider sent one."""
+    if reason == ACCOUNT_REFUSED:
+        return f"{provider} refused its account (key, billing or quota)"
+    if reason == "429":
+        return f"{provider} answered 429 (rate limited)"
+    if reason.isdigit():
+        return f"{provider} answered {reason} with Retry-After"
+    if reason:
+        return f"{provider} refused with {reason}, saying when to retry"
+    return f"{provider} is cooling down as another proxy instance was told"
 
 
 def forwarded_headers(upstream: Iterable[tuple[str, str]]) -> Headers:

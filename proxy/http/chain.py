@@ -65,7 +65,7 @@ async def pin_of(pins: ResponsePins, response_id: str, *, param: str | None) -> 
         named = "Previous response" if param else "Response"
         raise ResponseNotFound(
             f"{named} with id '{response_id[:128]}' not found: this proxy did not create it, or its pin "
-            f"expired (pins are kept {_duration(pins.ttl_s)})",
+            f"expired (pins are kept {duration_words(pins.ttl_s)})",
             param=param,
         )
     return pin
@@ -132,9 +132,11 @@ def pinned_unavailable(pinned: PinnedUnavailable, exc: AllOffersFailed) -> tuple
     return 503, body, headers
 
 
-def _duration(seconds: float) -> str:
-    """A time span for people: `30 days`, `2 hours`, `90 s`."""
-    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
-        if seconds >= 2 * size and seconds % size == 0:
-            return f"{int(seconds // size)} {unit}"
+def duration_words(seconds: float) -> str:
+    """A duration as a person writes it: `30 days`, `12 hours`, `90 minutes`, `45 s`."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size and (seconds % size == 0 or seconds >= 2 * size):
+            count = seconds / size
+            amount = f"{count:g}" if count == int(count) else f"{count:.1f}"
+            return f"{amount} {unit}{'' if amount == '1' else 's'}"
     return f"{seconds:g} s"

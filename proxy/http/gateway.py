@@ -11,7 +11,14 @@ Background work, none of it on the request path:
 - shared state: cooldowns and opened circuits published to, and applied from, the other instances
   (and the other workers of `serve --workers N`), through Redis (`proxy.runtime.peers`) or else
   Postgres NOTIFY (`proxy.runtime.pg_peers`);
-- the passive-health flusher (`proxy.runtime.flush`), every `health_flush_s`, and once more at shutdown.
+- the passive-health flusher (`proxy.runtime.flush`), every `health_flush_s`, and once more at shutdown;
+- the database watch (`proxy.store.outage`): every database error and lost connection goes to one
+  `DatabaseHealth`, which `/readyz` reads and which logs an outage once at each end; while the
+  database is down it is probed (backing off to 5 s) and, once it answers, the catalog is reloaded.
+
+Started while the database is unreachable, the gateway serves its last known catalog, the newest of
+the file in the data folder and the Redis copy (`proxy.store.snapshot`), rather than the config's
+pinned offers alone; `/readyz` says which (`catalog.source`: `disk` or `redis`).
 
 `reload(config)` applies a re-read config (`proxy.http.reload` says what can change live): it builds
 one `LiveConfig` snapshot and swaps the one reference to it (`live.current`). Every reader goes
@@ -36,7 +43,7 @@ from proxy.failover.attempts import AttemptContext
 from proxy.failover.hedge import HedgeBudgets
 from proxy.failover.model_fallbacks import ModelRouter
 from proxy.http.reload import live_config, reload_summary, restart_only_changes
-from proxy.runtime.catalog import Catalog
+from proxy.runtime.catalog import CONFIG_SOURCE, Catalog
 from proxy.runtime.flush import HealthFlusher
 from proxy.runtime.live import Live, LiveConfig
 from proxy.runtime.metrics import Metrics
@@ -46,8 +53,11 @@ from proxy.runtime.pg_peers import PostgresPeers
 from proxy.runtime.refresh import CatalogRefresher
 from proxy.runtime.response_pins import ResponsePins
 from proxy.runtime.state import RuntimeState
-from proxy.store.database import DATABASE_ERRORS, create_pool, redact_url
+from proxy.store.database import DATABASE_ERRORS, create_pool, database_fingerprint
+from proxy.store.outage import DatabaseHealth, probe, watch_database
 from proxy.store.redis import redis_client
+from proxy.store.snapshot import CatalogSnapshots, snapshot_path
+from proxy.store.wire import catalog_key
 from proxy.types import CircuitState
 from proxy.upstream.client import AiohttpUpstream, UpstreamClient
 
@@ -68,11 +78,20 @@ class Gateway:
         self.pool: asyncpg.Pool | None = None
         self.started_at = time.time()
         self._tasks: list[asyncio.Task[None]] = []
-        self._database_warned = False
+        self._migrated = False
         self._gauge_values: dict[tuple[str, str, str], int] = {}
-        self.refresher = CatalogRefresher(
-            self.catalog, self.metrics, pool=lambda: self.pool, on_change=self._bind_labels
+        self.database: DatabaseHealth | None = None
+        if config.database_url:
+            self.database = DatabaseHealth(log, "serving the last known catalog until it is back")
+        snapshot_redis = redis_client(config.redis_url) if config.redis_url else None
+        fingerprint = database_fingerprint(config.database_url.reveal()) if config.database_url else ""
+        self.snapshots = CatalogSnapshots(
+            snapshot_path(config.data_dir), snapshot_redis, catalog_key(config.redis_prefix), fingerprint
         )
+        self.refresher = CatalogRefresher(
+            self.catalog, self.metrics, pool=lambda: self.pool, on_change=self._bind_labels,
+            database=self.database, snapshots=self.snapshots,
+        )  # fmt: skip
         self.shared: SharedState | None = None
         if config.redis_url:
             self.shared = SharedState(
@@ -86,14 +105,15 @@ class Gateway:
         self.listener: PostgresListener | None = None
         self.pg_peers: PostgresPeers | None = None
         if config.database_url and self.shared is None:
-            self.pg_peers = PostgresPeers(self.state, lambda: self.pool)
+            self.pg_peers = PostgresPeers(self.state, lambda: self.pool, database=self.database)
             self.state.publish = self.pg_peers.publish
             self.listener = PostgresListener(
-                config.database_url.reveal(), self.refresher.request, on_state=self.pg_peers.receive
-            )
+                config.database_url.reveal(), self.refresher.request, on_state=self.pg_peers.receive,
+                database=self.database,
+            )  # fmt: skip
         pin_redis = redis_client(config.redis_url) if config.redis_url else None
         self.pins = ResponsePins(lambda: self.settings.response_pin_ttl_s, pin_redis, config.redis_prefix)
-        self.flusher = HealthFlusher(self.state, lambda: self.pool)
+        self.flusher = HealthFlusher(self.state, lambda: self.pool, database=self.database)
         self.context = AttemptContext(self.client, self.state, HedgeBudgets())
         self.router = ModelRouter(self.catalog, self.context)
         self._bind_labels()
@@ -108,14 +128,13 @@ class Gateway:
 
     @property
     def database_ok(self) -> bool:
-        return self.refresher.database_ok
+        return self.database is not None and self.database.ok is True
 
     @property
     def database_status(self) -> str:
-        """`ok`, `not_configured` or `unreachable`, as the last background refresh found it."""
-        if not self.config.database_url:
-            return "not_configured"
-        return "ok" if self.database_ok else "unreachable"
+        """`ok`, `not_configured` or `unreachable`, as the database is now: a failed query, a failed
+        probe or a connection the server closed marks it at once (`proxy.store.outage`)."""
+        return "not_configured" if self.database is None else self.database.status
 
     @property
     def redis_status(self) -> str:
@@ -126,7 +145,13 @@ class Gateway:
         self.metrics.bound(self.catalog.models(), self.live.current.provider_keys)
 
     async def start(self) -> None:
+        await self.connect_database()
         await self.refresh_catalog()
+        if self.database is not None and not self.database_ok:
+            await self.refresher.restore_snapshot()  # started without the database: its last known catalog
+        if self.pool is not None and self.database is not None and self.config.database_url is not None:
+            url = self.config.database_url.reveal()
+            self.spawn(watch_database(url, self.database, on_back=self._database_back), "database watch")
         self.spawn(self._every(lambda: self.settings.catalog_ttl_s, self.refresh_catalog), "catalog refresh")
         self.spawn(self._every(lambda: GAUGE_INTERVAL_S, self.update_gauges), "state gauges")
         self.spawn(self.refresher.run(), "ranking events")
@@ -152,36 +177,52 @@ class Gateway:
         self._tasks.clear()
         await self.client.aclose()
         await self.pins.aclose()
+        await self.snapshots.aclose()
         if self.pool is not None:
             with contextlib.suppress(*DATABASE_ERRORS):
                 async with asyncio.timeout(FINAL_FLUSH_TIMEOUT_S):
                     await self.flusher.flush()
+            if self.database is not None:
+                self.database.closing = True  # the connections it closes now are not an outage
             await self.pool.close()
             self.pool = None
 
     async def connect_database(self) -> None:
-        """Connect and migrate; while the database is unreachable, serve the config's offers."""
-        if not self.config.database_url or self.pool is not None:
+        """The pool (it connects on first use) and, once the database answers, the migrations."""
+        if self.database is None or self.config.database_url is None:
             return
+        if self.pool is None:
+            try:
+                url = self.config.database_url.reveal()
+                self.pool = await create_pool(url, max_size=4, on_lost=self.database.connection_lost)
+            except CatalogError as exc:  # a URL the driver refuses: nothing will ever connect
+                self.database.failed(exc)
+                return
+        if await probe(self.config.database_url.reveal(), self.database):
+            await self._migrate()
+
+    async def _migrate(self) -> None:
+        """Apply the migrations once, at the first contact with the database."""
         from proxy.store.migrate import apply_migrations
 
-        url = self.config.database_url.reveal()
-        try:
-            pool = await create_pool(url, min_size=1, max_size=4)
-        except CatalogError as exc:
-            if not self._database_warned:
-                log.warning("database unavailable, serving the last known offers until it is back: %s", exc)
-                self._database_warned = True
+        if self._migrated or self.pool is None:
             return
-        self.pool, self._database_warned = pool, False
         try:
-            await apply_migrations(pool)
-        except (CatalogError, *DATABASE_ERRORS) as exc:
-            log.warning("migrations of %s failed: %s", redact_url(url), exc)
+            await apply_migrations(self.pool)
+            self._migrated = True
+        except DATABASE_ERRORS as exc:
+            if self.database is not None:
+                self.database.failed(exc)
+        except CatalogError as exc:
+            log.warning("migrations failed: %s", exc)
+
+    async def _database_back(self) -> None:
+        """The database answers again: migrate if it never was, and route by its catalog at once."""
+        await self._migrate()
+        await self.refresher.refresh_all()
 
     async def refresh_catalog(self) -> None:
         """Reload every model (Postgres, else the shared cache); on failure keep what we have."""
-        await self.connect_database()
         await self.refresher.refresh_all()
 
     async def flush_health(self) -> None:
@@ -219,7 +260,8 @@ class Gateway:
         """Apply a re-read config to the running gateway; return the log line that says what happened."""
         restart = restart_only_changes(self.config, reread)
         config = live_config(self.config, reread)
-        summary = reload_summary(self.config, config, restart)
+        held = None if self.catalog.source == CONFIG_SOURCE else self.catalog.held_keys()
+        summary = reload_summary(self.config, config, restart, held)
         self.live.current = LiveConfig.of(config)
         self.catalog.reconfigure(config)
         self._bind_labels()

@@ -17,7 +17,7 @@ import orjson
 
 from proxy.errors import AllOffersFailed, ClientDisconnected, ClientError, ShuttingDown, UpstreamError, UpstreamStatus
 from proxy.failover.attempts import Call, Served, run_attempts
-from proxy.failover.client_request import MAX_MODEL_LENGTH, ClientRequest
+from proxy.failover.client_request import MAX_MODEL_LENGTH, ClientRequest, require_known_providers
 from proxy.failover.endpoints import PROXIED, Endpoint, ForwardRequest, match
 from proxy.failover.model_fallbacks import not_offered, serve_request
 from proxy.failover.record import Phase, RequestRecord
@@ -39,7 +39,8 @@ from proxy.http.relay import relay_bytes, relay_stream
 from proxy.provider_api import ANTHROPIC_HEADERS
 from proxy.runtime.live import LiveConfig
 from proxy.runtime.response_pins import ResponsePin
-from proxy.types import Offer, Ranking, Receive, Scope, Send
+from proxy.types import NO_PREFERENCES, Offer, Ranking, Receive, Scope, Send
+from proxy.upstream.answer_model import StreamRewrite, rewrite_json
 from proxy.upstream.usage import stream_usage
 
 # the client's headers passed on to providers (Anthropic's only to Anthropic-speaking offers: `Dialect.drops`)
@@ -123,6 +124,8 @@ class ProxyHandler:
         else:
             try:
                 request = endpoint.parse(body, headers, provider)
+                if request.prefs is not NO_PREFERENCES:
+                    require_known_providers(request.prefs, provider, live.provider_keys)
             except ClientError:
                 record.named(_asked_model(body))
                 raise
@@ -197,15 +200,9 @@ class ProxyHandler:
         if endpoint.answer == "binary":
             await self._relay_binary(record, call, served, send, status=status, headers=headers)
             return
+        canonical = call.live.settings.answer_model == "canonical"
         if not request.stream:
-            body = served.first
-            if served.parsed is not None:
-                headers = labelled_json(headers)
-            elif endpoint.answer == "raw":  # a stored response, as its provider keeps it (never our key)
-                body = redact(body, call.live.secrets)
-                if not any(k == b"content-type" for k, _ in headers):
-                    headers.append(JSON)
-            headers.append((b"content-length", str(len(body)).encode()))
+            body = _whole_answer(call, served, headers, record.model if canonical else None)
             record.answered(status, "ok", endpoint.usage(served.parsed))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -225,6 +222,7 @@ class ProxyHandler:
                 watch=watch,
                 on_final=record.finished,
                 translation=translation,
+                rewrite=StreamRewrite.needed(served.first, record.model) if canonical else None,  # the canonical model
             )
         finally:
             record.reported(stream_usage(watch))
@@ -285,6 +283,30 @@ class ProxyHandler:
         elif was in (Phase.RECEIVING, Phase.ROUTING):
             body = errors.server_error(str(error), error.code, record.request_id)
             await self._reply_error(record, send, record.status, body, [])
+
+
+def _whole_answer(call: Call, served: Served, headers: Headers, canonical: str | None) -> bytes:
+    """A whole answer's body as the client gets it, naming the `canonical` model when given (None: as
+    the provider named it); `headers` get its length and, when it is JSON, the JSON content type."""
+    body = served.first
+    if served.parsed is not None:
+        headers[:] = labelled_json(headers)
+        if canonical is not None:
+            body = answer_json(served, canonical)
+    elif call.endpoint.answer == "raw":  # a stored response, as its provider keeps it (never our key)
+        body = redact(body, call.live.secrets)
+        if canonical is not None and served.response.status < 300:
+            body = rewrite_json(body, canonical)  # it names its canonical model, as when it was made
+        if not any(k == b"content-type" for k, _ in headers):
+            headers.append(JSON)
+    headers.append((b"content-length", str(len(body)).encode()))
+    return body
+
+
+def answer_json(served: Served, model: str) -> bytes:
+    """A whole JSON answer naming `model` (the canonical one) as its `model`."""
+    named = served.parsed.get("model") if served.parsed is not None else None
+    return rewrite_json(served.first, model, named if isinstance(named, str) else None)
 
 
 def _endpoint(scope: Scope) -> tuple[Endpoint, str]:

@@ -34,6 +34,7 @@ from proxy.dialects.relaying import StreamTranslation
 from proxy.errors import StreamBroken, StreamErrorEvent, StreamIdle, UpstreamError
 from proxy.http.answers import error_body
 from proxy.types import Send
+from proxy.upstream.answer_model import StreamRewrite
 from proxy.upstream.client import UpstreamResponse
 from proxy.upstream.sse import RelayWatch
 
@@ -89,16 +90,23 @@ async def relay_stream(
     watch: RelayWatch,
     on_final: Callable[[], None],
     translation: StreamTranslation | None = None,
+    rewrite: StreamRewrite | None = None,
 ) -> UpstreamError | None:
-    """Send `first` and every later chunk (as `translation` makes them, when given); return the
-    failure that ended the stream, or None."""
+    """Send `first` and every later chunk; return the failure that ended the stream, or None.
+    `rewrite` (`proxy.upstream.answer_model`) names the canonical model in the provider's bytes, and
+    `translation` (`proxy.dialects`) turns them into the client's API, in that order; the watch sees
+    the provider's bytes as they came."""
     ended = False  # the provider's body ended cleanly: its connection can go back to the pool
     try:
         failure = await _pump(
-            send, response, first, idle_s=idle_timeout_s, watch=watch, on_final=on_final, translation=translation
-        )
+            send, response, first, idle_s=idle_timeout_s, watch=watch, on_final=on_final,
+            outgoing=None if rewrite is None and translation is None else _Outgoing(rewrite, translation),
+        )  # fmt: skip
         ended = failure is None
         ending, error = _ending(watch, failure, translation)
+        if rewrite is not None:  # what it held of an unfinished line goes out before the ending
+            held = rewrite.finish()
+            ending = (held if translation is None else translation.feed(held)) + ending
         await send({"type": "http.response.body", "body": ending, "more_body": False})
         on_final()
         return error
@@ -144,14 +152,13 @@ async def _pump(
     idle_s: float,
     watch: RelayWatch,
     on_final: Callable[[], None],
-    translation: StreamTranslation | None,
+    outgoing: _Outgoing | None,
 ) -> UpstreamError | None:
     watch.feed(first)
     if watch.done:
         on_final()  # before the send: a client that hangs up on reading it has its whole answer
-    if translation is not None:
-        first = translation.feed(first)
-    await send({"type": "http.response.body", "body": first, "more_body": True})
+    sent = first if outgoing is None else outgoing.feed(first)
+    await send({"type": "http.response.body", "body": sent, "more_body": True})
     try:
         async with asyncio.timeout(None) as timer:
             idle = IdleWatch(timer, AFTER_DONE_S if watch.done else idle_s)
@@ -163,9 +170,8 @@ async def _pump(
                         done = True
                         on_final()
                         idle.shorten(AFTER_DONE_S)
-                    if translation is not None:
-                        chunk = translation.feed(chunk)  # noqa: PLW2901 (the client's bytes from here on)
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    sent = chunk if outgoing is None else outgoing.feed(chunk)
+                    await send({"type": "http.response.body", "body": sent, "more_body": True})
                     if progress and not done:
                         idle.touch()
             finally:
@@ -176,6 +182,23 @@ async def _pump(
         return exc
     watch.close()
     return None
+
+
+class _Outgoing:
+    """What the client is sent for each chunk of the provider's: the chunk itself, or its rewrite and
+    translation, in that order (a plain stream has none: the relay sends its chunks as they are)."""
+
+    __slots__ = ("rewrite", "translation")
+
+    def __init__(self, rewrite: StreamRewrite | None, translation: StreamTranslation | None) -> None:
+        self.rewrite, self.translation = rewrite, translation
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.rewrite is not None:
+            chunk = self.rewrite.feed(chunk)
+        if self.translation is not None:
+            chunk = self.translation.feed(chunk)
+        return chunk
 
 
 def _ending(

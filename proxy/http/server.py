@@ -3,7 +3,8 @@
 With `DATABASE_URL` unset the embedded PostgreSQL is started first and its URL handed to the
 workers through the environment. SIGTERM stops accepting connections, lets in-flight requests
 finish for up to `shutdown_grace_s` (what is still open then ends with the `proxy_shutdown` error),
-then the lifespan stops every background task. SIGHUP reloads the config in every worker
+then the lifespan stops every background task, and the process exits 0 through its exit handlers,
+so that an embedded PostgreSQL it started is stopped (as after Ctrl-C). SIGHUP reloads the config in every worker
 (`proxy.http.reload`). The Prometheus multiprocess folder is emptied at start (`proxy.runtime.multiproc`).
 """
 
@@ -14,10 +15,12 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import os
 import signal
 import sys
 import tempfile
+from types import FrameType
 from typing import TextIO
 
 import uvicorn
@@ -131,6 +134,15 @@ def configure_logging() -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    """The CLI: start the embedded database if needed, then serve until SIGTERM or Ctrl-C."""
+    unwind_on_sigterm()
+    try:
+        return _serve(args)
+    except Terminated:  # before uvicorn served: the start-up was cut short
+        return 128 + signal.SIGTERM
+
+
+def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.config:
         os.environ["FAILOVER_CONFIG"] = str(args.config)
@@ -160,14 +172,33 @@ def run_serve(args: argparse.Namespace) -> int:
         server_header=False,
         log_level="warning",
         timeout_graceful_shutdown=int(config.proxy.shutdown_grace_s),
+        timeout_keep_alive=math.ceil(config.proxy.keep_alive_s),  # see `ProxySettings.keep_alive_s`
         lifespan="on",
     )
     if args.workers > 1:
         ReloadingMultiprocess(settings, sockets=[settings.bind_socket()]).run()
         return 0
     server = uvicorn.Server(settings)
-    server.run()
+    with contextlib.suppress(Terminated):  # uvicorn's own SIGTERM, raised again after its graceful shutdown
+        server.run()
     return 0 if server.started else STARTUP_FAILURE
+
+
+class Terminated(Exception):
+    """SIGTERM, raised where the main thread is, so that the stack unwinds and exit handlers run."""
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+def unwind_on_sigterm() -> None:
+    """SIGTERM unwinds the main thread instead of ending the process on the spot. uvicorn handles the
+    signal while it serves (a graceful shutdown), then raises it again once it is done; with the default
+    handler that second SIGTERM would kill the process before its exit handlers run, leaving an
+    embedded PostgreSQL it started running. Before serving (the embedded server starting) the same
+    handler ends the start-up cleanly."""
+    signal.signal(signal.SIGTERM, _terminated)
 
 
 class ReloadingMultiprocess(Multiprocess):

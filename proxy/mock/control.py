@@ -1,7 +1,8 @@
 """The `/_mock/*` endpoints a test or a demo uses to steer and inspect a running mock.
 
     GET    /_mock/faults   the current faults
-    POST   /_mock/faults   set faults: named settings take the given values, the rest their start-up ones
+    POST   /_mock/faults   replace the faults (`proxy.mock.settings.replacing_faults`): named settings take
+                           the given values, the other fault settings their defaults
     DELETE /_mock/faults   back to the start-up faults
     GET    /_mock/stats    requests per path, faults injected, disconnects, the last requests
     DELETE /_mock/stats    forget all that
@@ -12,7 +13,7 @@ from __future__ import annotations
 import orjson
 
 from proxy.mock.answers import payloads
-from proxy.mock.settings import faults_from_mapping
+from proxy.mock.settings import replacing_faults
 from proxy.mock.state import MockState
 
 
@@ -35,7 +36,7 @@ def _faults(state: MockState, method: str, body: bytes) -> tuple[int, bytes]:
             settings = orjson.loads(body or b"{}")
             if not isinstance(settings, dict):
                 raise ValueError("the body must be a JSON object of fault settings")
-            state.set_faults(faults_from_mapping(settings, state.startup_faults))
+            state.set_faults(replacing_faults(settings, state.startup_faults))
         except (orjson.JSONDecodeError, ValueError) as exc:
             return 400, payloads.error_body(400, str(exc))
     elif method == "DELETE":

@@ -157,6 +157,18 @@ def faults_from_mapping(settings: Mapping[str, object], base: Faults | None = No
     return dataclasses.replace(base or Faults(), **changes)
 
 
+ANSWER_SHAPE = ("latency_ms", "chunk_interval_ms", "chunks")
+"""Settings of how a mock answers rather than how it fails: fault control keeps them as started."""
+
+
+def replacing_faults(settings: Mapping[str, object], startup: Faults) -> Faults:
+    """What `POST /_mock/faults` sets: the named settings, every other fault setting at its default (the
+    start-up fault is replaced, not merged into: `{"fault": "down"}` drops every request whatever
+    `--fail-rate` the mock started with), and the answer's shape (`ANSWER_SHAPE`) as started unless named."""
+    shape = Faults(**{name: getattr(startup, name) for name in ANSWER_SHAPE})
+    return faults_from_mapping(settings, shape)
+
+
 def faults_from_args(args: argparse.Namespace) -> Faults:
     """The start-up faults given by the `failover mock-provider` flags (every flag named like a setting)."""
     names = [name for name in _CONVERTERS if getattr(args, name, None) is not None]
@@ -172,7 +184,8 @@ CONTROL_HELP = """\
 Change faults while it runs (the runtime control endpoint; settings use the flag names):
   curl -X POST http://HOST:PORT/_mock/faults -d '{"fault": "rate_limit", "retry_after": "30"}'
   GET /_mock/faults      the current faults
-  POST /_mock/faults     set faults: named settings take the given values, the rest their start-up ones
+  POST /_mock/faults     replace the faults: named settings take the given values, the other fault
+                         settings their defaults (latency, chunks and their interval stay as started)
   DELETE /_mock/faults   back to the start-up faults
   GET /_mock/stats       requests per path, faults injected, disconnects, the last requests
   DELETE /_mock/stats    forget all that"""

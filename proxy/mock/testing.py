@@ -2,7 +2,7 @@
 
     with MockProvider("groq", fault="status", status=503) as groq:
         ...                                  # point the proxy at groq.url ("http://127.0.0.1:PORT/v1")
-        groq.set_faults(fault="stall")       # settings not named go back to the start-up ones
+        groq.set_faults(fault="stall")       # replaces the start-up fault (its fail rate, status...)
         groq.reset()                         # the start-up faults again
         assert groq.stats()["paths"]["/v1/chat/completions"] == 2
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from proxy.mock.app import MockApp
 from proxy.mock.background import BackgroundServer
-from proxy.mock.settings import MockConfig, faults_from_mapping
+from proxy.mock.settings import MockConfig, faults_from_mapping, replacing_faults
 
 
 class MockProvider:
@@ -87,8 +87,9 @@ class MockProvider:
         return f"http://127.0.0.1:{self.port}"
 
     def set_faults(self, **settings: object) -> None:
-        """Set faults as `POST /_mock/faults` does: settings not named take their start-up values."""
-        faults = faults_from_mapping(settings, self.startup_faults)
+        """Replace the faults as `POST /_mock/faults` does: fault settings not named take their defaults;
+        the answer's shape (latency, chunks, their interval) keeps its start-up values."""
+        faults = replacing_faults(settings, self.startup_faults)
         self._server.call(lambda: self.app.state.set_faults(faults))
 
     def reset(self) -> None:

@@ -5,10 +5,11 @@ The catalog in Postgres is the one source of truth for routing: what it says abo
 wrote) is what this instance ranks by, exactly what `failover explain` shows. `failover sync`
 writes them from the config and announces the change, so every instance follows within a second.
 
-The config's own `[[models]]` offers (with the config's priorities) are the start-up and fallback
-snapshot: they serve until a refresh finds offers in the database (or the shared Redis cache), and
-again whenever the database holds no active offer at all (never synced). A failed refresh keeps the
-last known offers: stale beats failing.
+The config's own `[[models]]` offers (with the config's priorities) are always part of the routing
+catalog, whatever the database holds: an offer the database has (by provider and provider model id)
+is routed as the database says, one it lacks (pinned after the last sync, or a database that was never
+synced or is unreachable) as the config says, unless the catalog marks its provider inactive. A failed
+refresh keeps the last known offers: stale beats failing.
 
 The config stays the authority on hosts and keys: an offer of a provider the config does not
 declare is dropped, and an offer's URL, key variable and API (`api`) always come from the config,
@@ -21,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from proxy.canonical import canonical_model_id
+from proxy.canonical import resolve_model_id
 from proxy.config import Config, ProviderConfig, StaticOffer
 from proxy.types import ALL_ENDPOINTS, ENDPOINTS, Offer, OfferKey
 
@@ -92,6 +93,7 @@ class Catalog:
         self.source = CONFIG_SOURCE
         self.loaded_at = time.time()
         self._snapshot: dict[str, list[Offer]] = {}
+        self.retired: frozenset[str] = frozenset()  # providers the catalog marks inactive
         self._offers: dict[str, tuple[Offer, ...]] = {}
         self._by_provider_id: dict[str, str] = {}
         # (canonical model, endpoint kind) -> its offers, only where some offer of the model does not
@@ -102,18 +104,30 @@ class Catalog:
     def reconfigure(self, config: Config) -> None:
         """Apply a reloaded config (hosts, keys, static offers, aliases) to the current snapshot."""
         self.config = config
-        self.replace(self._snapshot, source=self.source)
+        self.replace(self._snapshot, source=self.source, as_of=self.loaded_at)
 
-    def replace(self, by_model: Mapping[str, Sequence[Offer]], *, source: str) -> None:
-        """Install a new snapshot: the catalog's offers as they are, or (none given, or the source is
-        the config) the config's static offers."""
+    def replace(
+        self,
+        by_model: Mapping[str, Sequence[Offer]],
+        *,
+        source: str,
+        retired: frozenset[str] | None = None,
+        as_of: float | None = None,
+    ) -> None:
+        """Install a new snapshot: the catalog's offers as they are, with the config's pinned offers it
+        lacks (`with_pinned`); none given, or the source is the config: the config's static offers.
+        `retired` names the providers the catalog marks inactive (None: as before); `as_of` is when
+        the offers were current (a snapshot read back; None: now)."""
         snapshot = {m: list(o) for m, o in by_model.items() if o}
         if source == CONFIG_SOURCE or not snapshot:
-            snapshot, source = static_offers(self.config), CONFIG_SOURCE
+            snapshot, source = {}, CONFIG_SOURCE
+        if retired is not None:
+            self.retired = retired
+        routed = with_pinned(snapshot, static_offers(self.config), self.retired)
         declared = {p.slug: p for p in self.config.providers}
         statics = static_policies(self.config)
         offers: dict[str, tuple[Offer, ...]] = {}
-        for model_id, listed in snapshot.items():
+        for model_id, listed in routed.items():
             usable = tuple(
                 _hosted(o, declared[o.provider_slug], statics.get(o.key)) for o in listed if o.provider_slug in declared
             )
@@ -122,30 +136,35 @@ class Catalog:
         self._snapshot, self._offers, self.source = snapshot, offers, source
         self._by_provider_id = {o.provider_model_id.lower(): m for m, found in offers.items() for o in found}
         self._narrowed = _narrowed(offers)
-        self.loaded_at = time.time()
+        self.loaded_at = time.time() if as_of is None else as_of
+
+    def held_keys(self) -> frozenset[OfferKey]:
+        """The offers the catalog itself holds (by provider and provider model id)."""
+        return frozenset(o.key for found in self._snapshot.values() for o in found)
+
+    def held(self) -> tuple[dict[str, list[Offer]], frozenset[str]]:
+        """What the catalog itself said, as installed (no config offers added, no hosts applied), and
+        the providers it retired: what a snapshot keeps. Nothing while the source is the config."""
+        return {m: list(o) for m, o in self._snapshot.items()}, self.retired
 
     def resolve(self, model: str) -> str | None:
-        """The canonical id a client's model id names (itself, or as `lookup` finds a provider-style
-        id's), if offered."""
+        """The canonical id a client's model id names, if offered (`proxy.canonical.resolve_model_id`)."""
         if model in self._offers:
             return model
-        canonical = self._by_provider_id.get(model.lower())
-        if canonical is None:
-            canonical = canonical_model_id(model, self.config.alias_map)
-        return canonical if canonical in self._offers else None
+        return resolve_model_id(model, self._offers, self._by_provider_id, self.config.alias_map)
 
     def lookup(self, model: str, endpoint: str | None = None) -> tuple[Offer, ...] | None:
         """The offers of a canonical model, only those serving `endpoint` (a `proxy.types.ENDPOINTS`
-        kind) when given, possibly none; None for an unknown model. A provider-style id
-        (`openai/gpt-4`) finds the canonical model the catalog files that offer under (aliases as
-        synced), else the canonical-id rule's."""
+        kind) when given, possibly none; None for an unknown model. Any id `resolve` maps finds its
+        model: a provider-style id (`openai/gpt-4`) the canonical model the catalog files that offer
+        under (aliases as synced), `GPT-4` its canonical `gpt-4`."""
         found = self._offers.get(model)
         if found is None:
-            canonical = self._by_provider_id.get(model.lower())
+            canonical = resolve_model_id(model, self._offers, self._by_provider_id, self.config.alias_map)
             if canonical is None:
-                canonical = canonical_model_id(model, self.config.alias_map)
-            model, found = canonical, self._offers.get(canonical)
-        if found is None or endpoint is None or not self._narrowed:
+                return None
+            model, found = canonical, self._offers[canonical]
+        if endpoint is None or not self._narrowed:
             return found
         return self._narrowed.get((model, endpoint), found)
 
@@ -154,6 +173,20 @@ class Catalog:
 
     def offers(self) -> dict[str, tuple[Offer, ...]]:
         return dict(self._offers)
+
+
+def with_pinned(
+    catalog: Mapping[str, Sequence[Offer]], pinned: Mapping[str, Sequence[Offer]], retired: frozenset[str]
+) -> dict[str, list[Offer]]:
+    """The catalog's offers, plus each pinned offer the catalog does not hold (by provider and provider
+    model id, under whichever canonical model) of a provider it does not mark inactive."""
+    held = {o.key for offers in catalog.values() for o in offers}
+    out = {model: list(offers) for model, offers in catalog.items()}
+    for model, offers in pinned.items():
+        for offer in offers:
+            if offer.key not in held and offer.provider_slug not in retired:
+                out.setdefault(model, []).append(offer)
+    return out
 
 
 def _hosted(offer: Offer, provider: ProviderConfig, static: StaticOffer | None) -> Offer:

@@ -25,6 +25,7 @@ from proxy.runtime.first_output import learned_json
 from proxy.runtime.state import RuntimeState
 from proxy.store.database import DATABASE_ERRORS
 from proxy.store.health_counts import CountsRow, add_health_counts, mean_latency_ms, merge_counts
+from proxy.store.outage import DatabaseHealth
 from proxy.store.queries import query
 from proxy.types import CircuitState, Health, OfferKey, PassiveCounts
 
@@ -59,8 +60,10 @@ class HealthFlusher:
         pool: Callable[[], asyncpg.Pool | None],
         *,
         clock: Callable[[], float] = time.time,
+        database: DatabaseHealth | None = None,
     ) -> None:
         self.state = state
+        self.database = database
         self._first_output_at: dict[OfferKey, int] = {}  # samples recorded when last written
         self.pool = pool
         self.clock = clock
@@ -121,11 +124,13 @@ class HealthFlusher:
                     keys = sorted(batch.first_output)
                     columns = [[k[0] for k in keys], [k[1] for k in keys], [batch.first_output[k][1] for k in keys]]
                     await conn.execute(query("set_first_output"), *columns)
-        except DATABASE_ERRORS:
-            if not self.failing:
-                log.warning("health flush failed; keeping %d offers' counts for the next try", len(batch.counts))
+        except DATABASE_ERRORS as exc:
+            if self.database is not None:
+                self.database.failed(exc)  # the outage's one log line; the counts wait for the next try
             self.failing = True
             raise
+        if self.database is not None:
+            self.database.answered()
         self._written(batch, now)
         return len(batch.counts) + len(batch.circuits.keys() - batch.counts.keys())
 

@@ -18,11 +18,16 @@ import asyncpg
 
 from proxy.runtime.backoff import Backoff
 from proxy.store.database import DATABASE_ERRORS
+from proxy.store.outage import DatabaseHealth
 from proxy.store.wire import PG_RANKINGS_CHANNEL, PG_STATE_CHANNEL, RankingEvent, decode_ranking_event
 
 log = logging.getLogger("gatewayz.listen")
 CONNECT_TIMEOUT_S = 5.0
 LIVENESS_POLL_S = 1.0
+
+
+class ListenConnectionLost(ConnectionError):
+    """The server ended the LISTEN session (the database went down, or only this session was ended)."""
 
 
 class PostgresListener:
@@ -33,8 +38,10 @@ class PostgresListener:
         *,
         on_state: Callable[[str], None] | None = None,
         backoff: Backoff | None = None,
+        database: DatabaseHealth | None = None,
     ) -> None:
         self.url = url
+        self.database = database
         self.on_rankings = on_rankings
         self.on_state = on_state
         self.backoff = backoff or Backoff()
@@ -42,14 +49,16 @@ class PostgresListener:
 
     async def run(self) -> None:
         """Listen until cancelled, reconnecting whenever the connection is lost."""
-        listened_before = warned = False
+        listened_before = False
         while True:
             try:
                 await self._session(refresh=listened_before)
+            except ListenConnectionLost:
+                if self.database is not None:
+                    self.database.connection_lost()  # asked at once: the database down, or this session?
             except DATABASE_ERRORS as exc:
-                if self.listening or not warned:
-                    log.warning("cannot listen for ranking events, relying on the TTL refresh: %s", exc)
-                    warned = True
+                if self.database is not None:
+                    self.database.failed(exc)  # the outage's one log line; the TTL refresh carries on
             except Exception:  # this loop must survive; the failure is logged with its traceback
                 log.exception("listening for ranking events failed; reconnecting")
             listened_before = listened_before or self.listening
@@ -66,6 +75,8 @@ class PostgresListener:
                 await conn.add_listener(PG_STATE_CHANNEL, self._state_notified)
             self.listening = True
             self.backoff.reset()
+            if self.database is not None:
+                self.database.answered()
             if refresh:
                 self.on_rankings(RankingEvent(None, time.time()))
             while not conn.is_closed() and not lost.is_set():
@@ -73,7 +84,7 @@ class PostgresListener:
                     await asyncio.wait_for(lost.wait(), LIVENESS_POLL_S)
                 except TimeoutError:
                     continue
-            raise ConnectionError("the LISTEN connection was closed")
+            raise ListenConnectionLost("the server closed the LISTEN connection")
         finally:
             conn.terminate()
 

@@ -23,6 +23,7 @@ from proxy.runtime.exchange import StateExchange
 from proxy.runtime.state import RuntimeState
 from proxy.store.database import DATABASE_ERRORS
 from proxy.store.notify import notify
+from proxy.store.outage import DatabaseHealth
 from proxy.store.wire import PG_STATE_CHANNEL, decode_state_event, encode_state_event
 
 log = logging.getLogger("gatewayz.shared")
@@ -35,9 +36,11 @@ class PostgresPeers(StateExchange):
         pool: Callable[[], asyncpg.Pool | None],
         *,
         backoff: Backoff | None = None,
+        database: DatabaseHealth | None = None,
     ) -> None:
         super().__init__(state)
         self.pool = pool
+        self.database = database
         self.backoff = backoff or Backoff()
 
     def receive(self, payload: str) -> None:
@@ -49,7 +52,6 @@ class PostgresPeers(StateExchange):
 
     async def run(self) -> None:
         """Send queued events until cancelled; while the database is down, keep them and retry."""
-        warned = False
         while True:
             await self.wait_for_events()
             events = self.fresh_events(time.time())
@@ -63,11 +65,9 @@ class PostgresPeers(StateExchange):
                     await notify(pool, PG_STATE_CHANNEL, encode_state_event(event, self.instance_id))
             except DATABASE_ERRORS as exc:
                 self.requeue(events)
-                if not warned:
-                    log.warning("cannot share cooldowns and circuits through Postgres for now: %s", exc)
-                    warned = True
+                if self.database is not None:
+                    self.database.failed(exc)  # the outage's one log line; events wait in the outbox
                 await asyncio.sleep(self.backoff.next())
                 self._wake.set()
                 continue
-            warned = False
             self.backoff.reset()

@@ -10,6 +10,10 @@ those models: memory first, then the cache entries at least that new, then Postg
 The TTL safety net (`refresh_all`) reloads everything from Postgres, or from the cache when
 Postgres is down; when both fail the last known offers stay in use (stale beats failing).
 Every layer consulted counts one lookup per model in `gatewayz_cache_lookups_total{layer,result}`.
+
+Each catalog it installs is also saved as the last known catalog (`proxy.store.snapshot`: a file in
+the data folder, and Redis), which a proxy started while Postgres is unreachable serves from
+(`restore_snapshot`). Database errors go to the process's `DatabaseHealth`, which logs the outage.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from typing import Protocol
 
 import asyncpg
 
-from proxy.runtime.catalog import Catalog
+from proxy.runtime.catalog import CONFIG_SOURCE, Catalog
 from proxy.runtime.metrics import Metrics
 from proxy.store.database import DATABASE_ERRORS
-from proxy.store.offers import load_offers
+from proxy.store.offers import load_inactive_providers, load_offers
+from proxy.store.outage import DatabaseHealth
 from proxy.store.redis import REDIS_ERRORS
-from proxy.store.wire import RankingEvent
+from proxy.store.snapshot import CatalogSnapshots
+from proxy.store.wire import CatalogSnapshot, RankingEvent
 from proxy.types import Offer
 
 log = logging.getLogger("gatewayz.refresh")
@@ -48,6 +54,8 @@ class CatalogRefresher:
         cache: OfferCache | None = None,
         on_change: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        database: DatabaseHealth | None = None,
+        snapshots: CatalogSnapshots | None = None,
     ) -> None:
         self.catalog = catalog
         self.metrics = metrics
@@ -55,11 +63,16 @@ class CatalogRefresher:
         self.cache = cache
         self.on_change = on_change
         self.clock = clock
-        self.database_ok = False
+        self.database = database
+        self.snapshots = snapshots
         self.versions: dict[str, float] = {}  # model -> the version its offers in memory are known to be
         self._pending: dict[str, float] = {}
         self._everything = False
         self._wake = asyncio.Event()
+
+    @property
+    def database_ok(self) -> bool:
+        return self.database is not None and self.database.ok is True
 
     def _count(self, layer: str, result: str, n: int = 1) -> None:
         if n:
@@ -101,6 +114,7 @@ class CatalogRefresher:
             found.update(await self._from_database(rest))
         if found:
             self._install(found, source="redis" if not rest else "postgres")
+            await self._save()
 
     async def _from_cache(self, stale: Mapping[str, float]) -> dict[str, list[Offer]]:
         if self.cache is None:
@@ -121,7 +135,7 @@ class CatalogRefresher:
         return found
 
     async def _from_database(self, models: Sequence[str]) -> dict[str, list[Offer]]:
-        pool = self.pool()
+        pool = self._usable_pool()
         started = self.clock()
         if pool is None:
             self._count("postgres", "error", len(models))
@@ -132,7 +146,7 @@ class CatalogRefresher:
             self._database_failed(exc)
             self._count("postgres", "error", len(models))
             return {}
-        self.database_ok = True
+        self._database_answered()
         self._count("postgres", "hit", len(loaded))
         self._count("postgres", "miss", len(models) - len(loaded))
         for model in models:
@@ -147,23 +161,23 @@ class CatalogRefresher:
 
     async def refresh_all(self) -> None:
         """The TTL safety net: every model from Postgres, else from the shared cache, else unchanged."""
-        pool = self.pool()
+        pool = self._usable_pool()
         started = self.clock()
         if pool is not None:
             try:
                 loaded = await load_offers(pool)
+                retired = await load_inactive_providers(pool)
             except DATABASE_ERRORS as exc:
                 self._database_failed(exc)
                 self._count("postgres", "error")
             else:
-                self.database_ok = True
+                self._database_answered()
                 self._count("postgres", "hit", len(loaded))
-                self.catalog.replace(loaded, source="postgres")
+                self.catalog.replace(loaded, source="postgres", retired=retired)
                 self.versions = dict.fromkeys(loaded, started)
                 self.on_change()
+                await self._save()
                 return
-        else:
-            self.database_ok = False
         await self._all_from_cache()
 
     async def _all_from_cache(self) -> None:
@@ -180,8 +194,40 @@ class CatalogRefresher:
             for model, (_, version) in fresh.items():
                 self.versions[model] = version
             self._install({m: e[0] for m, e in fresh.items()}, source="redis")
+            await self._save()
+
+    async def restore_snapshot(self) -> CatalogSnapshot | None:
+        """Serve the newest last known catalog (disk or Redis) when this instance has nothing better
+        than its config: started while Postgres is unreachable. The snapshot's models count as known
+        at its version, so the shared cache replaces them only with newer entries."""
+        if self.snapshots is None or self.catalog.source != CONFIG_SOURCE:
+            return None
+        snapshot = await self.snapshots.newest()
+        if snapshot is None or not snapshot.offers:
+            return None
+        self.catalog.replace(snapshot.offers, source=snapshot.source, retired=snapshot.retired, as_of=snapshot.version)
+        self.versions = dict.fromkeys(snapshot.offers, snapshot.version)
+        self.on_change()
+        return snapshot
+
+    async def _save(self) -> None:
+        """Keep what was just installed as the last known catalog (only what the catalog said: the
+        config's own offers are the config's, a snapshot read back is already saved)."""
+        raw, retired = self.catalog.held()
+        if self.snapshots is not None and raw:
+            await self.snapshots.save(CatalogSnapshot(raw, retired, self.clock()))
+
+    def _usable_pool(self) -> asyncpg.Pool | None:
+        """The pool, unless the database is known to be down: the database watch asks it again (and
+        calls for a full refresh once it answers), so a refresh does not wait on a host that is gone."""
+        if self.database is not None and self.database.ok is False:
+            return None
+        return self.pool()
 
     def _database_failed(self, exc: BaseException) -> None:
-        if self.database_ok:
-            log.warning("catalog refresh from Postgres failed, keeping the last known offers: %s", exc)
-        self.database_ok = False
+        if self.database is not None:
+            self.database.failed(exc)
+
+    def _database_answered(self) -> None:
+        if self.database is not None:
+            self.database.answered()

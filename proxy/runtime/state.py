@@ -4,6 +4,12 @@ Everything here lives in process memory and is touched only by the event loop's 
 is needed. The attempt loop records outcomes; the ranking reads `views()`. Passive counts pile up
 until the health flusher `drain()`s them (issue: passive health in Postgres). Events that other
 instances must hear about at once (a cooldown, an opened circuit) go to the `publish` callback.
+
+A way back after a blip: an offer ranked down by what this instance saw (`seen_health` worse than the
+catalog's, or its circuit half-open) is due a trial request every `trial_interval_s`
+(`RuntimeView.trial_due`), which the ranking serves by the catalog's health alone, even while a
+healthier peer exists; `take` hands the trial out, and a trial that succeeds forgets the failures
+that ranked the offer down, so it is back at once instead of when they age out of the window.
 """
 
 from __future__ import annotations
@@ -23,11 +29,15 @@ EWMA_ALPHA = 0.2
 WINDOW_SIZE = 20
 WINDOW_SECONDS = 60.0
 MIN_SAMPLES = 4
+ACCOUNT_REFUSED = "account"  # `cooling_reasons`: the provider refused its own account (key, billing, quota)
 
 
 @dataclass(slots=True)
 class OfferState:
     cooldown_until: float = 0.0
+    trial_at: float = 0.0  # when its last trial request was handed out, or it last failed
+    on_trial: bool = False  # the attempt under way is a trial: its success forgets the window
+    cooldown_reason: str = ""  # the outcome that set the cooldown ("503", "429", "rate_limited"); "" from a peer
     slow_until: float = 0.0  # a first-output timeout: ranked behind its peers until then
     circuit: Circuit = CLOSED
     ewma_ms: float | None = None
@@ -50,6 +60,15 @@ class OfferState:
     def passive_health(self, now: float, health: HealthSettings) -> Health:
         """`passive_health` of the window; O(1) in the common case of no recent failure."""
         return passive_health(self.window, now, health) if self.window_failures else Health.UNKNOWN
+
+
+def seen_health(catalog: Health, passive: Health) -> Health:
+    """The catalog's health of an offer made worse (never better) by what this instance saw itself."""
+    if passive is Health.UNHEALTHY or catalog is Health.UNHEALTHY:
+        return Health.UNHEALTHY
+    if passive is Health.DEGRADED:
+        return Health.DEGRADED
+    return catalog
 
 
 def passive_health(window: Iterable[tuple[float, bool]], now: float, health: HealthSettings) -> Health:
@@ -115,21 +134,39 @@ class RuntimeState:
         if state is None and offer.provider_slug not in self.providers and not provider_until:
             return NO_VIEW
         state = state or OfferState()
+        circuit = self.circuit(offer.key, now)
+        passive = state.passive_health(now, self.health)
         return RuntimeView(
             cooldown_until=max(state.cooldown_until, provider_until),
-            circuit=self.circuit(offer.key, now),
+            circuit=circuit,
             latency_ms=state.ewma_ms,
-            passive_health=state.passive_health(now, self._live.current.health),
+            passive_health=passive,
             slow_until=state.slow_until,
+            trial_due=self._trial_due(offer, state, circuit, passive, now),
         )
+
+    def _trial_due(self, offer: Offer, state: OfferState, circuit: CircuitState, passive: Health, now: float) -> bool:
+        """Whether the offer is ranked down by what this instance saw (or half-open) and its next trial
+        request is due."""
+        if passive is Health.UNKNOWN and circuit is not CircuitState.HALF_OPEN:
+            return False  # nothing seen here that ranks it down (every healthy offer: checked first, cheaply)
+        if now - state.trial_at < self.settings.trial_interval_s:
+            return False
+        catalog = offer.effective_health
+        return circuit is CircuitState.HALF_OPEN or seen_health(catalog, passive).tier > catalog.tier
 
     def views(self, offers: Iterable[Offer], now: float) -> dict[OfferKey, RuntimeView]:
         return {o.key: self.view(o, now) for o in offers}
 
     def take(self, offer: Offer, now: float) -> None:
-        """The attempt loop is about to try `offer`: claim a half-open trial if there is one."""
-        cooldown = self._live.current.settings.circuit_cooldown_s
+        """The attempt loop is about to try `offer`: claim a half-open trial if there is one, and hand
+        out its trial request when it is due one (`trial_due`)."""
+        cooldown = self.settings.circuit_cooldown_s
         state = self.offers.get(offer.key)
+        if state is not None and (state.window_failures or state.circuit.opened_at is not None):
+            circuit = self.circuit(offer.key, now)
+            if self._trial_due(offer, state, circuit, state.passive_health(now, self.health), now):
+                state.trial_at, state.on_trial = now, True
         if state is not None and state.circuit.opened_at is not None:
             state.circuit = take_trial(state.circuit, now, cooldown)
         provider = self.providers.get(offer.provider_slug)
@@ -143,9 +180,9 @@ class RuntimeState:
 
     def record_success(self, offer: Offer, ttfb_ms: float, now: float) -> None:
         state = self._offer(offer.key)
-        if state.circuit.opened_at is not None:
-            state.forget()  # a half-open trial succeeded: the old failures no longer tell anything
-        state.circuit = record_success(state.circuit)
+        if state.circuit.opened_at is not None or state.on_trial:
+            state.forget()  # a trial succeeded: the failures that ranked it down no longer tell anything
+        state.circuit, state.on_trial = record_success(state.circuit), False
         state.slow_until = 0.0
         if offer.provider_slug in self.providers:
             del self.providers[offer.provider_slug]
@@ -176,9 +213,9 @@ class RuntimeState:
         state = self._offer(offer.key)
         if slow:
             state.slow_until = max(state.slow_until, now + SLOW_PENALTY_S)
-        threshold = self.settings.circuit_failure_threshold
         was_open = state.circuit.opened_at is not None
-        state.circuit = record_failure(state.circuit, now, threshold)
+        state.circuit, state.on_trial = self._failed(state.circuit, now), False
+        state.trial_at = max(state.trial_at, now)  # the next trial is due an interval after this failure
         state.observe(now, False)
         state.counts.errors += 1
         state.counts.last_status = state.counts.last_error = code
@@ -190,11 +227,20 @@ class RuntimeState:
             self._provider_failure(offer.provider_slug, now)
         if cooldown_s is not None and cooldown_s > 0:
             self.set_cooldown(offer.key, now + cooldown_s)
+            state.cooldown_reason = code
             self._emit("cooldown", offer.provider_slug, offer.provider_model_id, state.cooldown_until)
+
+    def _failed(self, circuit: Circuit, now: float) -> Circuit:
+        """A circuit after one more failure: opened for `trial_interval_s`, each failed trial doubling it."""
+        settings = self.settings
+        return record_failure(
+            circuit, now, settings.circuit_failure_threshold,
+            first_wait_s=settings.trial_interval_s, max_wait_s=settings.circuit_cooldown_s,
+        )  # fmt: skip
 
     def _provider_failure(self, slug: str, now: float) -> None:
         before = self.providers.get(slug, CLOSED)
-        after = record_failure(before, now, self.settings.circuit_failure_threshold)
+        after = self._failed(before, now)
         self.providers[slug] = after
         if after.opened_at is not None and before.opened_at is None:
             self._emit("circuit_open", slug, "", now)
@@ -207,6 +253,20 @@ class RuntimeState:
         state = self._offer(key)
         state.cooldown_until = max(state.cooldown_until, until)
 
+    def cooling_reasons(self, offers: Iterable[Offer], now: float) -> tuple[tuple[str, str], ...]:
+        """(provider, why) for each of `offers` cooling down at `now`: `ACCOUNT_REFUSED` for a provider
+        whose account was refused, else the outcome that set the offer's cooldown ("" when another
+        instance told this one)."""
+        out: dict[str, str] = {}
+        for offer in offers:
+            if self.provider_cooldowns.get(offer.provider_slug, 0.0) > now:
+                out.setdefault(offer.provider_slug, ACCOUNT_REFUSED)
+                continue
+            state = self.offers.get(offer.key)
+            if state is not None and state.cooldown_until > now:
+                out.setdefault(offer.provider_slug, state.cooldown_reason)
+        return tuple(out.items())
+
     def cool_provider(self, slug: str, now: float) -> None:
         """The provider refused its own account (key, billing, quota): none of its offers for
         `account_cooldown_s`, on this instance and (through `publish`) the others."""
@@ -215,7 +275,8 @@ class RuntimeState:
 
     def open_circuit(self, provider: str, provider_model_id: str, opened_at: float) -> None:
         """Apply a circuit another instance opened (an empty model id means the whole provider)."""
-        opened = Circuit(failures=self.settings.circuit_failure_threshold, opened_at=opened_at)
+        threshold, first_wait_s = self.settings.circuit_failure_threshold, self.settings.trial_interval_s
+        opened = Circuit(failures=threshold, opened_at=opened_at, wait_s=first_wait_s)
         if provider_model_id:
             self._offer((provider, provider_model_id)).circuit = opened
         else:

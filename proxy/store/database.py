@@ -6,8 +6,10 @@ its data between runs, and is stopped when the last process using it exits.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import hashlib
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 
@@ -28,17 +30,38 @@ def database_url(config: Config, *, announce: bool = True) -> str:
     return embedded_url(config.data_dir, announce=announce)
 
 
-async def create_pool(url: str, *, min_size: int = 1, max_size: int = 5) -> asyncpg.Pool:
-    """A connection pool, or `CatalogError` that says where it could not connect (never the password)."""
+async def create_pool(
+    url: str, *, min_size: int = 1, max_size: int = 5, on_lost: Callable[[], None] | None = None
+) -> asyncpg.Pool:
+    """A connection pool, or `CatalogError` that says where it could not connect (never the password).
+
+    With `on_lost` (a long-running process: `proxy.store.outage`), the pool keeps no connection floor
+    (`min_size` 0: nothing to restore while the server is away, so asyncpg logs no traceback per
+    retry), connects on first use, never closes an idle connection on its own, and calls `on_lost()`
+    whenever a connection ends: while the pool is open, only the server (or the network) ends one."""
+    extra: dict[str, Any] = {}
+    if on_lost is not None:
+
+        async def watch(conn: asyncpg.Connection) -> None:
+            conn.add_termination_listener(lambda _conn: on_lost())
+
+        extra = {"init": watch, "max_inactive_connection_lifetime": 0}
+        min_size = 0
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, command_timeout=30, timeout=CONNECT_TIMEOUT_S
+            url, min_size=min_size, max_size=max_size, command_timeout=30, timeout=CONNECT_TIMEOUT_S, **extra
         )
     except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # OSError: unreachable; ValueError/InterfaceError: a URL the driver cannot use (bad port, sslmode...)
         raise CatalogError(f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}") from exc
     assert pool is not None
     return pool
+
+
+def database_fingerprint(url: str) -> str:
+    """A short stable name of the database a URL points at (user, host, port, database; never the
+    password): what a catalog snapshot was taken from."""
+    return hashlib.sha256(redact_url(url).encode()).hexdigest()[:16]
 
 
 def redact_url(url: str) -> str:

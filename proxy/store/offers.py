@@ -66,6 +66,11 @@ async def load_offers(pool: asyncpg.Pool, model_ids: Sequence[str] | None = None
     return offers
 
 
+async def load_inactive_providers(pool: asyncpg.Pool) -> frozenset[str]:
+    """The slugs of the providers the catalog marks inactive (`failover sync` from a config that says so)."""
+    return frozenset(row["slug"] for row in await pool.fetch(query("inactive_providers")))
+
+
 async def list_models(pool: asyncpg.Pool) -> list[str]:
     """The canonical ids of every model with at least one active offer, sorted."""
     return [row["model_id"] for row in await pool.fetch(query("list_models"))]

@@ -3,7 +3,9 @@
 `tests/e2e/test_migrate.py` compares a migrated database with this mapping, and `failover check`
 ("Schema Columns") reports any column missing from it. Column names follow the guide.
 
-- `providers`: one row per configured provider; `health_status` is the worker's roll-up.
+- `providers`: one row per configured provider; `health_status` is the worker's roll-up;
+  `listing_failures` the syncs in a row whose listing failed or answered with no models while the
+  catalog held listed offers of it, `listing_error` what the last one said (migration 0007).
 - `models`: one row per *offer* (a provider's way of serving canonical `model_id` under its own
   `provider_model_id`); prices in USD per token (`pricing_request` per request), NUMERIC; what the
   offer can do (migration 0004): `context_length`, `max_completion_tokens`, `supported_parameters`
@@ -26,6 +28,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "providers": (
         "id", "slug", "name", "base_url", "api_key_env", "is_active", "priority", "health_status",
         "average_response_time_ms", "last_health_check_at", "created_at", "updated_at",
+        "listing_failures", "listing_error",
     ),
     "models": (
         "id", "provider_id", "model_id", "provider_model_id", "pricing_prompt", "pricing_completion",

@@ -5,6 +5,7 @@
     Redis hash     {prefix}:offers            model -> {"version", "offers": [ranked offers]}
     Redis hash     {prefix}:state             "kind|provider|model" -> the latest StateEvent (catch-up on connect)
     Redis string   {prefix}:response:{id}     ResponsePin    a response id -> the offer that made it (with a TTL)
+    Redis string   {prefix}:catalog           CatalogSnapshot  a proxy's last known catalog (also a file, no TTL)
     Postgres       NOTIFY gatewayz_rankings   RankingEvent   the same, for deployments without Redis
     Postgres       NOTIFY gatewayz_state      StateEvent     the same, for deployments without Redis
 
@@ -43,6 +44,10 @@ def offers_key(prefix: str) -> str:
 
 def state_key(prefix: str) -> str:
     return f"{prefix}:state"
+
+
+def catalog_key(prefix: str) -> str:
+    return f"{prefix}:catalog"
 
 
 def response_pin_key(prefix: str, response_id: str) -> str:
@@ -185,3 +190,37 @@ def _number(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a number")
     return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogSnapshot:
+    """A proxy's last known catalog: the offers of every model as the catalog held them (before the
+    config's hosts and keys are applied), the providers it marked inactive, and `version`, the wall
+    clock when it was current. `source` says where it was read back from (`disk` or `redis`);
+    `database` names the database it came from (`proxy.store.database.database_fingerprint`)."""
+
+    offers: dict[str, list[Offer]]
+    retired: frozenset[str]
+    version: float
+    source: str = ""
+    database: str = ""
+
+
+def encode_catalog_snapshot(snapshot: CatalogSnapshot) -> bytes:
+    offers = {model: [offer_to_json(o) for o in found] for model, found in sorted(snapshot.offers.items())}
+    what = {"version": snapshot.version, "database": snapshot.database, "retired": sorted(snapshot.retired)}
+    return orjson.dumps({**what, "offers": offers})
+
+
+def decode_catalog_snapshot(data: bytes | str, source: str) -> CatalogSnapshot:
+    raw = _object(data)
+    offers, retired = raw.get("offers"), raw.get("retired", [])
+    if not isinstance(offers, dict) or not all(isinstance(v, list) for v in offers.values()):
+        raise ValueError('catalog snapshot: expected an "offers" object of lists')
+    if not isinstance(retired, list) or not all(isinstance(r, str) for r in retired):
+        raise ValueError('catalog snapshot: "retired" must be a list of provider slugs')
+    database = raw.get("database", "")
+    if not isinstance(database, str):
+        raise ValueError('catalog snapshot: "database" must be a string')
+    decoded = {str(model): [offer_from_json(o) for o in found] for model, found in offers.items()}
+    return CatalogSnapshot(decoded, frozenset(retired), _number(raw.get("version"), "version"), source, database)

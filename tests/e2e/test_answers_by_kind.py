@@ -205,6 +205,8 @@ def test_a_json_answer_labelled_text_plain_reaches_the_client_as_json(scripted: 
     proxy = serve(proxy_server, ("a", a.url))
     response = httpx.post(f"{proxy.url}/chat/completions", json={"model": "gpt-4", "messages": MESSAGES})
     assert response.headers["content-type"] == "application/json"
-    assert response.content == json.dumps(completion("labelled")).encode()  # the body itself unchanged
+    sent = completion("labelled")
+    # the body itself unchanged but for its `model`, which names the canonical model (`answer_model`)
+    assert response.content == json.dumps(sent).encode().replace(b'"model": "m"', b'"model": "gpt-4"')
     with openai.OpenAI(base_url=proxy.url, api_key="k", max_retries=0) as client:
         assert client.chat.completions.create(model="gpt-4", messages=MESSAGES).choices[0].message.content == "labelled"

@@ -272,7 +272,7 @@ def test_fuzzed_bodies_never_get_a_500(fuzzed: tuple[ProxyServer, ErrorLogs]) ->
             check_answer(b"HTTP/1.1 %d X\r\ncontent-type: %s\r\n\r\n%s" % (
                 response.status_code, response.headers.get("content-type", "").encode(), response.content), statuses)
     assert errors.records == []
-    assert statuses[200] > 20 and statuses[400] > 100 and statuses[413] > 5
+    assert statuses[200] > 15 and statuses[400] > 100 and statuses[413] > 5  # "zz", "\xe9"...: 400 unknown_provider
 
 
 GOOD = b'{"model": "gpt-4", "messages": [ ]}'

@@ -56,3 +56,37 @@ def test_a_signal_to_health_stops_the_embedded_database_it_started(sig: signal.S
             worker.kill()
         worker.communicate()
     assert os.path.exists(pgdata / "PG_VERSION")  # the data stays for the next run
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_to_serve_stops_the_embedded_database_it_started(workers: int, folder: Path) -> None:
+    import httpx
+
+    from proxy.mock.testing import free_port
+
+    env = {k: v for k, v in user_env().items() if k not in ("REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")}
+    port = free_port()
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "proxy.cli", "serve", "--port", str(port), "--workers", str(workers)],
+        cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    pgdata = folder / ".failover" / "pgdata"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert serve.poll() is None and time.monotonic() < deadline, serve.stderr.read() if serve.stderr else ""
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        server = postmaster(pgdata)
+        assert running(server)
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(timeout=30) == 0  # a graceful stop is a clean exit
+        assert gone_within([server], 15) == []
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        log = serve.communicate()[1]
+    assert "Traceback" not in log, log

@@ -311,7 +311,7 @@ async def test_health_started_before_its_database_exists_waits_then_probes(
     ]
     try:
         for kind in ("once", "forever"):  # both reached the database and wait for it (however slow their start)
-            await eventually(lambda kind=kind: _logged(tmp_path / f"{kind}.log", "database unavailable"), timeout=30)
+            await eventually(lambda kind=kind: _logged(tmp_path / f"{kind}.log", "database unreachable: "), timeout=30)
         assert [child.poll() for child in children] == [None, None]
         admin = await asyncpg.connect(pg_server_url)
         try:
@@ -338,8 +338,8 @@ async def test_health_started_before_its_database_exists_waits_then_probes(
         finally:
             await admin.close()
     once, forever = ((tmp_path / f"{kind}.log").read_text() for kind in ("once", "forever"))
-    assert "database unavailable, waiting for it" in once and "probed" in once, once
-    assert "database unavailable, waiting for it" in forever and "took the probing leadership" in forever, forever
+    assert "database unreachable: " in once and "database reachable again" in once and "probed" in once, once
+    assert "database unreachable: " in forever and "took the probing leadership" in forever, forever
 
 
 async def _logged(path: Path, text: str) -> bool:

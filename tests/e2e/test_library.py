@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -145,3 +146,53 @@ async def test_explain_says_when_latency_or_price_decided(pool: asyncpg.Pool) ->
     order = (await explain_failover_for_model(pool, "gpt-4"))["failover_order"]
     assert [o["provider"] for o in order] == ["featherless", "openrouter", "portkey"]
     assert order[1]["reason"] == "after featherless: pricier: $0.00009 vs $0.000078 per token (prompt + completion)"
+
+
+async def test_ids_are_mapped_as_the_proxy_maps_them(pool: asyncpg.Pool) -> None:
+    """`openai/gpt-4` (an offer's own id) and `GPT-4` name gpt-4, as in a request; a made-up prefix names nothing."""
+    assert await check_model_available_on_provider(pool, "openai/gpt-4", "featherless") is True
+    assert await check_model_available_on_provider(pool, "GPT-4", "portkey") is True
+    assert await get_provider_model_id(pool, "OpenAI/GPT-4", "featherless") == "gpt-4"
+    assert [p["provider_slug"] for p in await get_providers_for_model(pool, "GPT-4")] == [
+        "openrouter", "featherless", "portkey",
+    ]  # fmt: skip
+    assert (await explain_failover_for_model(pool, "openai/gpt-4"))["model"] == "gpt-4"
+    meta = await get_providers_for_model(pool, "meta-llama/Meta-Llama-3-70B-Instruct")  # featherless's own id
+    assert [p["model_id"] for p in meta] == ["llama-3-70b-instruct", "llama-3-70b-instruct"]
+    assert await get_providers_for_model(pool, "anthropic/gpt-4") == []
+    assert await check_model_available_on_provider(pool, "anthropic/gpt-4", "openrouter") is False
+
+
+def readme_script() -> str:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    (script,) = [block for block in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if "open_catalog" in block]
+    return script
+
+
+def test_the_readmes_library_script_runs_as_written(fresh_database_url: str, tmp_path: Any) -> None:
+    """The README's script, a process of its own: open the pool, call, close."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    async def seed() -> None:
+        async with migrated_pool(fresh_database_url) as pool:
+            await seed_catalog(pool)
+
+    asyncio.run(seed())
+    path = tmp_path / "script.py"
+    path.write_text(readme_script())
+    env = {**os.environ, "DATABASE_URL": fresh_database_url}
+    done = subprocess.run([sys.executable, str(path)], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:4] == [
+        "openrouter openai/gpt-4 healthy",
+        "featherless gpt-4 healthy",
+        "portkey gpt-4-0613 degraded",
+        "True",
+    ], done.stdout
+    assert "Primary: openrouter, Fallback: featherless" in done.stdout

@@ -30,7 +30,7 @@ def close_clients() -> Iterator[None]:
 
 
 def client(proxy: Any, headers: dict[str, str] | None = None, key: str = "unused") -> anthropic.Anthropic:
-    sdk = anthropic.Anthropic(base_url=proxy.base, api_key=key, default_headers=headers or HEAD, max_retries=0)
+    sdk = anthropic.Anthropic(base_url=proxy.base, api_key=key, default_headers=HEAD if headers is None else headers, max_retries=0)
     OPENED.append(sdk)
     return sdk
 
@@ -66,7 +66,7 @@ def test_an_overloaded_anthropic_offer_fails_over_to_another_one(
     answer = client(proxy).messages.with_raw_response.create(**ask(), extra_headers=beta)
     message = answer.parse()
     assert message.content[0].type == "text" and message.content[0].text.startswith("claude2#1 ")
-    assert message.stop_reason == "end_turn" and message.model == "claude2/claude-x"
+    assert message.stop_reason == "end_turn" and message.model == "claude-x"  # the canonical model (answer_model)
     assert answer.headers["x-gatewayz-provider"] == "claude2" and answer.headers["x-gatewayz-attempts"] == "2"
     sent = last_request(second)
     assert sent["path"] == "/v1/messages" and sent["body"]["model"] == "claude2/claude-x"

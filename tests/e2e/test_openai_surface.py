@@ -57,9 +57,10 @@ def test_models_retrieve_canonical_provider_style_and_unknown(pair: tuple[Any, A
     proxy, _, _ = pair
     sdk = client(proxy)
     assert sdk.models.retrieve("gpt-4").id == "gpt-4"
-    assert sdk.models.retrieve("openai/gpt-4").id == "gpt-4"  # the SDK sends the slash as %2F
-    raw = httpx.get(f"{proxy.url}/models/openai/gpt-4")  # the slash raw
+    assert sdk.models.retrieve("steady/gpt-4").id == "gpt-4"  # an offer's own id; the SDK sends the slash as %2F
+    raw = httpx.get(f"{proxy.url}/models/Steady/GPT-4")  # the slash raw, another case
     assert raw.status_code == 200 and raw.json()["id"] == "gpt-4"
+    assert httpx.get(f"{proxy.url}/models/openai/gpt-4").status_code == 404  # no offer is listed so
     with pytest.raises(openai.NotFoundError) as caught:
         sdk.models.retrieve("no-such-model")
     assert caught.value.code == "model_not_found"
@@ -185,8 +186,10 @@ def test_speech_cut_after_its_first_bytes_is_a_cut_download_not_a_short_file(pro
     upstream.start()
     try:
         proxy = proxy_server(gateway_config([("cut", f"http://127.0.0.1:{upstream.port}/v1")]))
+        sdk = openai.OpenAI(base_url=proxy.url, api_key="unused", max_retries=0)
+        OPENED.append(sdk)
         with pytest.raises((openai.APIConnectionError, httpx.HTTPError)):
-            client(proxy).audio.speech.create(model="gpt-4", voice="alloy", input="hello there").read()
+            sdk.audio.speech.create(model="gpt-4", voice="alloy", input="hello there").read()
     finally:
         upstream.stop()
     exposition = proxy.gateway.metrics.exposition().decode()

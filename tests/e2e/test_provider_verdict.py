@@ -243,7 +243,7 @@ def test_6_an_in_band_error_after_commit_is_relayed_and_counted(
     scripted: Any, proxy_server: Any, failure: bytes
 ) -> None:
     a = scripted(Reply(pieces=(chunk("partial "), failure, DONE)))
-    proxy = serve(proxy_server, ("a", a.url))
+    proxy = serve(proxy_server, ("a", a.url), proxy={"answer_model": "provider"})  # the provider's bytes, untouched
     with CapturedLogs().installed() as logs:
         raw = httpx.post(f"{proxy.url}/chat/completions",
                          json={"model": "gpt-4", "messages": MESSAGES, "stream": True})

@@ -65,7 +65,8 @@ def test_unknown_model_is_404_model_not_found_for_the_sdk(trio: Any) -> None:
 
 def test_a_provider_style_id_finds_its_canonical_model(trio: Any) -> None:
     _, proxy = trio
-    assert post(proxy, {"model": "openai/gpt-4", "messages": MESSAGES}).status_code == 200
+    assert post(proxy, {"model": "B/gpt-4", "messages": MESSAGES}).status_code == 200  # b's own id, any case
+    assert post(proxy, {"model": "openai/gpt-4", "messages": MESSAGES}).status_code == 404  # no offer is listed so
 
 
 def test_body_over_the_limit_is_413_by_content_length(trio: Any) -> None:
@@ -152,8 +153,8 @@ def test_preference_order_only_ignore_and_no_fallbacks(trio: Any) -> None:
     assert header_provider(fell_back) in {"a", "c"}
     assert fell_back.headers["x-gatewayz-attempts"] == "2"
     nothing = post(proxy, {**base, "provider": {"only": ["nowhere"]}})
-    assert nothing.status_code == 404
-    assert nothing.json()["error"]["code"] == "no_allowed_providers"
+    assert nothing.status_code == 400
+    assert nothing.json()["error"]["code"] == "unknown_provider"
 
 
 def test_sort_price_picks_the_cheapest_and_the_field_is_not_forwarded(trio: Any) -> None:

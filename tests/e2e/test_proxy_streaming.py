@@ -37,7 +37,7 @@ def test_stream_arrives_in_order_and_ends_with_done(mock_provider: Any, proxy_se
     assert raw.headers["content-type"].startswith("text/event-stream")
     assert raw.headers["x-gatewayz-provider"] == "a"
     assert events(raw.content)[-1] == "[DONE]"
-    assert all(json.loads(e)["model"] == "a/gpt-4" for e in events(raw.content)[:-1])
+    assert all(json.loads(e)["model"] == "gpt-4" for e in events(raw.content)[:-1])  # the canonical model, not a/gpt-4
 
 
 def test_chunks_are_relayed_as_they_come_not_buffered(mock_provider: Any, proxy_server: Any) -> None:

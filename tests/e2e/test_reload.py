@@ -108,7 +108,8 @@ def test_sighup_applies_the_config_without_losing_a_request(
     reloads = [line for line in log.splitlines() if "config reloaded from" in line]
     assert len(reloads) == workers, log
     for line in reloads:
-        assert "max_attempts (3 -> 2)" in line and "providers" in line
+        assert "max_attempts (3 -> 2)" in line and "provider a priority (0 -> 2)" in line  # no catalog: applied
+        assert "waits for `failover sync`" not in line
         assert f"needs a restart to take effect: port ({port} -> " in line
 
 
@@ -120,3 +121,80 @@ def test_a_reload_keeps_what_cannot_change_live() -> None:
     assert restart_only_changes(running, reread) == ["port (8080 -> 9090)", "connect_timeout_s (5.0 -> 2.0)"]
     applied = live_config(running, reread)
     assert (applied.proxy.port, applied.proxy.connect_timeout_s, applied.proxy.strategy.value) == (8080, 5.0, "price")
+
+
+def test_a_reload_says_what_waits_for_sync(mock_provider: Any, fresh_database_url: str, tmp_path: Path) -> None:
+    """With a catalog to route by, a priority edit waits for `failover sync` and the log line says so,
+    while a provider's new URL applies at once; `sync` then moves the traffic."""
+    a, b, moved = mock_provider("a"), mock_provider("b"), mock_provider("b2")
+    port = free_port()
+    config = tmp_path / "failover.toml"
+    config.write_text(CONFIG.format(port=port, max_attempts=3, a_priority=0, a=a.url, b=b.url))
+    env = {**os.environ, "FAILOVER_CONFIG": str(config), "DATABASE_URL": fresh_database_url}
+    for name in ("PROMETHEUS_MULTIPROC_DIR", "REDIS_URL"):
+        env.pop(name, None)
+    for command in ("migrate", "sync"):
+        assert subprocess.run([sys.executable, "-m", "proxy.cli", command], env=env, check=False, timeout=60).returncode == 0
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log_file:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "proxy.cli", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=log_file
+        )
+        try:
+            wait_ready(port, child)
+            while httpx.get(f"http://127.0.0.1:{port}/readyz").json()["catalog"]["source"] != "postgres":
+                time.sleep(0.05)
+            config.write_text(CONFIG.format(port=port, max_attempts=3, a_priority=2, a=a.url, b=moved.url))
+            child.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while "config reloaded" not in log_path.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            before_sync = httpx.post(url, json=BODY, headers={"x-gatewayz-provider": "b"}).headers
+            first_before = httpx.post(url, json=BODY).headers["x-gatewayz-provider"]
+            assert subprocess.run([sys.executable, "-m", "proxy.cli", "sync"], env=env, check=False, timeout=60).returncode == 0
+            deadline = time.monotonic() + 5
+            while httpx.post(url, json=BODY).headers["x-gatewayz-provider"] != "b" and time.monotonic() < deadline:
+                time.sleep(0.05)
+            first_after = httpx.post(url, json=BODY).headers["x-gatewayz-provider"]
+        finally:
+            child.terminate()
+            child.wait(timeout=15)
+    (line,) = [line for line in log_path.read_text().splitlines() if "config reloaded from" in line]
+    assert f"applied provider b base_url ({b.url} -> {moved.url})" in line, line
+    assert "waits for `failover sync`: provider a priority (0 -> 2)" in line, line
+    assert "applied providers" not in line
+    assert before_sync["x-gatewayz-provider"] == "b" and moved.stats()["requests"] >= 1  # the new URL at once
+    assert (first_before, first_after) == ("a", "b")  # the priority once synced
+
+
+def test_the_reload_summary_sorts_each_change_by_when_it_takes_effect() -> None:
+    from proxy.http.reload import reload_summary
+
+    def config(priority: int, url: str, price: float, aliases: dict[str, str]) -> Any:
+        data = {
+            "providers": [
+                {"slug": "a", "name": "A", "base_url": url, "listing": "openai", "priority": priority},
+            ],
+            "models": [
+                {"model_id": "gpt-4", "offers": [
+                    {"provider": "a", "provider_model_id": "a/gpt-4", "pricing_prompt": price},
+                    {"provider": "a", "provider_model_id": "a/new", "pricing_prompt": price},
+                ]},
+            ],
+            "aliases": aliases,
+        }  # fmt: skip
+        return config_from_mapping(data, "(test)", {})
+
+    running = config(0, "http://x/v1", 1e-6, {})
+    reread = config(2, "http://y/v1", 2e-6, {"A/Llama": "llama"})
+    synced = reload_summary(running, reread, [], held=frozenset({("a", "a/gpt-4")}))
+    assert synced == (
+        "config reloaded from (test): applied provider a base_url (http://x/v1 -> http://y/v1), "
+        "pinned offer a:a/new changed, aliases (for the ids requests send); "
+        "waits for `failover sync`: provider a priority (0 -> 2), pinned offer a:a/gpt-4 changed, "
+        "aliases (the canonical ids of listed offers)"
+    )
+    alone = reload_summary(running, reread, ["port (1 -> 2)"], held=None)  # the config is the catalog
+    assert "waits for" not in alone and "provider a priority (0 -> 2)" in alone
+    assert alone.endswith("; needs a restart to take effect: port (1 -> 2)")

@@ -125,7 +125,11 @@ def test_the_catalog_decides_priority_and_pinned_offers_the_config_hosts_and_key
     from_db = Offer("llama-3-70b-instruct", "b", "meta-llama/Meta-Llama-3-70B-Instruct", "http://evil/v1", "EVIL", priority=7)
     unknown = Offer("llama-3-70b-instruct", "z", "z/llama", "http://127.0.0.1:9/v1", "Z_KEY")
     catalog.replace({"llama-3-70b-instruct": [from_db, unknown]}, source="postgres")
-    assert catalog.lookup("gpt-4") is None  # the database holds offers: the config's pinned ones are not added
+    # the database holds other offers: the config's pinned ones route beside them, as the config says
+    assert [(o.provider_slug, o.priority) for o in catalog.lookup("gpt-4") or ()] == [("a", 0), ("b", 1)]
+    catalog.replace({"llama-3-70b-instruct": [from_db]}, source="postgres", retired=frozenset({"a"}))
+    assert [o.provider_slug for o in catalog.lookup("gpt-4") or ()] == ["b"]  # not a provider the catalog retired
+    catalog.replace({"llama-3-70b-instruct": [from_db, unknown]}, source="postgres", retired=frozenset())
     (offer,) = catalog.lookup("llama-3-70b-instruct") or ()
     assert (offer.priority, offer.base_url, offer.api_key_env) == (7, "http://127.0.0.1:9/v1", "B_API_KEY")
     # a provider-style id finds the canonical model the catalog files it under (an alias sync applied)

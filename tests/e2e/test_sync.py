@@ -158,7 +158,7 @@ async def test_every_offer_gets_a_health_tracking_row(pool: asyncpg.Pool) -> Non
 
 
 @pytest.mark.parametrize(("status", "body"), [(500, b'{"error": "down"}'), (200, b'{"data": [{"id": 4')])
-async def test_a_broken_listing_is_skipped_and_the_others_still_sync(
+async def test_a_broken_listing_is_reported_and_the_others_still_sync(
     pool: asyncpg.Pool, status: int, body: bytes
 ) -> None:
     async with listing_server() as server:
@@ -167,7 +167,9 @@ async def test_a_broken_listing_is_skipped_and_the_others_still_sync(
         reports = await sync_catalog(pool, make_config(urls), fetch_listing)
     failed = [r for r in reports if r.error]
     assert [r.slug for r in failed] == ["plain"]
-    assert failed[0].line().startswith("Plain: FAILED, skipped (Plain listing http://127.0.0.1:")
+    line = failed[0].line()
+    assert line.startswith("Plain: listing FAILED (Plain listing http://127.0.0.1:")
+    assert line.endswith("(failed sync 1 of 3 before its listed offers are deactivated)")
     assert {slug for slug, _ in await offers(pool)} == {"openrouter", "featherless"}
 
 
@@ -264,7 +266,8 @@ def test_cli_sync_prints_per_provider_and_exits_1_when_one_failed(
         server.add("plain", body=b"not json")
         assert main(["--config", config, "sync"]) == 1
     out = capsys.readouterr().out
-    assert "Plain: FAILED, skipped (" in out and "not valid JSON" in out
+    assert "Plain: listing FAILED (" in out and "not valid JSON" in out
+    assert "kept its 2 offers as they were (failed sync 1 of 3" in out
     assert "OpenRouter: 2 models synced (0 added, 0 updated, 0 deactivated)" in out
 
 
@@ -448,3 +451,38 @@ async def test_an_anthropic_speaking_provider_is_listed_with_its_own_key_header(
     seen = claude.stats()["recent"][-1]
     assert seen["query"] == "limit=1000" and seen["headers"]["x-api-key"] == "sk-ant-listing-123"
     assert seen["headers"]["anthropic-version"] == "2023-06-01" and "authorization" not in seen["headers"]
+def test_cli_sync_counts_a_changed_provider(
+    fresh_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A priority edit changes routing: sync says so, though no offer changed."""
+    monkeypatch.setenv("DATABASE_URL", fresh_database_url)
+    with threaded_listing_server() as server:
+        config = write_config(tmp_path, serve_both(server))
+        assert main(["--config", config, "migrate"]) == 0
+        assert main(["--config", config, "sync"]) == 0
+        capsys.readouterr()
+        Path(config).write_text(Path(config).read_text().replace("priority = 1\n", "priority = 3\n", 1))
+        assert main(["--config", config, "sync"]) == 0
+        edited = capsys.readouterr().out
+        assert main(["--config", config, "sync"]) == 0
+        again = capsys.readouterr().out
+    assert "Plain: 2 models synced (0 added, 0 updated, 0 deactivated); provider updated: priority 1 -> 3" in edited
+    assert "OpenRouter: 2 models synced (0 added, 0 updated, 0 deactivated)\n" in edited
+    assert "provider updated" not in again
+
+
+def test_cli_dry_run_says_a_failed_listing_keeps_its_offers(
+    fresh_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", fresh_database_url)
+    with threaded_listing_server() as server:
+        urls = serve_both(server)
+        config = write_config(tmp_path, urls)
+        assert main(["--config", config, "migrate"]) == 0
+        assert main(["--config", config, "sync"]) == 0
+        capsys.readouterr()
+        server.add("plain", body=b"upstream connect error", status=503)
+        assert main(["--config", config, "sync", "--dry-run"]) == 1  # a listing failed
+    out = capsys.readouterr().out
+    assert "Plain: listing FAILED (" in out and "kept its 2 offers as they were (failed sync 1 of 3" in out
+    assert "would be deactivated" not in out

@@ -37,3 +37,13 @@ def test_half_open_lets_one_trial_through() -> None:
 def test_stale_trial_claim_expires() -> None:
     c = take_trial(record_failure(CLOSED, 0.0, threshold=1), 31.0, 30.0)
     assert circuit_state(c, 61.5, 30.0) is CircuitState.HALF_OPEN
+
+
+def test_each_failed_trial_doubles_the_wait_up_to_the_cooldown() -> None:
+    c = record_failure(CLOSED, 0.0, threshold=1, first_wait_s=2.0, max_wait_s=5.0)
+    assert circuit_state(c, 1.9, 5.0) is CircuitState.OPEN and circuit_state(c, 2.0, 5.0) is CircuitState.HALF_OPEN
+    c = record_failure(take_trial(c, 2.0, 5.0), 2.0, threshold=1, first_wait_s=2.0, max_wait_s=5.0)
+    assert circuit_state(c, 5.9, 5.0) is CircuitState.OPEN and circuit_state(c, 6.0, 5.0) is CircuitState.HALF_OPEN
+    c = record_failure(take_trial(c, 6.0, 5.0), 6.0, threshold=1, first_wait_s=2.0, max_wait_s=5.0)
+    assert circuit_state(c, 10.9, 5.0) is CircuitState.OPEN and circuit_state(c, 11.0, 5.0) is CircuitState.HALF_OPEN
+    assert record_success(c) == CLOSED

@@ -69,12 +69,13 @@ def test_the_catalog_narrows_the_database_offers_by_their_provider_on_every_repl
     def serving(model: str, endpoint: str) -> list[str]:
         return [o.provider_slug for o in catalog.lookup(model, endpoint) or ()]
 
-    assert serving("gpt-4", "chat") == ["b"] and serving("gpt-4", "embeddings") == ["a", "b"]
-    assert serving("a/text-embed", "embeddings") == ["a", "b"] and catalog.resolve("a/text-embed") == "gpt-4"
+    # the config's pinned a/gpt-4 (the database lacks it) routes beside the database's offers
+    assert serving("gpt-4", "chat") == ["b", "a"] and serving("gpt-4", "embeddings") == ["a", "b", "a"]
+    assert serving("a/text-embed", "embeddings") == ["a", "b", "a"] and catalog.resolve("a/text-embed") == "gpt-4"
     assert {o.base_url for o in catalog.lookup("gpt-4") or ()} == {"http://127.0.0.1:1/v1", "http://127.0.0.1:2/v1"}
     # a reloaded config narrows provider b: the table is rebuilt over the same database snapshot
     providers = tuple(replace(p, endpoints=("chat",)) if p.slug == "b" else p for p in config.providers)
     catalog.reconfigure(replace(config, providers=providers))
     assert catalog.source == "database"
-    assert serving("gpt-4", "chat") == ["b"] and serving("gpt-4", "embeddings") == ["a"]
-    assert catalog.lookup("gpt-4", "images") == () and catalog.lookup("nope", "chat") is None
+    assert serving("gpt-4", "chat") == ["b", "a"] and serving("gpt-4", "embeddings") == ["a", "a"]
+    assert serving("gpt-4", "images") == ["a"] and catalog.lookup("nope", "chat") is None  # the pinned one only

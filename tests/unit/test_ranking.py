@@ -118,3 +118,18 @@ def test_open_circuits_go_last_as_a_last_resort() -> None:
 def test_every_offer_unhealthy_still_tries_the_best() -> None:
     offers = [offer("a", health=Health.UNHEALTHY, priority=2), offer("b", health=Health.UNHEALTHY)]
     assert slugs(rank_offers(offers).offers) == ["b", "a"]
+
+
+def test_an_offer_ranked_down_by_this_instance_gets_its_place_back_for_a_trial() -> None:
+    """A way back after a blip: a trial request ranks the offer by the catalog's health alone."""
+    offers = [offer("a", health=Health.HEALTHY), offer("b", health=Health.HEALTHY, priority=1)]
+    demoted = RuntimeView(passive_health=Health.DEGRADED)
+    assert slugs(rank_offers(offers, runtime={("a", "a/gpt-4"): demoted}).offers) == ["b", "a"]
+    trial = RuntimeView(passive_health=Health.DEGRADED, trial_due=True)
+    assert slugs(rank_offers(offers, runtime={("a", "a/gpt-4"): trial}).offers) == ["a", "b"]
+    half_open = RuntimeView(passive_health=Health.UNHEALTHY, circuit=CircuitState.HALF_OPEN, trial_due=True)
+    assert slugs(rank_offers(offers, runtime={("a", "a/gpt-4"): half_open}).offers) == ["a", "b"]
+    alone = Preferences(allow_fallbacks=False)  # a request that cannot fail over is never a trial
+    assert slugs(rank_offers(offers, prefs=alone, runtime={("a", "a/gpt-4"): trial}).offers) == ["b"]
+    worker_says = [offer("a", health=Health.UNHEALTHY), offer("b", health=Health.HEALTHY, priority=1)]
+    assert slugs(rank_offers(worker_says, runtime={("a", "a/gpt-4"): trial}).offers) == ["b", "a"]  # not ours to undo

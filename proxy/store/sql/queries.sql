@@ -1,6 +1,10 @@
 -- Named queries (procrastinate style): each block starts with `-- name: <name>`; see proxy/store/queries.py.
 -- Values are always bind parameters. Offer reads select from the offer_catalog view (migration 0003).
 
+-- name: ping
+-- Is the database there (proxy.store.outage.probe)?
+SELECT 1;
+
 -- name: load_offers
 -- Every active offer of every model: what the proxy's in-process catalog holds.
 SELECT offer_id, model_id, provider_model_id, provider_slug, base_url, api_key_env, priority,
@@ -34,11 +38,23 @@ FROM offer_catalog
 WHERE model_id = $1
 ORDER BY provider_slug, provider_model_id;
 
+-- name: inactive_providers
+-- The slugs of providers the catalog marks inactive: the proxy routes none of their offers, pinned ones included.
+SELECT slug FROM providers WHERE NOT is_active ORDER BY slug;
+
 -- name: list_models
 SELECT DISTINCT model_id
 FROM offer_catalog
 WHERE offer_is_active AND provider_is_active
 ORDER BY model_id;
+
+-- name: model_id_candidates
+-- Resolving a client's model id (proxy.canonical.resolve_model_id): active offers whose canonical id is
+-- one of $1 (text[]) or whose provider model id is $2, ignoring case.
+SELECT DISTINCT model_id, provider_model_id
+FROM offer_catalog
+WHERE offer_is_active AND provider_is_active
+  AND (model_id = ANY($1::text[]) OR lower(provider_model_id) = lower($2));
 
 -- name: provider_model_id
 -- The provider's own id for a canonical model ($1) on a provider ($2), active offers only.
@@ -48,14 +64,44 @@ WHERE model_id = $1 AND provider_slug = $2 AND offer_is_active AND provider_is_a
 ORDER BY provider_model_id
 LIMIT 1;
 
+-- name: provider_as_synced
+-- Sync: a provider's ($1 slug) row as the last sync wrote it, locked until the sync's transaction ends.
+SELECT id, name, base_url, api_key_env, is_active, priority, listing_failures
+FROM providers
+WHERE slug = $1
+FOR UPDATE;
+
 -- name: upsert_provider
--- Sync: the provider as configured; its health columns belong to the health worker.
-INSERT INTO providers (slug, name, base_url, api_key_env, is_active, priority)
+-- Sync: the provider as configured; its health columns belong to the health worker. A row whose values
+-- are unchanged is not touched.
+INSERT INTO providers AS p (slug, name, base_url, api_key_env, is_active, priority)
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (slug) DO UPDATE SET
     name = EXCLUDED.name, base_url = EXCLUDED.base_url, api_key_env = EXCLUDED.api_key_env,
     is_active = EXCLUDED.is_active, priority = EXCLUDED.priority, updated_at = now()
+WHERE (p.name, p.base_url, p.api_key_env, p.is_active, p.priority)
+      IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.base_url, EXCLUDED.api_key_env, EXCLUDED.is_active, EXCLUDED.priority)
 RETURNING id;
+
+-- name: listing_answered
+-- Sync: the provider's ($1) listing answered with models: no failure in a row any more.
+UPDATE providers SET listing_failures = 0, listing_error = NULL
+WHERE id = $1 AND (listing_failures <> 0 OR listing_error IS NOT NULL);
+
+-- name: listing_missed
+-- Sync: the provider's ($1) listing failed, or answered with no models while the catalog held listed
+-- offers of it ($2: what it said); returns the failures in a row, this one included.
+UPDATE providers SET listing_failures = listing_failures + 1, listing_error = $2
+WHERE id = $1
+RETURNING listing_failures;
+
+-- name: active_offer_ids_of_provider
+-- Sync: the provider model ids of a provider's ($1 id) active offers.
+SELECT provider_model_id FROM models WHERE provider_id = $1 AND is_active ORDER BY provider_model_id;
+
+-- name: listing_failures_of_provider
+-- Sync --dry-run: the failed listings in a row a provider ($1 slug) has had so far (none: no row).
+SELECT listing_failures FROM providers WHERE slug = $1;
 
 -- name: upsert_offers
 -- Sync: one provider's ($1) offers, as parallel arrays. Unchanged rows are not touched and not
