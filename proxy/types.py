@@ -81,6 +81,7 @@ class Offer:
     supported_parameters: frozenset[str] | None = None  # the OpenAI request fields it honours
     input_modalities: frozenset[str] | None = None  # "text", "image", "audio", "file", ...
     pricing_request: float | None = None  # USD per request
+    pricing_cached_prompt: float | None = None  # USD per cached prompt token (a cache read); None: the prompt price
     # Data policies, only as the config declares them for the provider or offer.
     data_collection: str | None = None  # "allow" (the provider may keep or train on prompts) or "deny"
     zdr: bool | None = None  # zero data retention

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import orjson
 
+from proxy.billing.cost import cost_usd, prices_of
 from proxy.config import ProxySettings
 from proxy.errors import ConnectFailed, ConnectTimeout, ErrorInAnswer, FirstByteTimeout, UpstreamError, UpstreamStatus
 from proxy.failover.record import RequestRecord, Tried
@@ -81,7 +82,8 @@ class Accounting:
         served = record.served
         if served is not None and record.usage is not None:
             usage, offer = record.usage, served.offer
-            metrics.count_usage(offer, usage.prompt_tokens, usage.completion_tokens, usage.cost(offer))
+            cost = cost_usd(usage, prices_of(offer))
+            metrics.count_usage(offer, usage.prompt_tokens, usage.completion_tokens, float(cost or 0))
         line = access_line(record, elapsed)
         if self.write_access is not None:
             self.write_access(line)

@@ -70,6 +70,7 @@ class RequestRecord:
         "asked_model",
         "fallbacks",
         "hedge",
+        "key_name",
         "measured",
         "model",
         "on_failure",
@@ -114,6 +115,7 @@ class RequestRecord:
         self.status = 0
         self.outcome = "error"
         self.usage: Usage | None = None  # the answer's usage, once known
+        self.key_name = ""  # the name of the client key that made the request ("": none, or unnamed)
 
     # --- the request -----------------------------------------------------------------------------
 

@@ -11,7 +11,15 @@ Usage is read once per answer, from the first place that holds it, in this order
 
 and counted in whichever names it uses: `prompt_tokens`/`completion_tokens` (OpenAI),
 `input_tokens`/`output_tokens` (Responses API, Anthropic), `promptTokenCount`/`candidatesTokenCount`
-(Google), `inputTokenCount`/`outputTokenCount` (Bedrock). A stream's usage is the last usage object
+(Google), `inputTokenCount`/`outputTokenCount` (Bedrock). The details priced apart are read where
+each API puts them: cached prompt tokens from `prompt_tokens_details.cached_tokens` (OpenAI, part of
+`prompt_tokens`), `input_tokens_details.cached_tokens` (Responses API) or `cachedContentTokenCount`
+(Google); reasoning tokens from `completion_tokens_details.reasoning_tokens` (OpenAI, part of
+`completion_tokens`), `output_tokens_details.reasoning_tokens` or `thoughtsTokenCount` (Google). An
+Anthropic usage object (`cache_read_input_tokens`, `cache_creation_input_tokens` beside
+`input_tokens`) counts its prompt in three parts that do not overlap: they are summed, the cache
+reads being its cached prompt (as `proxy.dialects.usage_shapes.chat_usage` does).
+A stream's usage is the last usage object
 its relay watch saw (`proxy.upstream.sse.RelayWatch`: the stream is never buffered for it), so
 usage repeated in two places of one answer is counted once.
 """
@@ -22,7 +30,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.types import Offer
 from proxy.upstream.sse import RelayWatch
 
 COUNT_NAMES = (
@@ -33,15 +40,23 @@ COUNT_NAMES = (
 )
 
 
+# (details object, count) pairs of cached prompt and of reasoning tokens, in the order they are looked for
+CACHED_NAMES = (("prompt_tokens_details", "cached_tokens"), ("input_tokens_details", "cached_tokens"))
+ANTHROPIC_CACHE = frozenset({"cache_read_input_tokens", "cache_creation_input_tokens"})
+REASONING_NAMES = (("completion_tokens_details", "reasoning_tokens"), ("output_tokens_details", "reasoning_tokens"))
+
+
 @dataclass(frozen=True, slots=True)
 class Usage:
+    """Token counts of one answer. `cached_prompt_tokens` are part of `prompt_tokens` and
+    `reasoning_tokens` part of `completion_tokens` (OpenAI's convention); `estimated`: counted by the
+    proxy from the relayed text, the provider reported none."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
-
-    def cost(self, offer: Offer) -> float:
-        return self.prompt_tokens * (offer.pricing_prompt or 0.0) + self.completion_tokens * (
-            offer.pricing_completion or 0.0
-        )
+    cached_prompt_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
 
 
 def _object(value: Any) -> dict[str, Any] | None:
@@ -82,14 +97,36 @@ def usage_of(answer: Any) -> Usage | None:
 
 
 def counts_of(usage: Mapping[str, Any]) -> Usage | None:
-    """Prompt and completion tokens of one usage object, in whichever names it uses."""
+    """The tokens of one usage object, in whichever names it uses (None: counts that are not counts)."""
     for prompt_name, completion_name in COUNT_NAMES:
         if prompt_name in usage or completion_name in usage:
             prompt, completion = usage.get(prompt_name, 0), usage.get(completion_name, 0)
             if not isinstance(prompt, int) or not isinstance(completion, int) or prompt < 0 or completion < 0:
                 return None
-            return Usage(prompt, completion)
+            if prompt_name == "promptTokenCount":  # Google counts thoughts apart from the candidates
+                cached, reasoning = _count(usage, "cachedContentTokenCount"), _count(usage, "thoughtsTokenCount")
+                completion += reasoning
+            elif prompt_name == "input_tokens" and ANTHROPIC_CACHE & usage.keys():  # Anthropic's three parts
+                cached = _count(usage, "cache_read_input_tokens")
+                prompt += cached + _count(usage, "cache_creation_input_tokens")
+                reasoning = 0
+            else:
+                cached, reasoning = _detail(usage, CACHED_NAMES), _detail(usage, REASONING_NAMES)
+            return Usage(prompt, completion, min(cached, prompt), min(reasoning, completion))
     return Usage(0, 0)
+
+
+def _count(usage: Mapping[str, Any], name: str) -> int:
+    value = usage.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _detail(usage: Mapping[str, Any], names: tuple[tuple[str, str], ...]) -> int:
+    for outer, inner in names:
+        details = usage.get(outer)
+        if isinstance(details, Mapping):
+            return _count(details, inner)
+    return 0
 
 
 def stream_usage(watch: RelayWatch) -> Usage | None:

@@ -121,7 +121,7 @@ def test_cached_prompt_tokens_keep_their_meaning_both_ways() -> None:
     assert chat["prompt_tokens"] == 102_050 and chat["completion_tokens"] == 500
     assert chat["prompt_tokens_details"] == {"cached_tokens": 100_000, "cache_write_tokens": 2000}
     assert messages_usage(chat) == anthropic
-    assert answer_usage({"usage": anthropic}) == Usage(102_050, 500)
+    assert answer_usage({"usage": anthropic}) == Usage(102_050, 500, cached_prompt_tokens=100_000)
 
 
 def test_usage_that_is_missing_or_null_counts_nothing() -> None:

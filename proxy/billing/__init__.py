@@ -1,0 +1,1 @@
+"""What requests cost: exact prices, usage records, their writer, client keys' spend and budgets."""
