@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from decimal import Decimal
 
 import orjson
 
@@ -79,11 +80,10 @@ class Accounting:
             metrics.count_hedge(record.tried[0].offer.model_id, record.hedge)
         if record.opinion is not None:
             metrics.count_second_opinion(*record.opinion)
-        served = record.served
-        if served is not None and record.usage is not None:
-            usage, offer = record.usage, served.offer
-            cost = cost_usd(usage, prices_of(offer))
-            metrics.count_usage(offer, usage.prompt_tokens, usage.completion_tokens, float(cost or 0))
+        cost = request_cost(record)
+        served, usage = record.served, record.usage
+        if served is not None and usage is not None:
+            metrics.count_usage(served.offer, usage.prompt_tokens, usage.completion_tokens, float(cost or 0))
         line = access_line(record, elapsed)
         if self.write_access is not None:
             self.write_access(line)
@@ -111,6 +111,15 @@ class Accounting:
                     state.record_success(offer, attempt.elapsed_ms, now)
             elif isinstance(entry.error, FirstByteTimeout) and entry.error.waited_s > 0:
                 state.first_output.record(offer.key, record.stream, entry.error.waited_s)
+
+
+def request_cost(record: RequestRecord) -> Decimal | None:
+    """What the request cost in USD: the served offer's price of its usage (`proxy.billing.cost`);
+    a request no offer served costs nothing (its failed attempts are free); None: the offer is unpriced."""
+    served = record.served
+    if served is None:
+        return Decimal(0)
+    return cost_usd(record.usage, prices_of(served.offer))
 
 
 def access_line(record: RequestRecord, elapsed_s: float) -> str:

@@ -69,6 +69,7 @@ class RequestRecord:
         "_tried",
         "asked_model",
         "fallbacks",
+        "finish_reason",
         "hedge",
         "key_name",
         "measured",
@@ -115,6 +116,7 @@ class RequestRecord:
         self.status = 0
         self.outcome = "error"
         self.usage: Usage | None = None  # the answer's usage, once known
+        self.finish_reason: str | None = None  # why the answer ended, as the provider said (`stop`, `length`, ...)
         self.key_name = ""  # the name of the client key that made the request ("": none, or unnamed)
 
     # --- the request -----------------------------------------------------------------------------
