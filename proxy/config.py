@@ -12,9 +12,11 @@ import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from proxy.client_keys import is_key_name, split_entries
 from proxy.config_reader import TableReader, check_positive, check_share, check_url
 from proxy.errors import ConfigError
 from proxy.provider_api import ANTHROPIC, ANTHROPIC_ENDPOINTS
@@ -26,6 +28,8 @@ PROBE_KINDS = ("chat", "listing", "none")
 PRICING_UNITS = ("token", "1k", "1m")  # a listing's prices are USD per token, per 1,000 or per 1,000,000 tokens
 DATA_COLLECTION = ("allow", "deny")
 ANSWER_MODELS = ("canonical", "provider")  # `[proxy] answer_model`
+BUDGET_PERIODS = ("day", "month")  # `[[keys]] budget_period`: a UTC calendar day or month
+KEY_TABLE_KEYS = ("name", "key_env", "budget_usd", "budget_period")
 
 
 class Secret:
@@ -85,6 +89,7 @@ class ProxySettings:
     hedge: bool = False  # hedged requests (proxy.failover.hedge); [[models]] may say otherwise per model
     hedge_budget: float = 0.1  # the largest share of a model's requests that may be hedged, in (0, 1]
     second_opinion: bool = True  # a 400/422 of unknown kind is asked once of another provider's offer
+    budget_sync_s: float = 1.0  # how often each instance shares its keys' spend and reads the others'
     # The `model` an answer names: "canonical" (the canonical model that served, in a JSON answer and in
     # every stream event, `proxy.upstream.answer_model`), or "provider" (the serving offer's own id).
     answer_model: str = "canonical"
@@ -172,6 +177,18 @@ class ModelConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientKey:
+    """A client key: its name (the only thing ever shown), the key, and an optional budget in USD per
+    UTC day or month (`budget_usd` None: no budget). From `FAILOVER_API_KEYS` or a `[[keys]]` table."""
+
+    name: str
+    key: Secret = field(compare=False)
+    key_env: str = ""  # the variable a `[[keys]]` table names ("": an entry of FAILOVER_API_KEYS)
+    budget_usd: Decimal | None = None
+    budget_period: str = "month"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str
     proxy: ProxySettings
@@ -181,7 +198,7 @@ class Config:
     aliases: tuple[tuple[str, str], ...]
     database_url: Secret | None = None
     redis_url: Secret | None = None
-    api_keys: tuple[Secret, ...] = ()
+    client_keys: tuple[ClientKey, ...] = ()
     admin_token: Secret | None = None
     data_dir: str = ".failover"
     redis_prefix: str = "gatewayz"
@@ -196,6 +213,11 @@ class Config:
     def model_fallbacks(self) -> dict[str, tuple[str, ...]]:
         """Canonical model -> the models its `[[models]] fallbacks` names, in order."""
         return {m.model_id: m.fallbacks for m in self.models if m.fallbacks}
+
+    @property
+    def api_keys(self) -> tuple[Secret, ...]:
+        """Every client key (`FAILOVER_API_KEYS`, then `[[keys]]`); empty: the proxy is open."""
+        return tuple(k.key for k in self.client_keys)
 
     @property
     def alias_map(self) -> dict[str, str]:
@@ -343,6 +365,66 @@ def _aliases(reader: TableReader, raw: Any) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(raw.items()))
 
 
+def _client_keys(reader: TableReader, raw: Any, env: Mapping[str, str]) -> tuple[ClientKey, ...]:
+    """`FAILOVER_API_KEYS` (`proxy.client_keys.split_entries`), then each `[[keys]]` table; every name
+    used once and every key given once (a key under two names could not say who made a request)."""
+    if not isinstance(raw, list):
+        raise reader.fail("keys", "expected an array of tables ([[keys]])")
+    entries = split_entries(env.get("FAILOVER_API_KEYS", ""))
+    keys = [(f"FAILOVER_API_KEYS entry {name!r}", ClientKey(name, Secret(key))) for name, key in entries]
+    keys += [(f"keys[{i}]", _key_table(reader, f"keys[{i}]", item, env)) for i, item in enumerate(raw)]
+    names: dict[str, str] = {}
+    values: dict[Secret, str] = {}
+    for where, key in keys:
+        if key.name in names:
+            raise reader.fail(where, f"duplicate key name {key.name!r} (also in {names[key.name]})")
+        if key.key in values:
+            raise reader.fail(where, f"key {key.name!r} is the same key as {values[key.key]!r}: give each key once")
+        names[key.name], values[key.key] = where, key.name
+    return tuple(key for _, key in keys)
+
+
+def _key_table(reader: TableReader, where: str, item: Any, env: Mapping[str, str]) -> ClientKey:
+    """One `[[keys]]` table: `name`, `key_env` (set and non-empty), optional budget."""
+    if not isinstance(item, dict):
+        raise reader.fail(where, "expected a table")
+    for key in item:
+        if key not in KEY_TABLE_KEYS:
+            raise reader.fail(f"{where}.{key}", f"unknown key (known: {', '.join(KEY_TABLE_KEYS)})")
+    for key in ("name", "key_env"):
+        if not isinstance(item.get(key), str) or not item[key]:
+            raise reader.fail(f"{where}.{key}", "missing, or not a non-empty string")
+    name, key_env = item["name"], item["key_env"]
+    if not is_key_name(name):
+        raise reader.fail(f"{where}.name", f"{name!r} is not a key name (letters, digits, . _ -; at most 64)")
+    value = env.get(key_env, "").strip()
+    if not value:
+        raise reader.fail(f"{where}.key_env", f"{key_env} is not set or empty: key {name!r} would open nothing")
+    if any(ord(c) < 0x21 or ord(c) == 0x7F or c == "," for c in value):
+        raise reader.fail(
+            f"{where}.key_env", f"the key of {name!r} in {key_env} has a space, comma or control character"
+        )
+    budget, period = item.get("budget_usd"), item.get("budget_period")
+    if period is not None and budget is None:
+        raise reader.fail(f"{where}.budget_period", f"key {name!r} has a budget_period but no budget_usd")
+    reader.choice(f"{where}.budget_period", period, BUDGET_PERIODS)
+    usd = None if budget is None else _budget(reader, f"{where}.budget_usd", budget, name)
+    return ClientKey(name, Secret(value), key_env, usd, period or "month")
+
+
+def _budget(reader: TableReader, where: str, value: Any, name: str) -> Decimal:
+    """USD as an exact decimal (a TOML number, or a string such as "12.50"), greater than 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise reader.fail(where, f"key {name!r}: expected a number of USD, got {type(value).__name__}")
+    try:
+        usd = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise reader.fail(where, f"key {name!r}: not a number of USD: {value!r}") from None
+    if not usd.is_finite() or usd <= 0:
+        raise reader.fail(where, f"key {name!r}: must be greater than 0, got {value!r}")
+    return usd
+
+
 def _env_secret(env: Mapping[str, str], name: str) -> Secret | None:
     value = env.get(name, "").strip()
     return Secret(value) if value else None
@@ -358,7 +440,7 @@ def _env_url(env: Mapping[str, str], name: str) -> Secret | None:
 
 def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Config:
     reader = TableReader(source)
-    allowed = {"proxy", "health", "providers", "models", "aliases"}
+    allowed = {"proxy", "health", "providers", "models", "aliases", "keys"}
     for key in data:
         if key not in allowed:
             raise reader.fail(key, f"unknown key (known: {', '.join(sorted(allowed))})")
@@ -373,7 +455,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, 
     reader.choice("proxy.answer_model", proxy.answer_model, ANSWER_MODELS)
     providers = _providers(reader, data.get("providers", []), env)
     models = _models(reader, data.get("models", []), {p.slug for p in providers})
-    keys = tuple(Secret(k.strip()) for k in env.get("FAILOVER_API_KEYS", "").split(",") if k.strip())
+    keys = _client_keys(reader, data.get("keys", []), env)
     return Config(
         source=source,
         proxy=proxy,
@@ -383,7 +465,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, 
         aliases=_aliases(reader, data.get("aliases", {})),
         database_url=_env_url(env, "DATABASE_URL"),
         redis_url=_env_url(env, "REDIS_URL"),
-        api_keys=keys,
+        client_keys=keys,
         admin_token=_env_secret(env, "FAILOVER_ADMIN_TOKEN"),
         data_dir=env.get("FAILOVER_DATA_DIR", ".failover"),
         redis_prefix=env.get("FAILOVER_REDIS_PREFIX", "gatewayz"),

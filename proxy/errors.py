@@ -14,7 +14,8 @@
     │   ├── NoOfferAllowed            404 no offer left after the request's `only`/`ignore`
     │   ├── UnknownProvider           400 a provider preference names a provider this proxy does not have
     │   ├── NoOfferFits               400 no offer can take the request (tools, context, max_price...)
-    │   └── RequestTimeout            408 the body did not arrive in time (a trickling client)
+    │   ├── RequestTimeout            408 the body did not arrive in time (a trickling client)
+    │   └── BudgetExceeded            429 budget_exceeded: the client key spent its budget for the period
     ├── UpstreamError                 one attempt at one offer failed (mapped from the HTTP client)
     │   ├── ConnectFailed             refused, reset or unresolvable before a byte was sent
     │   ├── ConnectTimeout            no connection within connect_timeout_s
@@ -74,6 +75,7 @@ class ClientError(GatewayError):
     status: ClassVar[int] = 400
     error_type: ClassVar[str] = "invalid_request_error"
     code = "invalid_request"
+    headers: ClassVar[tuple[tuple[bytes, bytes], ...]] = ()  # sent with the answer
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
         super().__init__(message)
@@ -125,6 +127,16 @@ class NoOfferFits(ClientError):
 class RequestTimeout(ClientError):
     status = 408
     code = "request_timeout"
+
+
+class BudgetExceeded(ClientError):
+    """The client key has spent its budget for the current day or month (`proxy.billing.budgets`):
+    refused before any provider is asked. OpenAI's type for a spent quota; our own code."""
+
+    status = 429
+    error_type = "insufficient_quota"
+    code = "budget_exceeded"
+    headers: ClassVar[tuple[tuple[bytes, bytes], ...]] = ((b"x-should-retry", b"false"),)
 
 
 class UpstreamError(GatewayError):

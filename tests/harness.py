@@ -33,9 +33,11 @@ def gateway_config(
     proxy: Mapping[str, Any] | None = None,
     prices: Mapping[str, tuple[float, float]] | None = None,
     apis: Mapping[str, str] | None = None,
+    keys: Sequence[Mapping[str, Any]] = (),
 ) -> Config:
     """Providers as (slug, base_url); each model offered by the named providers as `<slug>/<model>`;
-    `apis` names the providers that speak another API than OpenAI's (`{"claude": "anthropic"}`)."""
+    `apis` names the providers that speak another API than OpenAI's (`{"claude": "anthropic"}`);
+    `keys` are `[[keys]]` tables."""
     env = {"FAILOVER_DATA_DIR": _data_dir(), **(env or {})}  # catalog snapshots: never the repository's .failover
     provider_tables = []
     for slug, url in providers:
@@ -54,7 +56,7 @@ def gateway_config(
             offers.append(offer)
         model_tables.append({"model_id": model, "offers": offers})
     settings = {"first_byte_timeout_s": 5, "stream_idle_timeout_s": 5, "deadline_s": 20, **(proxy or {})}
-    data = {"proxy": settings, "providers": provider_tables, "models": model_tables}
+    data = {"proxy": settings, "providers": provider_tables, "models": model_tables, "keys": list(keys)}
     return config_from_mapping(data, "(test)", env)
 
 

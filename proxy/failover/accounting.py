@@ -10,7 +10,8 @@ by its client), and reads only the record (`proxy.failover.record`):
   output or timed out waiting for it (`proxy.runtime.first_output`); none of it for a request whose
   record is not `measured` (count_tokens: a free call, which some Anthropic-compatible providers
   answer 404, must neither open an offer's circuit nor teach it a first-output time);
-- the access line: one JSON object per request (no prompt text, no key).
+- the spend of the request's client key (`proxy.billing.spend.SpendLedger.add`), for its budget;
+- the access line: one JSON object per request (no prompt text, no key: the key's name).
 
 `attempt_failed(record, tried)` is the record's `on_failure` hook: a failed attempt's effect on the
 runtime state (its cooldown from `Retry-After`, the circuit it may open, an account failure that
@@ -28,6 +29,7 @@ from decimal import Decimal
 import orjson
 
 from proxy.billing.cost import cost_usd, prices_of
+from proxy.billing.spend import SpendLedger
 from proxy.config import ProxySettings
 from proxy.errors import ConnectFailed, ConnectTimeout, ErrorInAnswer, FirstByteTimeout, UpstreamError, UpstreamStatus
 from proxy.failover.record import RequestRecord, Tried
@@ -41,9 +43,10 @@ access_log = logging.getLogger("gatewayz.access")
 class Accounting:
     """Reads records into the metrics, the runtime state and the access log of one instance."""
 
-    def __init__(self, state: RuntimeState, metrics: Metrics) -> None:
+    def __init__(self, state: RuntimeState, metrics: Metrics, spend: SpendLedger | None = None) -> None:
         self.state = state
         self.metrics = metrics
+        self.spend = spend
         # `failover serve` sets this to write access lines straight to its batched stream, past the
         # logging machinery (which costs more than the rest of the line); otherwise the logger is used.
         self.write_access: Callable[[str], None] | None = None
@@ -81,6 +84,8 @@ class Accounting:
         if record.opinion is not None:
             metrics.count_second_opinion(*record.opinion)
         cost = request_cost(record)
+        if self.spend is not None and record.key_name:
+            self.spend.add(record.key_name, cost)
         served, usage = record.served, record.usage
         if served is not None and usage is not None:
             metrics.count_usage(served.offer, usage.prompt_tokens, usage.completion_tokens, float(cost or 0))
@@ -129,6 +134,7 @@ def access_line(record: RequestRecord, elapsed_s: float) -> str:
     return orjson.dumps(
         {
             "request_id": record.request_id,
+            "key": record.key_name or None,
             "route": record.route,
             "model": record.model,
             "provider": None if served is None else served.offer.provider_slug,

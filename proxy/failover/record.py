@@ -117,9 +117,13 @@ class RequestRecord:
         self.outcome = "error"
         self.usage: Usage | None = None  # the answer's usage, once known
         self.finish_reason: str | None = None  # why the answer ended, as the provider said (`stop`, `length`, ...)
-        self.key_name = ""  # the name of the client key that made the request ("": none, or unnamed)
+        self.key_name = ""  # the name of the client key that made the request ("": the proxy is open)
 
     # --- the request -----------------------------------------------------------------------------
+
+    def identified(self, key_name: str) -> None:
+        """The request was made with the client key named `key_name` ("" when the proxy is open)."""
+        self.key_name = key_name
 
     def named(self, asked_model: str) -> None:
         """The client asked for `asked_model` (before it is routed, or when it is refused)."""

@@ -54,7 +54,7 @@ def _refused(request: Request) -> Response | None:
     """The 401 of a request without a client key (`FAILOVER_API_KEYS`), as on the proxied routes."""
     gateway: Gateway = request.app.state.gateway
     try:
-        authorize(gateway.live.current.client_keys, dict(request.scope["headers"]))
+        authorize(gateway.live.current, dict(request.scope["headers"]))
     except Unauthorized as exc:
         status, body = client_error(exc)
         return Response(body, status_code=status, media_type="application/json")

@@ -12,6 +12,8 @@ Background work, none of it on the request path:
   (and the other workers of `serve --workers N`), through Redis (`proxy.runtime.peers`) or else
   Postgres NOTIFY (`proxy.runtime.pg_peers`);
 - the passive-health flusher (`proxy.runtime.flush`), every `health_flush_s`, and once more at shutdown;
+- the client keys' spend (`proxy.billing.spend_sync`), every `budget_sync_s`, and once more at shutdown:
+  added to the shared counters (Redis, else Postgres `key_spend`) and read back from them;
 - the database watch (`proxy.store.outage`): every database error and lost connection goes to one
   `DatabaseHealth`, which `/readyz` reads and which logs an outage once at each end; while the
   database is down it is probed (backing off to 5 s) and, once it answers, the catalog is reloaded.
@@ -36,6 +38,8 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from proxy.billing.spend import SpendLedger
+from proxy.billing.spend_sync import PostgresSpend, RedisSpend, SpendStore, SpendSync
 from proxy.config import Config, ProxySettings
 from proxy.errors import CatalogError
 from proxy.failover.accounting import Accounting
@@ -72,7 +76,8 @@ class Gateway:
         self.live = Live(config)
         self.metrics = Metrics()
         self.state = RuntimeState(self.live)
-        self.accounting = Accounting(self.state, self.metrics)
+        self.spend = SpendLedger(lambda: self.live.current.budgets)
+        self.accounting = Accounting(self.state, self.metrics, self.spend)
         self.catalog = Catalog(config)
         self.client = client or AiohttpUpstream(connect_timeout_s=config.proxy.connect_timeout_s)
         self.pool: asyncpg.Pool | None = None
@@ -114,6 +119,12 @@ class Gateway:
         pin_redis = redis_client(config.redis_url) if config.redis_url else None
         self.pins = ResponsePins(lambda: self.settings.response_pin_ttl_s, pin_redis, config.redis_prefix)
         self.flusher = HealthFlusher(self.state, lambda: self.pool, database=self.database)
+        store: SpendStore | None = None
+        if config.redis_url:
+            store = RedisSpend(config.redis_url, config.redis_prefix)
+        elif config.database_url:
+            store = PostgresSpend(lambda: self.pool)
+        self.spend_sync = None if store is None else SpendSync(self.spend, store, lambda: self.settings.budget_sync_s)
         self.context = AttemptContext(self.client, self.state, HedgeBudgets())
         self.router = ModelRouter(self.catalog, self.context)
         self._bind_labels()
@@ -163,6 +174,8 @@ class Gateway:
             self.spawn(self.listener.run(), "postgres listen")
         if self.pg_peers is not None:
             self.spawn(self.pg_peers.run(), "postgres shared state")
+        if self.spend_sync is not None:
+            self.spawn(self.spend_sync.run(), "budget spend")
 
     def spawn(self, work: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(work))
@@ -175,6 +188,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self.spend_sync is not None:
+            await self.spend_sync.stop()  # before the pool closes: the last spend goes to the database
         await self.client.aclose()
         await self.pins.aclose()
         await self.snapshots.aclose()

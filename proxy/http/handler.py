@@ -2,7 +2,8 @@
 
 read the body (bounded) -> parse once -> look up and rank offers -> attempt loop -> answer.
 It touches neither Postgres nor Redis (a stored response's follow-up reads its pin, from process
-memory or Redis). What happens is written into the request's record (`proxy.failover.record`),
+memory or Redis; a key's budget is checked against the in-process view, `proxy.billing.spend`).
+What happens is written into the request's record (`proxy.failover.record`),
 which `proxy.failover.accounting` reads once when the request ends. A client that disconnects after
 sending its body cancels the request at once, which closes the upstream response in the attempt
 loop's or relay's `finally`.
@@ -71,7 +72,8 @@ class ProxyHandler:
         task = asyncio.current_task()
         watcher: DisconnectWatch | None = None
         try:
-            authorize(live.client_keys, headers)
+            record.identified(authorize(live, headers))
+            self.gateway.spend.check(record.key_name)  # over budget: refused before any provider is asked
             body: bytes | bytearray = b""
             if endpoint.form != "none":
                 settings = live.settings
@@ -85,7 +87,7 @@ class ProxyHandler:
         except ClientError as exc:
             record.answered(exc.status, exc.code)
             answer = errors_for(endpoint).client_error(exc, record.request_id)  # our errors in the client's API
-            await self._reply_error(record, send, *answer, [])
+            await self._reply_error(record, send, *answer, list(exc.headers))
         except ClientDisconnected:
             record.client_left()
         except _AbortAnswer:

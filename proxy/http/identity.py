@@ -1,7 +1,8 @@
-"""Who a request is: its id, and whether its client key opens this proxy (or its admin token the admin API).
+"""Who a request is: its id, and which client key opens this proxy for it (or its admin token the admin API).
 
 Everything that answers a client reads these, the proxied routes, the models list and the admin views
-alike, so a key is checked one way everywhere (in constant time, over every configured key).
+alike, so a key is checked one way everywhere (in constant time, over every configured key). A key is
+known by its name (`proxy.client_keys`) from here on; the key itself goes nowhere.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 
 from proxy.errors import Unauthorized
 from proxy.failover.client_request import SLUG
+from proxy.runtime.live import LiveConfig
 
 _SCHEME = b"bearer "
 
@@ -28,15 +30,18 @@ def bearer_token(authorization: bytes) -> bytes:
     return authorization[len(_SCHEME) :].strip() if authorization[: len(_SCHEME)].lower() == _SCHEME else b""
 
 
-def authorize(client_keys: tuple[bytes, ...], headers: Mapping[bytes, bytes]) -> None:
-    """`Unauthorized` unless no client key is configured (`FAILOVER_API_KEYS` unset) or the request's
-    key is one of them: its bearer token, else its `x-api-key` (how the anthropic SDKs and Claude
-    Code send a key; never forwarded to a provider)."""
-    if not client_keys:
-        return
+def authorize(live: LiveConfig, headers: Mapping[bytes, bytes]) -> str:
+    """The name of the request's client key: its bearer token, else its `x-api-key` (how the
+    anthropic SDKs and Claude Code send a key; never forwarded to a provider). "" when no client key
+    is configured (the proxy is open). `Unauthorized` when the key is none of them. Every configured
+    key is compared, in constant time, whichever matched."""
+    if not live.client_keys:
+        return ""
     token = bearer_token(headers.get(b"authorization", b"")) or headers.get(b"x-api-key", b"").strip()
-    matched = False
-    for key in client_keys:
-        matched |= hmac.compare_digest(token, key)
-    if not matched:
+    name = ""
+    for key, key_name in zip(live.client_keys, live.key_names, strict=True):
+        if hmac.compare_digest(token, key):
+            name = key_name
+    if not name:
         raise Unauthorized("invalid or missing API key for this proxy (Authorization: Bearer <key>, or x-api-key)")
+    return name

@@ -7,9 +7,10 @@ catalog loaded from Postgres stay. The log line (`reload_summary`) says exactly 
 each change:
 
 - applied: the routing settings (`strategy`, `max_attempts`, timeouts, limits, circuit and cooldown
-  settings, refresh intervals, hedging), a provider's URL, key variable, endpoints and data policies,
-  providers added or removed, model fallbacks, and the pinned `[[models]]` offers the catalog does
-  not hold (they route as the config says);
+  settings, refresh intervals, hedging), the client keys of `[[keys]]` (added, removed, their
+  `key_env` and budgets; a key's spend so far in its period is kept), a provider's URL, key
+  variable, endpoints and data policies, providers added or removed, model fallbacks, and the pinned
+  `[[models]]` offers the catalog does not hold (they route as the config says);
 - waits for `failover sync`: what routing reads from the catalog while the proxy serves one (its
   source is not the config): a provider's `priority`, `is_active` and `name`, and changes to pinned
   offers the catalog holds; the canonical ids of listed offers under changed `[aliases]` (requests'
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from proxy.config import Config, StaticOffer
+from proxy.config import ClientKey, Config, StaticOffer
 from proxy.types import OfferKey
 
 # [proxy] keys bound at start-up: a reload keeps the running value and says a restart is needed.
@@ -61,7 +62,7 @@ def reload_summary(
     """One log line: what changed and was applied, what waits for `failover sync`, what other commands
     read, and what needs a restart. `held` names the offers the catalog the proxy serves holds (None:
     it serves the config's offers alone, so nothing waits for `sync`)."""
-    now = _setting_changes(running, applied)
+    now = _setting_changes(running, applied) + _key_changes(running, applied)
     later: list[str] = []
     elsewhere: list[str] = []
     groups = {APPLIED: now, SYNC: later, OTHER: elsewhere}
@@ -102,6 +103,25 @@ def _setting_changes(running: Config, applied: Config) -> list[str]:
         for field in type(running.proxy).__dataclass_fields__
         if getattr(running.proxy, field) != getattr(applied.proxy, field)
     ]
+
+
+def _key_changes(running: Config, applied: Config) -> list[str]:
+    """Client keys added or removed, and each key whose variable or budget changed (by name only)."""
+    before = {k.name: k for k in running.client_keys}
+    after = {k.name: k for k in applied.client_keys}
+    changes = [f"key {name} added" for name in after if name not in before]
+    changes += [f"key {name} removed" for name in before if name not in after]
+    for name in sorted(after.keys() & before.keys()):
+        old, new = before[name], after[name]
+        if (old.budget_usd, old.budget_period) != (new.budget_usd, new.budget_period):
+            changes.append(f"key {name} budget ({_budget(old)} -> {_budget(new)})")
+        if old.key_env != new.key_env or old.key != new.key:
+            changes.append(f"key {name} key")
+    return changes
+
+
+def _budget(key: ClientKey) -> str:
+    return "none" if key.budget_usd is None else f"{key.budget_usd} USD per {key.budget_period}"
 
 
 def _provider_changes(running: Config, applied: Config) -> list[Change]:

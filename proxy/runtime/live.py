@@ -2,8 +2,8 @@
 
 `LiveConfig` holds what the request path and the background work read of the config, derived once
 when the config is loaded or re-read: the settings, the provider keys (and each provider's signed
-headers, `proxy.provider_api.sign`), the client keys, the secrets to redact, the model fallbacks
-and the hedging rules. `Live` is the one reference to the current
+headers, `proxy.provider_api.sign`), the client keys (and their names and budgets), the secrets to
+redact, the model fallbacks and the hedging rules. `Live` is the one reference to the current
 snapshot: a reload (`proxy.http.gateway.Gateway.reload`) builds a new `LiveConfig` and assigns
 `live.current`; every reader goes through that reference, so no copy of a setting can go stale, and
 a request that took the snapshot when it arrived finishes with the settings it started with.
@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from proxy.config import Config, HealthSettings, ProxySettings, Secret
+from proxy.config import ClientKey, Config, HealthSettings, ProxySettings, Secret
 from proxy.provider_api import sign
 
 MIN_REDACTED_LENGTH = 8  # shorter "keys" are placeholders: replacing them would garble a body
@@ -41,7 +41,9 @@ class LiveConfig:
     provider_keys: Mapping[str, Secret]  # provider slug -> its key
     # provider slug -> the headers that sign a request to it, as its API takes them (a key, a version)
     signed_headers: Mapping[str, Mapping[str, str]] = field(repr=False)
-    client_keys: tuple[bytes, ...] = field(repr=False)  # FAILOVER_API_KEYS; empty = the proxy is open
+    client_keys: tuple[bytes, ...] = field(repr=False)  # FAILOVER_API_KEYS and [[keys]]; empty = the proxy is open
+    key_names: tuple[str, ...]  # the name of each client key, in the same order
+    budgets: Mapping[str, ClientKey]  # key name -> the key, for each key with a budget
     secrets: tuple[bytes, ...] = field(repr=False)  # every provider key long enough to look for, longest first
     fallbacks: Mapping[str, tuple[str, ...]]  # canonical model -> the models to try after it
     hedge_default: HedgeRule
@@ -68,7 +70,9 @@ class LiveConfig:
             health=config.health,
             provider_keys={p.slug: p.api_key for p in config.providers},
             signed_headers={p.slug: _signed(p.api, p.api_key) for p in config.providers},
-            client_keys=tuple(k.reveal().encode() for k in config.api_keys),
+            client_keys=tuple(k.key.reveal().encode() for k in config.client_keys),
+            key_names=tuple(k.name for k in config.client_keys),
+            budgets={k.name: k for k in config.client_keys if k.budget_usd is not None},
             secrets=tuple(sorted((k for k in keys if len(k) >= MIN_REDACTED_LENGTH), key=len, reverse=True)),
             fallbacks=config.model_fallbacks,
             hedge_default=default,

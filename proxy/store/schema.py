@@ -17,6 +17,9 @@
   time to first output a proxy flushed last (JSON, `proxy.runtime.first_output.learned_json`).
 - `model_health_history`: one row per observation, `source` is `probe` or `traffic`.
 - `offer_catalog`: a view joining the three, what every ranked-offer read selects from.
+- `key_spend`: per-key budgets without Redis (migration 0010): one row per client key name and budget
+  period (`day` | `month`, `period_start` in UTC), `spent_nano_usd` every instance's spend in whole
+  nano-USD (`proxy.billing.spend_sync`).
 - `schema_migrations`: the migration files applied, with a checksum of each.
 """
 
@@ -51,5 +54,6 @@ SCHEMA: dict[str, tuple[str, ...]] = {
         "priority", "provider_health_status", "response_time_ms", "circuit_state", "cooldown_until",
         "max_completion_tokens", "supported_parameters", "input_modalities",
     ),
+    "key_spend": ("key_name", "period", "period_start", "spent_nano_usd", "updated_at"),
     "schema_migrations": ("version", "checksum", "applied_at"),
 }

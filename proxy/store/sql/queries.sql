@@ -322,3 +322,19 @@ SELECT t.provider, t.model, t.first_output::text AS first_output
 FROM model_health_tracking t
 JOIN models m ON m.id = t.offer_id
 WHERE m.model_id = $1 AND t.first_output IS NOT NULL;
+
+-- name: add_key_spend
+-- Budgets without Redis: one instance's spend since its last push, as parallel arrays (key name,
+-- period, period start, nano-USD), added to every instance's; the new totals are returned.
+INSERT INTO key_spend AS k (key_name, period, period_start, spent_nano_usd)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::bigint[])
+ON CONFLICT (key_name, period, period_start) DO UPDATE SET
+    spent_nano_usd = k.spent_nano_usd + EXCLUDED.spent_nano_usd, updated_at = now()
+RETURNING key_name, period, period_start, spent_nano_usd
+
+-- name: key_spend
+-- Budgets without Redis: every instance's total for each (key name, period, period start) asked.
+SELECT k.key_name, k.period, k.period_start, k.spent_nano_usd
+FROM key_spend k
+JOIN unnest($1::text[], $2::text[], $3::timestamptz[]) AS asked (key_name, period, period_start)
+    USING (key_name, period, period_start)
