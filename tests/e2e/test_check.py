@@ -69,7 +69,7 @@ async def test_an_unmigrated_database_fails_with_the_migrate_hint(fresh_database
     assert verdicts(results) == {name: name == "Database Connection" for name in NAMES}
     for result in results[1:]:
         assert "run `failover migrate`" in result.reason, result.line()
-    assert results[1].reason.startswith("missing: model_health_history, model_health_tracking, models")
+    assert results[1].reason.startswith("missing: key_spend, model_health_history, model_health_tracking, models")
 
 
 async def test_offers_without_tracking_rows_fail_health_tracking(pool: asyncpg.Pool) -> None:
