@@ -128,6 +128,9 @@ class SpendSync:
         taken = self.ledger.take_pending()
         try:
             totals = await self.store.exchange(taken, self.ledger.current_slots())
+        except asyncio.CancelledError:  # stopped mid-exchange: the final exchange pushes it again
+            self.ledger.push_failed(taken)
+            raise
         except (*REDIS_ERRORS, *DATABASE_ERRORS, ConnectionError) as exc:
             self.ledger.push_failed(taken)
             if not self.failing:
