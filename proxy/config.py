@@ -400,10 +400,8 @@ def _key_table(reader: TableReader, where: str, item: Any, env: Mapping[str, str
     value = env.get(key_env, "").strip()
     if not value:
         raise reader.fail(f"{where}.key_env", f"{key_env} is not set or empty: key {name!r} would open nothing")
-    if any(ord(c) < 0x21 or ord(c) == 0x7F or c == "," for c in value):
-        raise reader.fail(
-            f"{where}.key_env", f"the key of {name!r} in {key_env} has a space, comma or control character"
-        )
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):  # a header could not carry it
+        raise reader.fail(f"{where}.key_env", f"the key of {name!r} in {key_env} has a space or control character")
     budget, period = item.get("budget_usd"), item.get("budget_period")
     if period is not None and budget is None:
         raise reader.fail(f"{where}.budget_period", f"key {name!r} has a budget_period but no budget_usd")

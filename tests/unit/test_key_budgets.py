@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -19,7 +21,8 @@ from proxy.billing.budgets import (
     period_of,
     usd_of,
 )
-from proxy.billing.spend import SpendLedger
+from proxy.billing.spend import Slot, SpendLedger
+from proxy.billing.spend_sync import SpendSync
 from proxy.client_keys import bare_key_name, split_entries, split_entry
 from proxy.config import ClientKey, Config, Secret, config_from_mapping
 from proxy.errors import BudgetExceeded, ConfigError
@@ -94,7 +97,7 @@ def test_keys_tables_and_the_environment_make_one_list_of_named_keys() -> None:
             "keys[0].budget_period: expected one of day | month, got 'week'",
         ),
         ({"name": "a", "key_env": "KEY_A", "budget_period": "day"}, {}, "has a budget_period but no budget_usd"),
-        ({"name": "a", "key_env": "SPACED"}, {"SPACED": "sk a"}, "has a space, comma or control character"),
+        ({"name": "a", "key_env": "SPACED"}, {"SPACED": "sk a"}, "has a space or control character"),
         ({"name": "ops", "key_env": "KEY_A"}, {"FAILOVER_API_KEYS": "ops:x"}, "duplicate key name 'ops'"),
         ({"name": "a", "key_env": "KEY_A"}, {"FAILOVER_API_KEYS": "sk-a-123"}, "is the same key as"),
     ],
@@ -211,3 +214,36 @@ def test_the_shared_totals_count_other_instances_and_a_failed_push_is_kept() -> 
     spend.seen({slot: 10_000})
     with pytest.raises(BudgetExceeded):
         spend.check("a", NOW)
+
+
+class FlakyStore:
+    """A shared store that is away until `up`, adding what it is given to counters of its own."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.counters: Counter[Slot] = Counter()
+
+    async def exchange(self, taken: Mapping[Slot, int], slots: list[Slot]) -> dict[Slot, int]:
+        if not self.up:
+            raise ConnectionError("store away")
+        self.counters.update(taken)
+        return {slot: self.counters[slot] for slot in (*taken, *slots)}
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_spend_waits_while_the_store_is_away_and_is_shared_once_when_it_is_back() -> None:
+    spend, store = ledger(), FlakyStore()
+    sync = SpendSync(spend, store, lambda: 1.0)
+    spend.add("a", Decimal("0.000002"))
+    await sync.exchange()
+    (slot,) = spend.current_slots()
+    assert sync.failing and spend.spent(slot) == 2000 and store.counters[slot] == 0  # still counted here
+    spend.add("a", Decimal("0.000001"))
+    store.up = True
+    store.counters[slot] = 5000  # other instances' spend meanwhile
+    await sync.exchange()
+    assert not sync.failing and store.counters[slot] == 8000 and spend.spent(slot) == 8000
+    await sync.exchange()  # nothing new: nothing added twice
+    assert store.counters[slot] == 8000 and spend.spent(slot) == 8000
