@@ -10,7 +10,9 @@ by its client), and reads only the record (`proxy.failover.record`):
   output or timed out waiting for it (`proxy.runtime.first_output`); none of it for a request whose
   record is not `measured` (count_tokens: a free call, which some Anthropic-compatible providers
   answer 404, must neither open an offer's circuit nor teach it a first-output time);
-- the access line: one JSON object per request (no prompt text, no key).
+- the access line: one JSON object per request (no prompt text, no key);
+- the usage record (`proxy.billing.usage_record`, built by `usage_record_of`): handed to
+  `record_usage` (the gateway's `proxy.billing.writer.UsageWriter.add`), which only queues it.
 
 `attempt_failed(record, tried)` is the record's `on_failure` hook: a failed attempt's effect on the
 runtime state (its cooldown from `Retry-After`, the circuit it may open, an account failure that
@@ -28,6 +30,7 @@ from decimal import Decimal
 import orjson
 
 from proxy.billing.cost import cost_usd, prices_of
+from proxy.billing.usage_record import Request, UsageRecord, build_usage_record
 from proxy.config import ProxySettings
 from proxy.errors import ConnectFailed, ConnectTimeout, ErrorInAnswer, FirstByteTimeout, UpstreamError, UpstreamStatus
 from proxy.failover.record import RequestRecord, Tried
@@ -47,6 +50,8 @@ class Accounting:
         # `failover serve` sets this to write access lines straight to its batched stream, past the
         # logging machinery (which costs more than the rest of the line); otherwise the logger is used.
         self.write_access: Callable[[str], None] | None = None
+        # the usage writer's `add` (None: no usage records, as without a database): queues, never waits
+        self.record_usage: Callable[[UsageRecord], None] | None = None
 
     def attempt_failed(self, record: RequestRecord, tried: Tried) -> None:
         """A failed attempt's effect on the runtime state, now (see the module docstring)."""
@@ -84,6 +89,8 @@ class Accounting:
         served, usage = record.served, record.usage
         if served is not None and usage is not None:
             metrics.count_usage(served.offer, usage.prompt_tokens, usage.completion_tokens, float(cost or 0))
+        if self.record_usage is not None:
+            self.record_usage(usage_record_of(record, elapsed, cost))
         line = access_line(record, elapsed)
         if self.write_access is not None:
             self.write_access(line)
@@ -120,6 +127,27 @@ def request_cost(record: RequestRecord) -> Decimal | None:
     if served is None:
         return Decimal(0)
     return cost_usd(record.usage, prices_of(served.offer))
+
+
+def usage_record_of(record: RequestRecord, elapsed_s: float, cost: Decimal | None) -> UsageRecord:
+    """The request's usage record (`proxy.billing.usage_record`): `cost` is `request_cost(record)`,
+    priced at the offer that served (its prices recorded beside it); the failed attempts are listed
+    at no cost."""
+    served = record.served
+    request = Request(
+        record.request_id, record.received_at, record.key_name, record.route, record.asked_model, record.model,
+        record.status, record.outcome, record.stream, record.finish_reason,
+    )  # fmt: skip
+    return build_usage_record(
+        request,
+        record.attempts,
+        None if served is None else served.attempt,
+        record.usage,
+        prices=None if served is None else prices_of(served.offer),
+        cost=cost,
+        elapsed_s=elapsed_s,
+        first_output_s=None if served is None else served.first_output_s,
+    )
 
 
 def access_line(record: RequestRecord, elapsed_s: float) -> str:

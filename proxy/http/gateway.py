@@ -12,6 +12,8 @@ Background work, none of it on the request path:
   (and the other workers of `serve --workers N`), through Redis (`proxy.runtime.peers`) or else
   Postgres NOTIFY (`proxy.runtime.pg_peers`);
 - the passive-health flusher (`proxy.runtime.flush`), every `health_flush_s`, and once more at shutdown;
+- the usage writer (`proxy.billing.writer`), when a database is configured: every `[usage] flush_s`,
+  on SIGHUP (`reload`) and once more at shutdown; and the usage retention, every `retention_check_s`;
 - the database watch (`proxy.store.outage`): every database error and lost connection goes to one
   `DatabaseHealth`, which `/readyz` reads and which logs an outage once at each end; while the
   database is down it is probed (backing off to 5 s) and, once it answers, the catalog is reloaded.
@@ -36,6 +38,8 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from proxy.billing.spool import Spool, spool_folder
+from proxy.billing.writer import MB, UsageWriter
 from proxy.config import Config, ProxySettings
 from proxy.errors import CatalogError
 from proxy.failover.accounting import Accounting
@@ -114,6 +118,11 @@ class Gateway:
         pin_redis = redis_client(config.redis_url) if config.redis_url else None
         self.pins = ResponsePins(lambda: self.settings.response_pin_ttl_s, pin_redis, config.redis_prefix)
         self.flusher = HealthFlusher(self.state, lambda: self.pool, database=self.database)
+        self.usage: UsageWriter | None = None
+        if config.usage_enabled:
+            spool = Spool(spool_folder(config.data_dir), int(config.usage.spool_max_mb * MB))
+            self.usage = UsageWriter(lambda: self.config.usage, lambda: self.pool, spool, self.metrics, self.database)
+            self.accounting.record_usage = self.usage.add
         self.context = AttemptContext(self.client, self.state, HedgeBudgets())
         self.router = ModelRouter(self.catalog, self.context)
         self._bind_labels()
@@ -157,6 +166,9 @@ class Gateway:
         self.spawn(self.refresher.run(), "ranking events")
         if self.config.database_url:
             self.spawn(self._every(lambda: self.settings.health_flush_s, self.flush_health), "health flush")
+        if self.usage is not None:
+            self.spawn(self.usage.run(), "usage writer")
+            self.spawn(self.usage.keep_retention(), "usage retention")
         if self.shared is not None:
             self.spawn(self.shared.run(), "redis shared state")
         if self.listener is not None:
@@ -178,6 +190,8 @@ class Gateway:
         await self.client.aclose()
         await self.pins.aclose()
         await self.snapshots.aclose()
+        if self.usage is not None:
+            await self.usage.close(FINAL_FLUSH_TIMEOUT_S)  # what Postgres does not take now is spooled
         if self.pool is not None:
             with contextlib.suppress(*DATABASE_ERRORS):
                 async with asyncio.timeout(FINAL_FLUSH_TIMEOUT_S):
@@ -265,7 +279,13 @@ class Gateway:
         self.live.current = LiveConfig.of(config)
         self.catalog.reconfigure(config)
         self._bind_labels()
+        self.flush_usage()
         return summary
+
+    def flush_usage(self) -> None:
+        """Write the pending usage records now (SIGHUP), in the background."""
+        if self.usage is not None:
+            self.spawn(self.usage.flush(), "usage flush")
 
     @staticmethod
     async def _every(seconds: Callable[[], float], work: Callable[[], Awaitable[None]]) -> None:

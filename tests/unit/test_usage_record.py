@@ -1,0 +1,122 @@
+"""The usage record (pure): built from a request's record, its spool lines, its generation shape; the spool file."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from pathlib import Path
+
+import orjson
+
+from proxy.billing.spool import Spool
+from proxy.billing.usage_record import COLUMNS, from_spool_line, generation_json, spool_line
+from proxy.errors import UpstreamStatus
+from proxy.failover.accounting import request_cost, usage_record_of
+from proxy.failover.record import RequestRecord
+from proxy.store.schema import USAGE_COLUMNS
+from proxy.types import Offer
+from proxy.upstream.usage import Usage
+
+PRICED = Offer(
+    "gpt-4", "good", "good/gpt-4", "http://127.0.0.1:1", "", pricing_prompt=0.00003, pricing_completion=0.00006,
+    pricing_cached_prompt=0.000015, pricing_request=0.0001,
+)  # fmt: skip
+FAILING = Offer("gpt-4", "bad", "bad/gpt-4", "http://127.0.0.1:2", "", pricing_prompt=0.5, pricing_completion=0.5)
+UNPRICED = Offer("gpt-4", "free", "free/gpt-4", "http://127.0.0.1:3", "")
+
+
+def served_record(offer: Offer = PRICED, *, failed_first: bool = False) -> RequestRecord:
+    record = RequestRecord("/v1/chat/completions", "req-1")
+    record.key_name = "team-a"
+    record.routing("openai/gpt-4", "gpt-4", stream=False)
+    if failed_first:
+        record.attempt_failed(FAILING, UpstreamStatus(503, retryable=True, body=b"down"), 0.012, final=False)
+    record.attempt_served(offer, 0.2, 0.15)
+    record.answered(200, "ok", Usage(prompt_tokens=1000, completion_tokens=200, cached_prompt_tokens=400,
+                                     reasoning_tokens=50))  # fmt: skip
+    record.ended_because("stop")
+    return record
+
+
+def test_columns_are_the_documented_table() -> None:
+    assert COLUMNS == USAGE_COLUMNS
+
+
+def test_a_served_request_is_priced_at_the_offer_that_served_and_failed_attempts_cost_nothing() -> None:
+    record = served_record(failed_first=True)
+    cost = request_cost(record)
+    row = usage_record_of(record, 0.25, cost)
+    # 600 uncached x 0.00003 + 400 cached x 0.000015 + 200 x 0.00006 + 0.0001
+    assert cost == Decimal("0.018") + Decimal("0.006") + Decimal("0.012") + Decimal("0.0001")
+    assert (row.cost_usd, row.priced) == (cost, True)
+    assert (row.provider, row.provider_model_id, row.model, row.asked_model) == ("good", "good/gpt-4", "gpt-4",
+                                                                                   "openai/gpt-4")  # fmt: skip
+    assert (row.price_prompt, row.price_cached_prompt, row.price_completion, row.price_request) == (
+        Decimal("0.00003"), Decimal("0.000015"), Decimal("0.00006"), Decimal("0.0001"),
+    )  # fmt: skip
+    assert [(a["provider"], a["outcome"]) for a in orjson.loads(row.attempts)] == [("bad", "503"), ("good", "ok")]
+    assert (row.prompt_tokens, row.cached_prompt_tokens, row.completion_tokens, row.reasoning_tokens) == (
+        1000, 400, 200, 50,
+    )  # fmt: skip
+    assert (row.key_name, row.status, row.outcome, row.finish_reason) == ("team-a", 200, "ok", "stop")
+    assert (row.latency_ms, row.first_output_ms) == (250.0, 150.0)
+
+
+def test_an_unpriced_offer_is_null_not_free_and_no_offer_served_costs_zero() -> None:
+    unpriced = usage_record_of(served_record(UNPRICED), 0.1, request_cost(served_record(UNPRICED)))
+    assert (unpriced.cost_usd, unpriced.priced, unpriced.price_prompt) == (None, False, None)
+    record = RequestRecord("/v1/chat/completions", "req-2")
+    record.routing("gpt-4", "gpt-4", stream=True)
+    record.attempt_failed(FAILING, UpstreamStatus(503, retryable=True, body=b"down"), 0.01, final=True)
+    record.answered(503, "all_providers_failed")
+    row = usage_record_of(record, 0.02, request_cost(record))
+    assert (row.cost_usd, row.priced, row.provider, row.streamed) == (Decimal(0), True, None, True)
+    assert row.first_output_ms is None
+
+
+def test_a_spool_line_round_trips_exactly() -> None:
+    row = usage_record_of(served_record(), 0.25, request_cost(served_record()))
+    line = spool_line(row)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert from_spool_line(line) == row
+
+
+def test_generation_shape_carries_the_record() -> None:
+    row = usage_record_of(served_record(), 0.25, request_cost(served_record()))
+    data = generation_json(row)
+    assert data["id"] == "req-1"
+    assert Decimal(str(data["total_cost"])) == row.cost_usd
+    assert data["cost_usd"] == "0.0361"
+    assert (data["tokens_prompt"], data["tokens_completion"], data["native_tokens_cached"]) == (1000, 200, 400)
+    assert (data["provider_name"], data["finish_reason"], data["streamed"], data["latency"]) == ("good", "stop",
+                                                                                                 False, 250)  # fmt: skip
+
+
+def test_spool_appends_in_order_reads_back_and_is_bounded(tmp_path: Path) -> None:
+    base = usage_record_of(served_record(), 0.25, request_cost(served_record()))
+    rows = [base._replace(request_id=f"r{i}") for i in range(5)]
+    spool = Spool(tmp_path, max_bytes=10 * len(spool_line(base)))
+    assert spool.append(rows[:3]) == 0
+    assert spool.append(rows[3:]) == 0
+    [path] = spool.files()
+    assert Spool.read(path) == rows
+    assert spool.find("r3") == rows[3]
+    assert spool.find("nope") is None
+    many = [base._replace(request_id=f"x{i}") for i in range(6)]
+    assert spool.append(many) == 6  # past the bound: the whole batch is dropped, the file unchanged
+    assert Spool.read(path) == rows
+    Spool.remove(path)
+    assert not spool
+
+
+def test_spool_skips_a_torn_last_line_and_drains_files_of_dead_processes(tmp_path: Path) -> None:
+    base = usage_record_of(served_record(), 0.25, request_cost(served_record()))
+    gone = Spool(tmp_path, 1 << 20, pid=2**22 + 12345)  # above any pid_max: no such process
+    gone.append([base])
+    with gone.path.open("ab") as out:
+        out.write(spool_line(base._replace(request_id="torn"))[:40])
+    live_other = Spool(tmp_path, 1 << 20, pid=os.getppid())
+    live_other.append([base._replace(request_id="theirs")])
+    mine = Spool(tmp_path, 1 << 20)
+    assert mine.files() == [gone.path]  # another live process's file is its own to drain
+    assert Spool.read(gone.path) == [base]
