@@ -9,12 +9,13 @@ Every function raises what asyncpg raises (`proxy.store.database.DATABASE_ERRORS
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
+from proxy.billing.cost import cost_text
 from proxy.billing.usage_record import COLUMNS, UsageRecord
 from proxy.store.queries import query
 
@@ -86,4 +87,30 @@ async def spend(
             entry[name] = int(row[name])
         entry["cost_usd"] = Decimal(row["cost_usd"])
         out.append(entry)
+    return out
+
+
+def parse_time(value: str | None, default: datetime, param: str) -> datetime:
+    """An ISO 8601 time (a date alone is its midnight; no offset: UTC); `ValueError` naming `param`."""
+    if value is None or not value.strip():
+        return default
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        example = "e.g. 2026-12-01 or 2026-12-01T10:00:00Z"
+        raise ValueError(f"{param}: not an ISO 8601 time: {value[:64]!r} ({example})") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def spend_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Spend rows as JSON takes them: each cost as exact decimal text."""
+    return [{**row, "cost_usd": cost_text(row["cost_usd"])} for row in rows]
+
+
+def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The sums of spend rows (cost as decimal text)."""
+    names = ("requests", "served", "unpriced_requests", "prompt_tokens", "cached_prompt_tokens",
+             "completion_tokens", "reasoning_tokens")  # fmt: skip
+    out: dict[str, Any] = {name: sum(row[name] for row in rows) for name in names}
+    out["cost_usd"] = cost_text(sum((row["cost_usd"] for row in rows), Decimal(0)))
     return out

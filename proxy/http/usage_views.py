@@ -20,14 +20,11 @@ from __future__ import annotations
 
 import hmac
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from proxy.billing.cost import cost_text
-from proxy.billing.usage_db import check_groups, fetch_usage, spend
+from proxy.billing.usage_db import check_groups, fetch_usage, parse_time, spend, spend_json, totals
 from proxy.billing.usage_record import UsageRecord, generation_json
 from proxy.errors import Unauthorized
 from proxy.http.admin import refusal as admin_refusal
@@ -96,30 +93,6 @@ async def generation(request: Request) -> Response:
     if record is None or not (admin or hmac.compare_digest(record.key_name, key_name)):
         return _not_found(request_id)
     return JSONResponse({"data": generation_json(record)})
-
-
-def parse_time(value: str | None, default: datetime, param: str) -> datetime:
-    """An ISO 8601 time (a date alone is its midnight; no offset: UTC); `ValueError` naming `param`."""
-    if value is None or not value.strip():
-        return default
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
-        example = "e.g. 2026-12-01 or 2026-12-01T10:00:00Z"
-        raise ValueError(f"{param}: not an ISO 8601 time: {value[:64]!r} ({example})") from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def spend_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**row, "cost_usd": cost_text(row["cost_usd"])} for row in rows]
-
-
-def totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    names = ("requests", "served", "unpriced_requests", "prompt_tokens", "cached_prompt_tokens",
-             "completion_tokens", "reasoning_tokens")  # fmt: skip
-    out: dict[str, Any] = {name: sum(row[name] for row in rows) for name in names}
-    out["cost_usd"] = cost_text(sum((row["cost_usd"] for row in rows), Decimal(0)))
-    return out
 
 
 async def admin_usage(request: Request) -> Response:
