@@ -11,8 +11,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +25,9 @@ import httpx
 import openai
 import pytest
 
-from proxy.config import Config, UsageSettings, config_from_mapping
+from proxy.billing.cost import cost_text
+from proxy.commands.library import get_spend, get_usage, open_catalog
+from proxy.config import Config, config_from_mapping
 from tests.harness import ProxyServer, _data_dir
 from tests.own_postgres import OwnPostgres, own_postgres
 
@@ -234,6 +240,32 @@ async def test_admin_usage_aggregates_by_model_and_day(served: Any) -> None:
     assert httpx.get(f"{proxy.base}/admin/usage", timeout=10).status_code == 401
 
 
+async def test_cli_and_library_read_the_same_spend(served: Any) -> None:
+    proxy, url, _ = served
+    raw = sdk(proxy).chat.completions.with_raw_response.create(model="solo", messages=CHAT)
+    [row] = await wait_rows(url, raw.headers["x-request-id"])
+    async with open_catalog(url) as pool:
+        record = await get_usage(pool, row["request_id"])
+        assert record is not None and record["cost_usd"] == row["cost_usd"]
+        assert record["attempts"][0]["provider"] == "good"
+        [spent] = await get_spend(pool, row["created_at"], row["created_at"] + timedelta(seconds=1), ("provider",))
+        assert (spent["provider"], spent["requests"], spent["cost_usd"]) == ("good", 1, row["cost_usd"])
+    env = {**os.environ, "DATABASE_URL": url}
+    done = subprocess.run(
+        [sys.executable, "-m", "proxy.cli", "usage", "--group-by", "key,model", "--json"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    body = json.loads(done.stdout)
+    assert [(d["model"], d["requests"], Decimal(d["cost_usd"])) for d in body["data"]] == [("solo", 1, row["cost_usd"])]
+    table = subprocess.run([sys.executable, "-m", "proxy.cli", "usage", "--group-by", "day"], env=env,
+                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert table.returncode == 0 and cost_text(row["cost_usd"]) in table.stdout
+    wrong = subprocess.run([sys.executable, "-m", "proxy.cli", "usage", "--since", "yesterday"], env=env,
+                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert wrong.returncode == 2 and "--since: not an ISO 8601 time" in wrong.stderr
+
+
 # --- Postgres away: the spool ------------------------------------------------------------------------
 
 
@@ -279,11 +311,3 @@ async def test_postgres_stopped_under_a_trickle_every_record_arrives_once(
         await conn.close()
     assert proxy.metric("gatewayz_usage_records_total", result="dropped") == 0
     assert not list((tmp_path / "data").glob("usage-spool.*"))  # written, then removed
-
-
-def test_readme_documents_the_usage_settings() -> None:
-    from tests.e2e.test_readme import README
-
-    reference = README.split("## Configuration reference", 1)[1]
-    for field in dataclasses.fields(UsageSettings):
-        assert field.name in reference, field.name
