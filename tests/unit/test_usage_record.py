@@ -120,3 +120,11 @@ def test_spool_skips_a_torn_last_line_and_drains_files_of_dead_processes(tmp_pat
     mine = Spool(tmp_path, 1 << 20)
     assert mine.files() == [gone.path]  # another live process's file is its own to drain
     assert Spool.read(gone.path) == [base]
+
+
+def test_a_request_id_is_the_proxys_own_even_when_the_client_repeats_one() -> None:
+    from proxy.http.identity import request_id
+
+    first, second = request_id(b"trace-42"), request_id(b"trace-42")
+    assert first != second and first.startswith("trace-42-") and second.startswith("trace-42-")
+    assert len(request_id(None)) == 32 and request_id(b"not a slug!") != "not a slug!"
