@@ -143,7 +143,7 @@ class UsageWriter:
             self._count("written", inserted)
             self._count("duplicate", len(records) - inserted)
             if records:
-                log.warning("usage spool: %d records written to the database (%d already there)",
+                log.info("usage spool: %d records written to the database (%d already there)",
                             inserted, len(records) - inserted)  # fmt: skip
 
     def _to_spool(self, batch: list[UsageRecord]) -> None:
