@@ -26,6 +26,8 @@ import openai
 import pytest
 
 from proxy.billing.cost import cost_text
+from proxy.billing.usage_db import delete_old_usage, write_usage
+from proxy.billing.usage_record import COLUMNS, UsageRecord
 from proxy.commands.library import get_spend, get_usage, open_catalog
 from proxy.config import Config, config_from_mapping
 from tests.harness import ProxyServer, _data_dir
@@ -311,3 +313,17 @@ async def test_postgres_stopped_under_a_trickle_every_record_arrives_once(
         await conn.close()
     assert proxy.metric("gatewayz_usage_records_total", result="dropped") == 0
     assert not list((tmp_path / "data").glob("usage-spool.*"))  # written, then removed
+
+
+async def test_retention_deletes_old_records_in_batches_and_a_replay_counts_nothing_twice(served: Any) -> None:
+    proxy, url, _ = served
+    raw = sdk(proxy).chat.completions.with_raw_response.create(model="solo", messages=CHAT)
+    [row] = await wait_rows(url, raw.headers["x-request-id"])
+    recent = UsageRecord(**{name: row[name] for name in COLUMNS})
+    old = [recent._replace(request_id=f"old-{i}", created_at=recent.created_at - timedelta(days=100)) for i in range(5)]
+    async with open_catalog(url) as pool:
+        assert await write_usage(pool, old) == 5
+        assert await write_usage(pool, [*old, recent]) == 0  # a replayed batch: nothing inserted twice
+        assert await delete_old_usage(pool, 90, batch=2) == 5  # three statements of at most two rows
+        left = await pool.fetch("SELECT request_id FROM usage_records")
+    assert [r["request_id"] for r in left] == [recent.request_id]

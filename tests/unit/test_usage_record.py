@@ -128,3 +128,39 @@ def test_a_request_id_is_the_proxys_own_even_when_the_client_repeats_one() -> No
     first, second = request_id(b"trace-42"), request_id(b"trace-42")
     assert first != second and first.startswith("trace-42-") and second.startswith("trace-42-")
     assert len(request_id(None)) == 32 and request_id(b"not a slug!") != "not a slug!"
+
+
+def test_usage_records_are_on_with_a_database_unless_turned_off() -> None:
+    from proxy.config import config_from_mapping
+
+    def enabled(usage: dict[str, object], env: dict[str, str]) -> bool:
+        return config_from_mapping({"usage": usage}, "(test)", env).usage_enabled
+
+    database = {"DATABASE_URL": "postgresql://u@127.0.0.1:5432/db"}
+    assert enabled({}, database) and not enabled({}, {})
+    assert not enabled({"enabled": False}, database) and not enabled({"enabled": True}, {})
+
+
+async def test_a_full_spool_drops_and_counts_and_an_unreachable_database_spools(tmp_path: Path) -> None:
+    from proxy.billing.writer import UsageWriter
+    from proxy.config import UsageSettings
+    from proxy.runtime.metrics import Metrics
+
+    base = usage_record_of(served_record(), 0.25, request_cost(served_record()))
+    line = len(spool_line(base))
+    settings = UsageSettings(spool_max_mb=2.5 * line / (1024 * 1024))
+    metrics = Metrics()
+    writer = UsageWriter(lambda: settings, lambda: None, Spool(tmp_path, 0), metrics)  # no pool: the database is away
+    for i in range(2):
+        writer.add(base._replace(request_id=f"a{i}"))
+    assert writer.find("a1") is not None  # pending, found before any flush
+    await writer.flush()
+    assert writer.pending == 0 and writer.find("a1") == base._replace(request_id="a1")  # now in the spool
+    writer.add(base._replace(request_id="b0"))
+    writer.add(base._replace(request_id="b1"))
+    await writer.flush()  # two more lines would pass 2.5 lines: the batch is dropped
+    metrics.flush()
+    text = metrics.exposition().decode()
+    assert 'gatewayz_usage_records_total{result="spooled"} 2.0' in text
+    assert 'gatewayz_usage_records_total{result="dropped"} 2.0' in text
+    assert writer.find("b0") is None
