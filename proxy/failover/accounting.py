@@ -29,7 +29,7 @@ from decimal import Decimal
 
 import orjson
 
-from proxy.billing.cost import cost_usd, prices_of
+from proxy.billing.cost import cost_text, cost_usd, prices_of
 from proxy.billing.usage_record import Request, UsageRecord, build_usage_record
 from proxy.config import ProxySettings
 from proxy.errors import ConnectFailed, ConnectTimeout, ErrorInAnswer, FirstByteTimeout, UpstreamError, UpstreamStatus
@@ -91,7 +91,7 @@ class Accounting:
             metrics.count_usage(served.offer, usage.prompt_tokens, usage.completion_tokens, float(cost or 0))
         if self.record_usage is not None:
             self.record_usage(usage_record_of(record, elapsed, cost))
-        line = access_line(record, elapsed)
+        line = access_line(record, elapsed, cost)
         if self.write_access is not None:
             self.write_access(line)
         elif access_log.isEnabledFor(logging.INFO):
@@ -150,10 +150,12 @@ def usage_record_of(record: RequestRecord, elapsed_s: float, cost: Decimal | Non
     )
 
 
-def access_line(record: RequestRecord, elapsed_s: float) -> str:
-    """The request's access log line: what happened, never what was said."""
+def access_line(record: RequestRecord, elapsed_s: float, cost: Decimal | None = None) -> str:
+    """The request's access log line: what happened, never what was said; its tokens and `cost_usd`
+    (decimal text; null when the offer that served is unpriced)."""
     tried = record.tried
     served = record.served
+    usage = record.usage
     return orjson.dumps(
         {
             "request_id": record.request_id,
@@ -166,6 +168,9 @@ def access_line(record: RequestRecord, elapsed_s: float) -> str:
             "status": record.status,
             "outcome": record.outcome,
             "latency_ms": round(elapsed_s * 1000, 2),
+            "prompt_tokens": 0 if usage is None else usage.prompt_tokens,
+            "completion_tokens": 0 if usage is None else usage.completion_tokens,
+            "cost_usd": None if cost is None else cost_text(cost),
         }
     ).decode()
 

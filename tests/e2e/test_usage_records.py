@@ -30,7 +30,7 @@ from proxy.billing.usage_db import delete_old_usage, write_usage
 from proxy.billing.usage_record import COLUMNS, UsageRecord
 from proxy.commands.library import get_spend, get_usage, open_catalog
 from proxy.config import Config, config_from_mapping
-from tests.harness import ProxyServer, _data_dir
+from tests.harness import CapturedLogs, ProxyServer, _data_dir
 from tests.own_postgres import OwnPostgres, own_postgres
 
 PRICES = {"good": ("0.0000123", "0.0000456"), "spare": ("0.0000017", "0.0000029"), "bad": ("0.0000001", "0.0000001")}
@@ -84,6 +84,13 @@ async def wait_rows(url: str, *request_ids: str, timeout_s: float = 15.0) -> lis
         await asyncio.sleep(0.05)
 
 
+async def wait_for(found: Callable[[], list[str]], timeout_s: float = 10.0) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while not (lines := found()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    return lines
+
+
 def generation(proxy: ProxyServer, request_id: str, token: str = "k") -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"}
     return httpx.get(f"{proxy.url}/generation", params={"id": request_id}, headers=headers, timeout=10)
@@ -125,9 +132,11 @@ def served(fresh_database_url: str, mock_provider: Any, proxy_server: Callable[.
 
 async def test_a_whole_answer_has_its_cost_in_headers_generation_and_one_row(served: Any) -> None:
     proxy, url, _ = served
-    raw = sdk(proxy).chat.completions.with_raw_response.create(model="solo", messages=CHAT)
-    answer = raw.parse()
-    request_id = raw.headers["x-request-id"]
+    with CapturedLogs().installed() as logs:
+        raw = sdk(proxy).chat.completions.with_raw_response.create(model="solo", messages=CHAT)
+        answer = raw.parse()
+        request_id = raw.headers["x-request-id"]
+        [line] = await wait_for(lambda: [ln for ln in logs.lines if request_id in ln and ln.startswith("{")])
     usage = answer.usage
     assert usage is not None
     cost = expected_cost("good", usage.prompt_tokens, usage.completion_tokens)
@@ -140,6 +149,8 @@ async def test_a_whole_answer_has_its_cost_in_headers_generation_and_one_row(ser
     [row] = await wait_rows(url, request_id)
     check_row(row, "good", usage.prompt_tokens, usage.completion_tokens)
     assert (row["status"], row["outcome"], row["finish_reason"], row["streamed"]) == (200, "ok", "stop", False)
+    access = json.loads(line)  # the access line says the same
+    assert (access["prompt_tokens"], Decimal(access["cost_usd"])) == (usage.prompt_tokens, cost)
     assert (row["model"], row["asked_model"], row["route"]) == ("solo", "solo", "/v1/chat/completions")
     check_generation(proxy, row)
 
