@@ -3,8 +3,10 @@
     request ends ──add()──▶ pending (memory) ──every flush_s, or batch_size──▶ COPY to Postgres
                                                   └── Postgres down ──▶ spool file ──back──▶ Postgres
 
-- `add(record)` is what the accounting step calls once per request: a list append, no I/O, nothing
-  awaited. A batch that reaches `[usage] batch_size` wakes the flusher at once.
+- `add(request_id, make)` is what the accounting step calls once per request: a list append, no I/O,
+  nothing awaited; `make()` builds the record, and is called by the flusher, off the request path
+  (`python -m bench.instructions --records on`). A batch that reaches `[usage] batch_size` wakes the
+  flusher at once.
 - `run()` (started and cancelled by the gateway's lifecycle) flushes every `[usage] flush_s`;
   `flush()` is also called on SIGHUP (a reload) and at shutdown (SIGTERM).
 - A flush writes the spool first (oldest file first, in order), then the new batch, each as one
@@ -58,7 +60,7 @@ class UsageWriter:
         self.spool = spool
         self.metrics = metrics
         self.database = database
-        self._pending: list[UsageRecord] = []
+        self._pending: list[tuple[str, Callable[[], UsageRecord]]] = []  # (request id, its record's builder)
         self._writing: list[UsageRecord] = []
         self._full = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -66,12 +68,13 @@ class UsageWriter:
 
     # --- the request path ------------------------------------------------------------------------
 
-    def add(self, record: UsageRecord) -> None:
-        """Queue one request's record (no I/O); wakes the flusher when a batch is full."""
+    def add(self, request_id: str, make: Callable[[], UsageRecord]) -> None:
+        """Queue one request's record, built later by `make()` (no I/O now); wakes the flusher when a
+        batch is full."""
         settings = self._settings()
         if settings.enabled is False:
             return
-        self._pending.append(record)
+        self._pending.append((request_id, make))
         if len(self._pending) >= settings.batch_size:
             self._full.set()
 
@@ -79,10 +82,12 @@ class UsageWriter:
 
     def find(self, request_id: str) -> UsageRecord | None:
         """The record of `request_id` not yet in the database (pending, being written, spooled), else None."""
-        for batch in (self._pending, self._writing):
-            for record in reversed(batch):
-                if record.request_id == request_id:
-                    return record
+        for ident, make in reversed(self._pending):
+            if ident == request_id:
+                return make()
+        for record in reversed(self._writing):
+            if record.request_id == request_id:
+                return record
         return self.spool.find(request_id)
 
     @property
@@ -104,15 +109,25 @@ class UsageWriter:
         failure the pending records go to the spool. Never raises a database or file error."""
         async with self._lock:
             self._full.clear()
-            batch, self._pending = self._pending, []
-            self._writing = batch
+            queued, self._pending = self._pending, []
+            batch = self._writing = self._built(queued)
             try:
                 await self._write(batch)
             except asyncio.CancelledError:  # cut short (shutdown): the batch waits for the last flush
-                self._pending = batch + self._pending
+                self._pending = [(r.request_id, _made(r)) for r in batch] + self._pending
                 raise
             finally:
                 self._writing = []
+
+    def _built(self, queued: list[tuple[str, Callable[[], UsageRecord]]]) -> list[UsageRecord]:
+        records = []
+        for request_id, make in queued:
+            try:
+                records.append(make())
+            except Exception:  # a bug in one record must not lose the batch: logged with its id, counted
+                log.exception("usage record of request %s could not be built", request_id)
+                self._count("dropped", 1)
+        return records
 
     async def _write(self, batch: list[UsageRecord]) -> None:
         pool = self._pool()
@@ -171,7 +186,7 @@ class UsageWriter:
             async with asyncio.timeout(timeout_s):
                 await self.flush()
         except TimeoutError:
-            self._to_spool(self._pending)
+            self._to_spool(self._built(self._pending))
             self._pending = []
 
     async def keep_retention(self) -> None:
@@ -189,3 +204,7 @@ class UsageWriter:
                     if deleted:
                         log.info("usage retention: %d records deleted in %.1f s", deleted, time.monotonic() - started)
             await asyncio.sleep(self._settings().retention_check_s)
+
+
+def _made(record: UsageRecord) -> Callable[[], UsageRecord]:
+    return lambda: record

@@ -26,6 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 
 import orjson
 
@@ -50,8 +51,9 @@ class Accounting:
         # `failover serve` sets this to write access lines straight to its batched stream, past the
         # logging machinery (which costs more than the rest of the line); otherwise the logger is used.
         self.write_access: Callable[[str], None] | None = None
-        # the usage writer's `add` (None: no usage records, as without a database): queues, never waits
-        self.record_usage: Callable[[UsageRecord], None] | None = None
+        # the usage writer's `add(request_id, make)` (None: no usage records, as without a database):
+        # queues the record's builder, never waits; the writer builds it off the request path
+        self.record_usage: Callable[[str, Callable[[], UsageRecord]], None] | None = None
 
     def attempt_failed(self, record: RequestRecord, tried: Tried) -> None:
         """A failed attempt's effect on the runtime state, now (see the module docstring)."""
@@ -90,7 +92,7 @@ class Accounting:
         if served is not None and usage is not None:
             metrics.count_usage(served.offer, usage.prompt_tokens, usage.completion_tokens, float(cost or 0))
         if self.record_usage is not None:
-            self.record_usage(usage_record_of(record, elapsed, cost))
+            self.record_usage(record.request_id, partial(usage_record_of, record, elapsed, cost))
         line = access_line(record, elapsed, cost)
         if self.write_access is not None:
             self.write_access(line)

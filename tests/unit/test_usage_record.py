@@ -151,13 +151,16 @@ async def test_a_full_spool_drops_and_counts_and_an_unreachable_database_spools(
     settings = UsageSettings(spool_max_mb=2.5 * line / (1024 * 1024))
     metrics = Metrics()
     writer = UsageWriter(lambda: settings, lambda: None, Spool(tmp_path, 0), metrics)  # no pool: the database is away
-    for i in range(2):
-        writer.add(base._replace(request_id=f"a{i}"))
+    def add(ident: str) -> None:
+        writer.add(ident, lambda: base._replace(request_id=ident))
+
+    add("a0")
+    add("a1")
     assert writer.find("a1") is not None  # pending, found before any flush
     await writer.flush()
     assert writer.pending == 0 and writer.find("a1") == base._replace(request_id="a1")  # now in the spool
-    writer.add(base._replace(request_id="b0"))
-    writer.add(base._replace(request_id="b1"))
+    add("b0")
+    add("b1")
     await writer.flush()  # two more lines would pass 2.5 lines: the batch is dropped
     metrics.flush()
     text = metrics.exposition().decode()
