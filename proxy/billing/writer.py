@@ -43,7 +43,7 @@ from proxy.store.outage import DatabaseHealth
 
 log = logging.getLogger("gatewayz.usage")
 MB = 1024 * 1024
-WRITE_TIMEOUT_S = 10.0  # a write that hangs longer is a database that is not there: spool the batch
+WRITE_TIMEOUT_S = 10.0  # one batch's write that hangs longer is a database that is not there: spool the batch
 
 
 class UsageWriter:
@@ -80,15 +80,16 @@ class UsageWriter:
 
     # --- reading ---------------------------------------------------------------------------------
 
-    def find(self, request_id: str) -> UsageRecord | None:
-        """The record of `request_id` not yet in the database (pending, being written, spooled), else None."""
+    async def find(self, request_id: str) -> UsageRecord | None:
+        """The record of `request_id` not yet in the database (pending, being written, spooled), else
+        None; the spool files are read in a thread."""
         for ident, make in reversed(self._pending):
             if ident == request_id:
                 return make()
         for record in reversed(self._writing):
             if record.request_id == request_id:
                 return record
-        return self.spool.find(request_id)
+        return await asyncio.to_thread(self.spool.find, request_id)
 
     @property
     def pending(self) -> int:
@@ -135,9 +136,8 @@ class UsageWriter:
             self._to_spool(batch)
             return
         try:
-            async with asyncio.timeout(WRITE_TIMEOUT_S):
-                await self._drain_spool(pool)
-                inserted = await write_usage(pool, batch)
+            await self._drain_spool(pool)
+            inserted = await _write_within(pool, batch)
         except DATABASE_ERRORS as exc:
             if self.database is not None:
                 self.database.failed(exc)
@@ -153,7 +153,7 @@ class UsageWriter:
             records = await asyncio.to_thread(Spool.read, path)
             inserted = 0
             for start in range(0, len(records), self._settings().batch_size):
-                inserted += await write_usage(pool, records[start : start + self._settings().batch_size])
+                inserted += await _write_within(pool, records[start : start + self._settings().batch_size])
             Spool.remove(path)
             self._count("written", inserted)
             self._count("duplicate", len(records) - inserted)
@@ -208,3 +208,10 @@ class UsageWriter:
 
 def _made(record: UsageRecord) -> Callable[[], UsageRecord]:
     return lambda: record
+
+
+async def _write_within(pool: asyncpg.Pool, records: list[UsageRecord]) -> int:
+    """One batch's transaction, within `WRITE_TIMEOUT_S` (a long spool is written batch by batch, each
+    with its own time: its length never makes a working database look unreachable)."""
+    async with asyncio.timeout(WRITE_TIMEOUT_S):
+        return await write_usage(pool, records)

@@ -60,7 +60,7 @@ def caller_key_name(gateway: Gateway, request: Request) -> str:
 async def _record(gateway: Gateway, request_id: str) -> UsageRecord | None:
     """The record, from the writer (not yet written) and then the database; `DATABASE_ERRORS` propagate."""
     if gateway.usage is not None:
-        found = gateway.usage.find(request_id)
+        found = await gateway.usage.find(request_id)
         if found is not None:
             return found
     if gateway.pool is None:

@@ -156,9 +156,9 @@ async def test_a_full_spool_drops_and_counts_and_an_unreachable_database_spools(
 
     add("a0")
     add("a1")
-    assert writer.find("a1") is not None  # pending, found before any flush
+    assert await writer.find("a1") is not None  # pending, found before any flush
     await writer.flush()
-    assert writer.pending == 0 and writer.find("a1") == base._replace(request_id="a1")  # now in the spool
+    assert writer.pending == 0 and await writer.find("a1") == base._replace(request_id="a1")  # now in the spool
     add("b0")
     add("b1")
     await writer.flush()  # two more lines would pass 2.5 lines: the batch is dropped
@@ -166,4 +166,4 @@ async def test_a_full_spool_drops_and_counts_and_an_unreachable_database_spools(
     text = metrics.exposition().decode()
     assert 'gatewayz_usage_records_total{result="spooled"} 2.0' in text
     assert 'gatewayz_usage_records_total{result="dropped"} 2.0' in text
-    assert writer.find("b0") is None
+    assert await writer.find("b0") is None
