@@ -39,7 +39,12 @@ ADMIN = "admin-token-usage"
 
 
 def build(
-    urls: dict[str, str], models: dict[str, list[str]], *, database_url: str, fallbacks: dict[str, list[str]] | None = None
+    urls: dict[str, str],
+    models: dict[str, list[str]],
+    *,
+    database_url: str,
+    fallbacks: dict[str, list[str]] | None = None,
+    client_keys: str = "",
 ) -> Config:
     """Providers by slug; each model's offers (`<slug>/<model>`) priced from PRICES; usage flushed every 0.2 s."""
     providers = [{"slug": s, "name": s.title(), "base_url": u, "listing": "none"} for s, u in urls.items()]
@@ -57,7 +62,8 @@ def build(
         "models": tables,
         "usage": {"flush_s": 0.2},
     }
-    env = {"FAILOVER_DATA_DIR": _data_dir(), "DATABASE_URL": database_url, "FAILOVER_ADMIN_TOKEN": ADMIN}
+    env = {"FAILOVER_DATA_DIR": _data_dir(), "DATABASE_URL": database_url, "FAILOVER_ADMIN_TOKEN": ADMIN,
+           "FAILOVER_API_KEYS": client_keys}  # fmt: skip
     return config_from_mapping(data, "(test)", env)
 
 
@@ -232,6 +238,21 @@ async def test_generation_is_only_for_its_caller_or_the_admin(served: Any) -> No
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     bad = httpx.get(f"{proxy.url}/generation", headers={"Authorization": "Bearer k"}, timeout=10)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "id"
+
+
+async def test_with_client_keys_generation_needs_a_key(
+    fresh_database_url: str, mock_provider: Any, proxy_server: Callable[..., ProxyServer]
+) -> None:
+    good = mock_provider("good")
+    config = build({"good": good.url}, {"solo": ["good"]}, database_url=fresh_database_url, client_keys="k")
+    proxy = proxy_server(config)
+    raw = sdk(proxy).chat.completions.with_raw_response.create(model="solo", messages=CHAT)
+    request_id = raw.headers["x-request-id"]
+    assert generation(proxy, request_id).status_code == 200  # the key that made it
+    assert generation(proxy, request_id, token=ADMIN).status_code == 200
+    refused = generation(proxy, request_id, token="not-a-key")
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    assert request_id not in refused.text
 
 
 async def test_admin_usage_aggregates_by_model_and_day(served: Any) -> None:
