@@ -34,6 +34,7 @@ COMMANDS = {
     "sync": "proxy.commands.sync:run_sync",
     "check": "proxy.commands.check:run_check",
     "explain": "proxy.commands.explain:run_explain",
+    "usage": "proxy.commands.usage:run_usage",
     "mock-provider": "proxy.mock.cli:run_mock_provider",
     "demo": "proxy.commands.demo:run_demo",
 }
@@ -62,6 +63,12 @@ def _add_catalog(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser("explain", help="show the ranked failover order for a model")
     p.add_argument("model")
     p.add_argument("--json", action="store_true", help="print the guide's JSON shape")
+    p = sub.add_parser("usage", help="requests, cost and tokens by key, model, provider or day")
+    p.add_argument("--since", default=None, help="ISO 8601 time (default: 24 hours before --until)")
+    p.add_argument("--until", default=None, help="ISO 8601 time (default: now)")
+    p.add_argument("--group-by", default="key", help="up to two of key,model,provider,day (default: key)")
+    p.add_argument("--key", default=None, help="only this client key name")
+    p.add_argument("--json", action="store_true", help="print GET /admin/usage's JSON shape")
 
 
 def _add_mock(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -96,6 +96,19 @@ class ProxySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageSettings:
+    """`[usage]`: the usage records (`proxy.billing.writer`). `enabled` None: on when a database is
+    configured (`Config.usage_enabled`)."""
+
+    enabled: bool | None = None
+    flush_s: float = 1.0  # records wait at most this long in memory before they are written (or spooled)
+    batch_size: int = 500  # a batch this full is written at once, without waiting for `flush_s`
+    spool_max_mb: float = 64.0  # the spool file's bound while Postgres is down; past it records are dropped
+    retention_days: int = 90  # rows older than this are deleted, in batches, every `retention_check_s`
+    retention_check_s: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
 class HealthSettings:
     interval_s: float = 30.0
     probe_timeout_s: float = 10.0
@@ -156,6 +169,7 @@ class StaticOffer:
     pricing_prompt: float | None = None
     pricing_completion: float | None = None
     pricing_request: float | None = None
+    pricing_cached_prompt: float | None = None  # USD per cached prompt token; None: the prompt price
     context_length: int | None = None
     supports_streaming: bool = True
     endpoints: tuple[str, ...] | None = None  # narrows the provider's `endpoints` for this offer
@@ -202,6 +216,13 @@ class Config:
     admin_token: Secret | None = None
     data_dir: str = ".failover"
     redis_prefix: str = "gatewayz"
+    usage: UsageSettings = field(default_factory=UsageSettings)
+
+    @property
+    def usage_enabled(self) -> bool:
+        """Whether requests leave usage records: `[usage] enabled`, by default when a database is configured."""
+        enabled = self.usage.enabled
+        return self.database_url is not None if enabled is None else enabled and self.database_url is not None
 
     def provider(self, slug: str) -> ProviderConfig | None:
         for provider in self.providers:
@@ -438,17 +459,19 @@ def _env_url(env: Mapping[str, str], name: str) -> Secret | None:
 
 def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Config:
     reader = TableReader(source)
-    allowed = {"proxy", "health", "providers", "models", "aliases", "keys"}
+    allowed = {"proxy", "health", "providers", "models", "aliases", "keys", "usage"}
     for key in data:
         if key not in allowed:
             raise reader.fail(key, f"unknown key (known: {', '.join(sorted(allowed))})")
-    for section in ("proxy", "health"):
+    for section in ("proxy", "health", "usage"):
         if section in data and not isinstance(data[section], dict):
             raise reader.fail(section, "expected a table")
     proxy = reader.table(data.get("proxy", {}), ProxySettings, "proxy")
     health = reader.table(data.get("health", {}), HealthSettings, "health")
     check_positive(reader, proxy, "proxy")
     check_positive(reader, health, "health")
+    usage = reader.table(data.get("usage", {}), UsageSettings, "usage")
+    check_positive(reader, usage, "usage")
     check_share(reader, "proxy.hedge_budget", proxy.hedge_budget)
     reader.choice("proxy.answer_model", proxy.answer_model, ANSWER_MODELS)
     providers = _providers(reader, data.get("providers", []), env)
@@ -467,6 +490,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, 
         admin_token=_env_secret(env, "FAILOVER_ADMIN_TOKEN"),
         data_dir=env.get("FAILOVER_DATA_DIR", ".failover"),
         redis_prefix=env.get("FAILOVER_REDIS_PREFIX", "gatewayz"),
+        usage=usage,
     )
 
 

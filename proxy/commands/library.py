@@ -10,19 +10,23 @@ request's (`proxy.canonical.resolve_model_id`): `openai/gpt-4` and `GPT-4` name 
     get_provider_model_id(pool, model_id, provider_slug)        the provider's own id, or None
     check_model_available_on_provider(pool, model_id, slug)     True when that provider serves it
     explain_failover_for_model(pool, model_id)                  the guide's explain shape
+    get_usage(pool, request_id)                                 one request's usage record, or None
+    get_spend(pool, since, until, group_by=("key",), key_name=None)   cost and tokens per group
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, TypedDict
 
 import asyncpg
 
+from proxy.billing.usage_db import fetch_usage, spend
 from proxy.canonical import resolution_candidates, resolve_model_id
 from proxy.config import Secret, config_from_mapping
 from proxy.failover.ranking import rank_offers
@@ -179,3 +183,25 @@ async def explain_failover_for_model(
         "failover_order": order,
         "recommendation": recommendation(offers),
     }
+
+
+async def get_usage(pool: asyncpg.Pool, request_id: str) -> dict[str, Any] | None:
+    """One request's usage record (`usage_records`, keyed by the proxy's `x-request-id`) as a mapping
+    of its columns (`proxy.billing.usage_record.UsageRecord`: cost and prices as `Decimal`, `attempts`
+    as a list), or None when no proxy has written it (yet: within `[usage] flush_s`)."""
+    record = await fetch_usage(pool, request_id)
+    if record is None:
+        return None
+    return {**record._asdict(), "attempts": json.loads(record.attempts)}
+
+
+async def get_spend(
+    pool: asyncpg.Pool,
+    since: datetime,
+    until: datetime,
+    group_by: Sequence[str] = ("key",),
+    key_name: str | None = None,
+) -> list[dict[str, Any]]:
+    """Requests, cost (USD, `Decimal`) and tokens over [since, until) grouped by up to two of `key`,
+    `model`, `provider`, `day` (`proxy.billing.usage_db.spend`); `ValueError` for another group."""
+    return await spend(pool, since, until, group_by, key_name)

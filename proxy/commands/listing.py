@@ -57,6 +57,7 @@ class ListedModel:
     supported_parameters: tuple[str, ...] | None = None  # as listed, sorted
     input_modalities: tuple[str, ...] | None = None
     endpoints: tuple[str, ...] | None = None  # the endpoint kinds it serves, when the listing says
+    pricing_cached_prompt: Decimal | None = None  # USD per cached prompt token (OpenRouter's `input_cache_read`)
 
 
 GENERATES_TEXT = ("chat", "completions", "responses")
@@ -189,6 +190,7 @@ def _openrouter_entry(entry: dict[str, Any], where: str, divisor: Decimal) -> Li
         pricing_prompt=_per_token(pricing.get("prompt"), f"{where}.pricing.prompt", divisor),
         pricing_completion=_per_token(pricing.get("completion"), f"{where}.pricing.completion", divisor),
         pricing_request=_price(pricing.get("request"), f"{where}.pricing.request"),
+        pricing_cached_prompt=_per_token(pricing.get("input_cache_read"), f"{where}.pricing.input_cache_read", divisor),
         context_length=top_context if top_context is not None else own_context,
         max_completion_tokens=_context_length(
             top.get("max_completion_tokens"), f"{where}.top_provider.max_completion_tokens"

@@ -59,6 +59,7 @@ class DesiredOffer:
     pricing_request: Decimal | None = None
     context_length: int | None = None
     supports_streaming: bool = True
+    pricing_cached_prompt: Decimal | None = None
     endpoints: tuple[str, ...] | None = None  # None: every endpoint its provider serves
     max_completion_tokens: int | None = None
     supported_parameters: tuple[str, ...] | None = None
@@ -135,6 +136,7 @@ def _from_listing(entry: ListedModel, aliases: dict[str, str]) -> DesiredOffer:
         pricing_prompt=entry.pricing_prompt,
         pricing_completion=entry.pricing_completion,
         pricing_request=entry.pricing_request,
+        pricing_cached_prompt=entry.pricing_cached_prompt,
         context_length=entry.context_length,
         endpoints=entry.endpoints,
         max_completion_tokens=entry.max_completion_tokens,
@@ -159,6 +161,7 @@ def _from_static(model_id: str, offer: StaticOffer, listed: DesiredOffer | None)
         pricing_prompt=pick(offer.pricing_prompt, listed.pricing_prompt if listed else None),
         pricing_completion=pick(offer.pricing_completion, listed.pricing_completion if listed else None),
         pricing_request=pick(offer.pricing_request, listed.pricing_request if listed else None),
+        pricing_cached_prompt=pick(offer.pricing_cached_prompt, listed.pricing_cached_prompt if listed else None),
         context_length=offer.context_length or (listed.context_length if listed else None),
         supports_streaming=offer.supports_streaming,
         endpoints=offer.endpoints if offer.endpoints is not None else (listed.endpoints if listed else None),
@@ -193,6 +196,7 @@ def _columns(offers: Sequence[DesiredOffer]) -> list[list[object]]:
         [_joined(o.supported_parameters) for o in offers],
         [_joined(o.input_modalities) for o in offers],
         [None if o.endpoints is None else ",".join(o.endpoints) for o in offers],
+        [o.pricing_cached_prompt for o in offers],
     ]
 
 

@@ -11,7 +11,9 @@ by its client), and reads only the record (`proxy.failover.record`):
   record is not `measured` (count_tokens: a free call, which some Anthropic-compatible providers
   answer 404, must neither open an offer's circuit nor teach it a first-output time);
 - the spend of the request's client key (`proxy.billing.spend.SpendLedger.add`), for its budget;
-- the access line: one JSON object per request (no prompt text, no key: the key's name).
+- the access line: one JSON object per request (no prompt text, no key: the key's name);
+- the usage record (`proxy.billing.usage_record`, built by `usage_record_of`): handed to
+  `record_usage` (the gateway's `proxy.billing.writer.UsageWriter.add`), which only queues it.
 
 `attempt_failed(record, tried)` is the record's `on_failure` hook: a failed attempt's effect on the
 runtime state (its cooldown from `Retry-After`, the circuit it may open, an account failure that
@@ -25,11 +27,13 @@ import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 
 import orjson
 
-from proxy.billing.cost import cost_usd, prices_of
+from proxy.billing.cost import cost_text, cost_usd, prices_of
 from proxy.billing.spend import SpendLedger
+from proxy.billing.usage_record import Request, UsageRecord, build_usage_record
 from proxy.config import ProxySettings
 from proxy.errors import ConnectFailed, ConnectTimeout, ErrorInAnswer, FirstByteTimeout, UpstreamError, UpstreamStatus
 from proxy.failover.record import RequestRecord, Tried
@@ -50,6 +54,9 @@ class Accounting:
         # `failover serve` sets this to write access lines straight to its batched stream, past the
         # logging machinery (which costs more than the rest of the line); otherwise the logger is used.
         self.write_access: Callable[[str], None] | None = None
+        # the usage writer's `add(request_id, make)` (None: no usage records, as without a database):
+        # queues the record's builder, never waits; the writer builds it off the request path
+        self.record_usage: Callable[[str, Callable[[], UsageRecord]], None] | None = None
 
     def attempt_failed(self, record: RequestRecord, tried: Tried) -> None:
         """A failed attempt's effect on the runtime state, now (see the module docstring)."""
@@ -89,7 +96,9 @@ class Accounting:
         served, usage = record.served, record.usage
         if served is not None and usage is not None:
             metrics.count_usage(served.offer, usage.prompt_tokens, usage.completion_tokens, float(cost or 0))
-        line = access_line(record, elapsed)
+        if self.record_usage is not None:
+            self.record_usage(record.request_id, partial(usage_record_of, record, elapsed, cost))
+        line = access_line(record, elapsed, cost)
         if self.write_access is not None:
             self.write_access(line)
         elif access_log.isEnabledFor(logging.INFO):
@@ -127,10 +136,33 @@ def request_cost(record: RequestRecord) -> Decimal | None:
     return cost_usd(record.usage, prices_of(served.offer))
 
 
-def access_line(record: RequestRecord, elapsed_s: float) -> str:
-    """The request's access log line: what happened, never what was said."""
+def usage_record_of(record: RequestRecord, elapsed_s: float, cost: Decimal | None) -> UsageRecord:
+    """The request's usage record (`proxy.billing.usage_record`): `cost` is `request_cost(record)`,
+    priced at the offer that served (its prices recorded beside it); the failed attempts are listed
+    at no cost."""
+    served = record.served
+    request = Request(
+        record.request_id, record.received_at, record.key_name, record.route, record.asked_model, record.model,
+        record.status, record.outcome, record.stream, record.finish_reason,
+    )  # fmt: skip
+    return build_usage_record(
+        request,
+        record.attempts,
+        None if served is None else served.attempt,
+        record.usage,
+        prices=None if served is None else prices_of(served.offer),
+        cost=cost,
+        elapsed_s=elapsed_s,
+        first_output_s=None if served is None else served.first_output_s,
+    )
+
+
+def access_line(record: RequestRecord, elapsed_s: float, cost: Decimal | None = None) -> str:
+    """The request's access log line: what happened, never what was said; its tokens and `cost_usd`
+    (decimal text; null when the offer that served is unpriced)."""
     tried = record.tried
     served = record.served
+    usage = record.usage
     return orjson.dumps(
         {
             "request_id": record.request_id,
@@ -144,6 +176,9 @@ def access_line(record: RequestRecord, elapsed_s: float) -> str:
             "status": record.status,
             "outcome": record.outcome,
             "latency_ms": round(elapsed_s * 1000, 2),
+            "prompt_tokens": 0 if usage is None else usage.prompt_tokens,
+            "completion_tokens": 0 if usage is None else usage.completion_tokens,
+            "cost_usd": None if cost is None else cost_text(cost),
         }
     ).decode()
 

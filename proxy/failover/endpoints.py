@@ -210,7 +210,7 @@ PROXIED: dict[tuple[str, str], Endpoint] = dict(
 )
 PROXIED_POSTS = frozenset(route for (method, route), e in PROXIED.items() if method == "POST" and not e.pinned)
 _RESPONSES_PREFIX = "/v1/responses/"
-OTHER_ROUTES = ("GET /v1/models", "GET /v1/models/{model}")
+OTHER_ROUTES = ("GET /v1/models", "GET /v1/models/{model}", "GET /v1/generation")
 
 
 def match(method: str, path: str) -> tuple[Endpoint, str] | None:

@@ -203,6 +203,11 @@ class RequestRecord:
         if self.phase not in ENDED:
             self.phase = Phase.FINISHED
 
+    def ended_because(self, finish_reason: str | None) -> None:
+        """Why the answer ended, as the provider said (`stop`, `length`, ...; None: it did not say)."""
+        if finish_reason is not None:
+            self.finish_reason = finish_reason
+
     def client_left(self) -> bool:
         """The client disconnected: True (the request is to be cancelled) unless its answer was finished."""
         if self.phase in ENDED:

@@ -131,6 +131,21 @@ def finish_reason_of(choice: Mapping[str, Any]) -> str | None:
     return reason if isinstance(reason, str) and reason else None
 
 
+def answer_finish_reason(parsed: Any) -> str | None:
+    """Why a whole answer ended: its first choice's finish reason (chat, completions), else Anthropic's
+    `stop_reason` (Messages), else a Responses API object's `status`; None when it says none."""
+    if not isinstance(parsed, dict):
+        return None
+    choices = parsed.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return finish_reason_of(choices[0])
+    for name in ("stop_reason", "status"):
+        reason = parsed.get(name)
+        if isinstance(reason, str) and reason:
+            return reason
+    return None
+
+
 def is_error_finish(reason: str) -> bool:
     """Does this finish reason say the generation failed? (`error`, `ERROR_TOXIC`, `abort`...)"""
     if reason in NORMAL_FINISHES:

@@ -23,7 +23,7 @@ from proxy.runtime.first_output import learned_json
 from proxy.types import CircuitState, Health, Offer, RuntimeView
 
 
-def _refusal(gateway: Gateway, request: Request) -> Response | None:
+def refusal(gateway: Gateway, request: Request) -> Response | None:
     token = gateway.config.admin_token
     if token is None:
         body = error_body(
@@ -78,6 +78,7 @@ def _order_entry(gateway: Gateway, position: int, offer: Offer, view: RuntimeVie
         "response_time_ms": _ms(view.latency_ms if view.latency_ms is not None else offer.response_time_ms),
         "pricing_prompt": offer.pricing_prompt,
         "pricing_completion": offer.pricing_completion,
+        "pricing_cached_prompt": offer.pricing_cached_prompt,
         "capabilities": _capabilities(offer),
         "ranked_behind_s": round(max(0.0, view.slow_until - time.time()), 1),
         "first_output": learned_json(gateway.state.first_output, offer.key, gateway.settings.first_byte_timeout_s),
@@ -99,7 +100,7 @@ def _recommendation(order: list[dict[str, Any]]) -> str:
 
 async def failover_status(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    if (refused := _refusal(gateway, request)) is not None:
+    if (refused := refusal(gateway, request)) is not None:
         return refused
     models = []
     for model, offers in sorted(gateway.catalog.offers().items()):
@@ -121,7 +122,7 @@ async def failover_status(request: Request) -> Response:
 
 async def failover_model(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    if (refused := _refusal(gateway, request)) is not None:
+    if (refused := refusal(gateway, request)) is not None:
         return refused
     model_id = request.path_params["model_id"]
     offers = gateway.catalog.lookup(model_id)
@@ -153,7 +154,7 @@ async def failover_model(request: Request) -> Response:
 
 async def providers(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
-    if (refused := _refusal(gateway, request)) is not None:
+    if (refused := refusal(gateway, request)) is not None:
         return refused
     health: dict[str, str] = {}
     offers_count: dict[str, int] = {}

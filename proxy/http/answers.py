@@ -8,14 +8,17 @@ carry only catalog values (slugs, model ids) and numbers.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 import orjson
 
+from proxy.billing.cost import cost_text
 from proxy.errors import AllOffersFailed, ClientError
 from proxy.runtime.state import ACCOUNT_REFUSED
 from proxy.types import Offer
+from proxy.upstream.usage import Usage
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -128,6 +131,20 @@ def gateway_headers(offer: Offer | None, attempts: int, request_id: str) -> Head
         headers.append((b"x-gatewayz-provider", offer.provider_slug.encode("latin-1", "replace")))
         headers.append((b"x-gatewayz-provider-model", offer.provider_model_id.encode("latin-1", "replace")))
     headers.append((b"x-gatewayz-attempts", str(attempts).encode()))
+    return headers
+
+
+def usage_headers(usage: Usage | None, cost: Decimal | None) -> Headers:
+    """What a whole answer cost: `x-gatewayz-cost-usd` (USD, plain decimal text, e.g. `0.00042`; left
+    out when the offer that served is unpriced), and `x-gatewayz-prompt-tokens` and
+    `x-gatewayz-completion-tokens` when the answer reported its usage. The same values as its usage
+    record (`GET /v1/generation?id=<x-request-id>`)."""
+    headers: Headers = []
+    if cost is not None:
+        headers.append((b"x-gatewayz-cost-usd", cost_text(cost).encode()))
+    if usage is not None:
+        headers.append((b"x-gatewayz-prompt-tokens", str(usage.prompt_tokens).encode()))
+        headers.append((b"x-gatewayz-completion-tokens", str(usage.completion_tokens).encode()))
     return headers
 
 

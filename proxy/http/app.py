@@ -25,7 +25,7 @@ from starlette.routing import Route
 from proxy.config import Config, load_config
 from proxy.errors import ConfigError, Unauthorized
 from proxy.failover.endpoints import PROXIED, PROXIED_POSTS, match, route_list, route_patterns
-from proxy.http import admin
+from proxy.http import admin, usage_views
 from proxy.http.answers import client_error, error_body
 from proxy.http.gateway import Gateway
 from proxy.http.handler import ProxyHandler
@@ -153,6 +153,8 @@ class GatewayApp:
                 Route("/readyz", readyz),
                 Route("/metrics", metrics),
                 *admin.ROUTES,
+                Route("/v1/generation", usage_views.generation),
+                Route("/admin/usage", usage_views.admin_usage),
                 *(Route(path, proxied_elsewhere, methods=methods) for path, methods in route_patterns().items()),
             ],
             exception_handlers={HTTPException: http_error},
@@ -180,6 +182,7 @@ class GatewayApp:
             reread = load_config()
         except ConfigError as exc:
             log.warning("config reload failed, keeping the running config: %s", exc)
+            self.gateway.flush_usage()  # SIGHUP flushes the usage records either way
             return
         log.info(self.gateway.reload(reread))
 

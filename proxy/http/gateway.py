@@ -14,6 +14,8 @@ Background work, none of it on the request path:
 - the passive-health flusher (`proxy.runtime.flush`), every `health_flush_s`, and once more at shutdown;
 - the client keys' spend (`proxy.billing.spend_sync`), every `budget_sync_s`, and once more at shutdown:
   added to the shared counters (Redis, else Postgres `key_spend`) and read back from them;
+- the usage writer (`proxy.billing.writer`), when a database is configured: every `[usage] flush_s`,
+  on SIGHUP (`reload`) and once more at shutdown; and the usage retention, every `retention_check_s`;
 - the database watch (`proxy.store.outage`): every database error and lost connection goes to one
   `DatabaseHealth`, which `/readyz` reads and which logs an outage once at each end; while the
   database is down it is probed (backing off to 5 s) and, once it answers, the catalog is reloaded.
@@ -40,6 +42,8 @@ import asyncpg
 
 from proxy.billing.spend import SpendLedger
 from proxy.billing.spend_sync import PostgresSpend, RedisSpend, SpendStore, SpendSync
+from proxy.billing.spool import Spool, spool_folder
+from proxy.billing.writer import MB, UsageWriter
 from proxy.config import Config, ProxySettings
 from proxy.errors import CatalogError
 from proxy.failover.accounting import Accounting
@@ -125,6 +129,11 @@ class Gateway:
         elif config.database_url:
             store = PostgresSpend(lambda: self.pool)
         self.spend_sync = None if store is None else SpendSync(self.spend, store, lambda: self.settings.budget_sync_s)
+        self.usage: UsageWriter | None = None
+        if config.usage_enabled:
+            spool = Spool(spool_folder(config.data_dir), int(config.usage.spool_max_mb * MB))
+            self.usage = UsageWriter(lambda: self.config.usage, lambda: self.pool, spool, self.metrics, self.database)
+            self.accounting.record_usage = self.usage.add
         self.context = AttemptContext(self.client, self.state, HedgeBudgets())
         self.router = ModelRouter(self.catalog, self.context)
         self._bind_labels()
@@ -168,6 +177,9 @@ class Gateway:
         self.spawn(self.refresher.run(), "ranking events")
         if self.config.database_url:
             self.spawn(self._every(lambda: self.settings.health_flush_s, self.flush_health), "health flush")
+        if self.usage is not None:
+            self.spawn(self.usage.run(), "usage writer")
+            self.spawn(self.usage.keep_retention(), "usage retention")
         if self.shared is not None:
             self.spawn(self.shared.run(), "redis shared state")
         if self.listener is not None:
@@ -193,6 +205,8 @@ class Gateway:
         await self.client.aclose()
         await self.pins.aclose()
         await self.snapshots.aclose()
+        if self.usage is not None:
+            await self.usage.close(FINAL_FLUSH_TIMEOUT_S)  # what Postgres does not take now is spooled
         if self.pool is not None:
             with contextlib.suppress(*DATABASE_ERRORS):
                 async with asyncio.timeout(FINAL_FLUSH_TIMEOUT_S):
@@ -280,7 +294,13 @@ class Gateway:
         self.live.current = LiveConfig.of(config)
         self.catalog.reconfigure(config)
         self._bind_labels()
+        self.flush_usage()
         return summary
+
+    def flush_usage(self) -> None:
+        """Write the pending usage records now (SIGHUP), in the background."""
+        if self.usage is not None:
+            self.spawn(self.usage.flush(), "usage flush")
 
     @staticmethod
     async def _every(seconds: Callable[[], float], work: Callable[[], Awaitable[None]]) -> None:

@@ -17,12 +17,22 @@ from collections.abc import Awaitable
 import orjson
 
 from proxy.errors import AllOffersFailed, ClientDisconnected, ClientError, ShuttingDown, UpstreamError, UpstreamStatus
+from proxy.failover.accounting import request_cost
 from proxy.failover.attempts import Call, Served, run_attempts
 from proxy.failover.client_request import MAX_MODEL_LENGTH, ClientRequest, require_known_providers
 from proxy.failover.endpoints import PROXIED, Endpoint, ForwardRequest, match
 from proxy.failover.model_fallbacks import not_offered, serve_request
 from proxy.failover.record import Phase, RequestRecord
-from proxy.http.answers import JSON, Headers, forwarded_headers, gateway_headers, labelled_json, redact
+from proxy.failover.verdict import answer_finish_reason
+from proxy.http.answers import (
+    JSON,
+    Headers,
+    forwarded_headers,
+    gateway_headers,
+    labelled_json,
+    redact,
+    usage_headers,
+)
 from proxy.http.api_errors import ErrorAnswers, errors_for
 from proxy.http.body import read_body
 from proxy.http.chain import (
@@ -206,6 +216,8 @@ class ProxyHandler:
         if not request.stream:
             body = _whole_answer(call, served, headers, record.model if canonical else None)
             record.answered(status, "ok", endpoint.usage(served.parsed))
+            record.ended_because(answer_finish_reason(served.parsed))
+            headers += usage_headers(record.usage, request_cost(record))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             if isinstance(request, PinnedCall) and endpoint.method == "DELETE":

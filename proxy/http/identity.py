@@ -19,9 +19,12 @@ _SCHEME = b"bearer "
 
 
 def request_id(given: bytes | None) -> str:
-    """The client's `x-request-id` when it is a short slug, else a new random one (128 bits, hex)."""
+    """The proxy's own id of a request, unique per request: a new random one (128 bits, hex); when the
+    client sent an `x-request-id` that is a short slug, that id followed by `-` and 64 random bits, so
+    its logs still find the request. Never the client's id alone: the id keys the request's usage
+    record, and a client that sent one id twice would otherwise have its second request go unbilled."""
     if given is not None and len(given) <= 64 and SLUG.match(given.decode("latin-1")):
-        return given.decode("latin-1")
+        return f"{given.decode('latin-1')}-{random.getrandbits(64):016x}"
     return f"{random.getrandbits(128):032x}"  # as unique as uuid4().hex, without a system call
 
 

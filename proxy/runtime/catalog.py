@@ -56,6 +56,7 @@ def static_offers(config: Config) -> dict[str, list[Offer]]:
                     pricing_prompt=item.pricing_prompt,
                     pricing_completion=item.pricing_completion,
                     pricing_request=item.pricing_request,
+                    pricing_cached_prompt=item.pricing_cached_prompt,
                     supports_streaming=item.supports_streaming,
                     context_length=item.context_length,
                     max_completion_tokens=item.max_completion_tokens,

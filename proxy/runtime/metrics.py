@@ -40,6 +40,7 @@ PROXY_METRICS = (
     "gatewayz_cache_lookups_total",
     "gatewayz_hedges_total",
     "gatewayz_second_opinions_total",
+    "gatewayz_usage_records_total",
 )
 
 
@@ -166,6 +167,13 @@ class Metrics:
             ["model", "outcome"],
             registry=r,
         )
+        self.usage_records = Counter(
+            "gatewayz_usage_records",
+            "Usage records by result: written (to Postgres), duplicate (already there: a replay), spooled "
+            "(to the spool file while Postgres is down), dropped (the spool was full)",
+            ["result"],
+            registry=r,
+        )
         self.cache_lookups = Counter(
             "gatewayz_cache_lookups", "Catalog lookups by cache layer and result", ["layer", "result"], registry=r
         )
@@ -258,6 +266,9 @@ class Metrics:
         self.child(self.tokens, provider, model, "prompt").inc(prompt)
         self.child(self.tokens, provider, model, "completion").inc(completion)
         self.child(self.cost, provider, model).inc(cost_usd)
+
+    def count_usage_records(self, result: str, count: int) -> None:
+        self.child(self.usage_records, result).inc(count)
 
     def count_hedge(self, model: str, outcome: str) -> None:
         self.child(self.hedges, self.model(model), outcome).inc()

@@ -47,6 +47,7 @@ def offer_from_row(row: asyncpg.Record) -> Offer:
         max_completion_tokens=row["max_completion_tokens"],
         supported_parameters=_words(row["supported_parameters"]),
         input_modalities=_words(row["input_modalities"]),
+        pricing_cached_prompt=_float(row["pricing_cached_prompt"]),
     )
 
 

@@ -129,6 +129,7 @@ def offer_to_json(offer: Offer) -> dict[str, Any]:
         "max_completion_tokens": offer.max_completion_tokens,
         "supported_parameters": _sorted(offer.supported_parameters),
         "input_modalities": _sorted(offer.input_modalities),
+        "pricing_cached_prompt": offer.pricing_cached_prompt,
     }
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from health.metrics import WORKER_METRICS
 from proxy.cli import build_parser, main
-from proxy.config import HealthSettings, ProviderConfig, ProxySettings, StaticOffer
+from proxy.config import HealthSettings, ProviderConfig, ProxySettings, StaticOffer, UsageSettings
 from proxy.mock.testing import free_port
 from proxy.runtime.metrics import PROXY_METRICS
 
@@ -54,7 +54,7 @@ def test_quick_start_scripts_exist_and_ci_runs_the_test_command() -> None:
     assert "scripts/test" in (root / ".ci/run").read_text()
 
 
-@pytest.mark.parametrize("settings", [ProxySettings, HealthSettings, ProviderConfig, StaticOffer])
+@pytest.mark.parametrize("settings", [ProxySettings, HealthSettings, ProviderConfig, StaticOffer, UsageSettings])
 def test_every_config_key_is_in_the_reference(settings: Any) -> None:
     reference = README.split("## Configuration reference", 1)[1]
     for field in dataclasses.fields(settings):

@@ -486,3 +486,24 @@ def test_cli_dry_run_says_a_failed_listing_keeps_its_offers(
     out = capsys.readouterr().out
     assert "Plain: listing FAILED (" in out and "kept its 2 offers as they were (failed sync 1 of 3" in out
     assert "would be deactivated" not in out
+
+
+async def test_cached_prompt_prices_come_from_input_cache_read_and_the_config_wins(pool: asyncpg.Pool) -> None:
+    listing = openrouter_listing(("openai/gpt-4", "0.00003", "0.00006", 8191), ("x/cheap", "0.000001", "0.000002", 8))
+    listing["data"][0]["pricing"]["input_cache_read"] = "0.000015"
+    static = """
+[[models.offers]]
+provider = "openrouter"
+provider_model_id = "x/cheap"
+pricing_cached_prompt = 0.0000005
+"""
+    async with listing_server() as server:
+        urls = {"openrouter": server.add("openrouter", listing), "plain": server.add("plain", PLAIN)}
+        config = config_from_toml(CONFIG.format(**urls).replace("[aliases]", static + "\n[aliases]"), {})
+        await sync_catalog(pool, config, fetch_listing)
+    loaded = await load_offers(pool)
+    by_id = {o.provider_model_id: o for offers in loaded.values() for o in offers if o.provider_slug == "openrouter"}
+    assert by_id["openai/gpt-4"].pricing_cached_prompt == 0.000015
+    assert by_id["x/cheap"].pricing_cached_prompt == 0.0000005  # the config's, over the listing's (none)
+    row = await pool.fetchrow("SELECT pricing_cached_prompt FROM models WHERE provider_model_id = 'openai/gpt-4'")
+    assert row["pricing_cached_prompt"] == Decimal("0.000015")  # NUMERIC, as listed

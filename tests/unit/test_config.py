@@ -98,6 +98,9 @@ def test_is_frozen_and_masks_secrets(tmp_path: Path) -> None:
             "proxy.hedge_budget: must be a share",
         ),
         (GOOD.replace("max_attempts = 4", "max_attempts = 4\nhedge = 1"), "proxy.hedge: expected true or false"),
+        (GOOD + "\n[usage]\nflush_s = 0\n", "usage.flush_s: must be greater than 0"),
+        (GOOD + "\n[usage]\nretention_days = 1.5\n", "usage.retention_days: expected an integer"),
+        (GOOD + "\n[usage]\nflush = 1\n", "usage.flush: unknown key"),
         (
             GOOD.replace('\nmodel_id = "gpt-4"', '\nmodel_id = "gpt-4"\nhedge_budget = 0'),
             "models[0].hedge_budget: must be",

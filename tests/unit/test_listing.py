@@ -207,6 +207,15 @@ def test_openrouter_capabilities_top_provider_and_modalities() -> None:
     assert entry.pricing_prompt == Decimal("0.0000025")
 
 
+def test_openrouter_cached_prompt_price_is_input_cache_read_per_token() -> None:
+    [entry] = parse_openrouter_listing({"data": [OPENROUTER_GPT4O]})
+    assert entry.pricing_cached_prompt == Decimal("0.00000125")
+    [scaled] = parse_listing("openrouter", {"data": [OPENROUTER_GPT4O]}, pricing_unit="1m")
+    assert scaled.pricing_cached_prompt == Decimal("0.00000000000125")
+    [unlisted] = parse_openrouter_listing({"data": [{"id": "x", "pricing": {"prompt": "0.000001"}}]})
+    assert unlisted.pricing_cached_prompt is None  # no cached price: a cached token costs the prompt price
+
+
 def test_openrouter_top_provider_context_wins_and_absent_fields_stay_unknown() -> None:
     narrower = {**OPENROUTER_GPT4O, "top_provider": {"context_length": 64000, "is_moderated": False}}
     del narrower["supported_parameters"]

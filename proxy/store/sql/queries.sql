@@ -10,7 +10,7 @@ SELECT 1;
 SELECT offer_id, model_id, provider_model_id, provider_slug, base_url, api_key_env, priority,
        health_status, provider_health_status, response_time_ms, pricing_prompt, pricing_completion,
        supports_streaming, success_rate, offer_is_active, provider_is_active, pricing_request,
-       context_length, max_completion_tokens, supported_parameters, input_modalities,
+       context_length, max_completion_tokens, supported_parameters, input_modalities, pricing_cached_prompt,
        (SELECT m.endpoints FROM models m WHERE m.id = offer_id) AS endpoints
 FROM offer_catalog
 WHERE offer_is_active AND provider_is_active
@@ -21,7 +21,7 @@ ORDER BY model_id, provider_slug, provider_model_id;
 SELECT offer_id, model_id, provider_model_id, provider_slug, base_url, api_key_env, priority,
        health_status, provider_health_status, response_time_ms, pricing_prompt, pricing_completion,
        supports_streaming, success_rate, offer_is_active, provider_is_active, pricing_request,
-       context_length, max_completion_tokens, supported_parameters, input_modalities,
+       context_length, max_completion_tokens, supported_parameters, input_modalities, pricing_cached_prompt,
        (SELECT m.endpoints FROM models m WHERE m.id = offer_id) AS endpoints
 FROM offer_catalog
 WHERE offer_is_active AND provider_is_active AND model_id = ANY($1::text[])
@@ -32,7 +32,7 @@ ORDER BY model_id, provider_slug, provider_model_id;
 SELECT offer_id, model_id, provider_model_id, provider_slug, base_url, api_key_env, priority,
        health_status, provider_health_status, response_time_ms, pricing_prompt, pricing_completion,
        supports_streaming, success_rate, offer_is_active, provider_is_active, pricing_request,
-       context_length, max_completion_tokens, supported_parameters, input_modalities,
+       context_length, max_completion_tokens, supported_parameters, input_modalities, pricing_cached_prompt,
        (SELECT m.endpoints FROM models m WHERE m.id = offer_id) AS endpoints
 FROM offer_catalog
 WHERE model_id = $1
@@ -107,19 +107,20 @@ SELECT listing_failures FROM providers WHERE slug = $1;
 -- Sync: one provider's ($1) offers, as parallel arrays. Unchanged rows are not touched and not
 -- returned; `inserted` tells a new offer from an updated (or reactivated) one. The two list columns
 -- come as comma-joined text ($10, $11; NULL = unknown, '' = none), since unnest flattens a 2-D array;
--- so do the endpoint kinds ($12; NULL = every kind its provider serves).
+-- so do the endpoint kinds ($12; NULL = every kind its provider serves). $13: cached prompt prices.
 INSERT INTO models AS m (provider_id, provider_model_id, model_id, pricing_prompt, pricing_completion,
                          pricing_request, context_length, supports_streaming, is_active,
-                         max_completion_tokens, supported_parameters, input_modalities, endpoints)
+                         max_completion_tokens, supported_parameters, input_modalities, endpoints,
+                         pricing_cached_prompt)
 SELECT $1, o.provider_model_id, o.model_id, o.pricing_prompt, o.pricing_completion, o.pricing_request,
        o.context_length, o.supports_streaming, TRUE, o.max_completion_tokens,
        string_to_array(o.supported_parameters, ','), string_to_array(o.input_modalities, ','),
-       string_to_array(o.endpoints, ',')
+       string_to_array(o.endpoints, ','), o.pricing_cached_prompt
 FROM unnest($2::text[], $3::text[], $4::numeric[], $5::numeric[], $6::numeric[], $7::int[], $8::bool[],
-            $9::int[], $10::text[], $11::text[], $12::text[])
+            $9::int[], $10::text[], $11::text[], $12::text[], $13::numeric[])
     AS o (provider_model_id, model_id, pricing_prompt, pricing_completion, pricing_request,
           context_length, supports_streaming, max_completion_tokens, supported_parameters, input_modalities,
-          endpoints)
+          endpoints, pricing_cached_prompt)
 ON CONFLICT (provider_id, provider_model_id) DO UPDATE SET
     model_id = EXCLUDED.model_id,
     pricing_prompt = EXCLUDED.pricing_prompt,
@@ -131,15 +132,17 @@ ON CONFLICT (provider_id, provider_model_id) DO UPDATE SET
     supported_parameters = EXCLUDED.supported_parameters,
     input_modalities = EXCLUDED.input_modalities,
     endpoints = EXCLUDED.endpoints,
+    pricing_cached_prompt = EXCLUDED.pricing_cached_prompt,
     is_active = TRUE,
     updated_at = now()
 WHERE (m.model_id, m.pricing_prompt, m.pricing_completion, m.pricing_request, m.context_length,
        m.supports_streaming, m.is_active, m.max_completion_tokens, m.supported_parameters, m.input_modalities,
-       m.endpoints)
+       m.endpoints, m.pricing_cached_prompt)
       IS DISTINCT FROM
       (EXCLUDED.model_id, EXCLUDED.pricing_prompt, EXCLUDED.pricing_completion, EXCLUDED.pricing_request,
        EXCLUDED.context_length, EXCLUDED.supports_streaming, TRUE, EXCLUDED.max_completion_tokens,
-       EXCLUDED.supported_parameters, EXCLUDED.input_modalities, EXCLUDED.endpoints)
+       EXCLUDED.supported_parameters, EXCLUDED.input_modalities, EXCLUDED.endpoints,
+       EXCLUDED.pricing_cached_prompt)
 RETURNING m.provider_model_id, (m.xmax = 0) AS inserted;
 
 -- name: deactivate_missing_offers
@@ -338,3 +341,46 @@ SELECT k.key_name, k.period, k.period_start, k.spent_nano_usd
 FROM key_spend k
 JOIN unnest($1::text[], $2::text[], $3::timestamptz[]) AS asked (key_name, period, period_start)
     USING (key_name, period, period_start)
+-- name: usage_staging
+-- Usage writer (proxy.billing.writer): this session's staging table, emptied at each commit; a batch
+-- is COPYed into it, then moved with usage_insert_staged in the same transaction.
+CREATE TEMP TABLE IF NOT EXISTS usage_staging (LIKE usage_records) ON COMMIT DELETE ROWS;
+
+-- name: usage_insert_staged
+-- The staged batch into usage_records; a request id already there (a replayed spool) is skipped.
+INSERT INTO usage_records SELECT * FROM usage_staging ON CONFLICT (request_id) DO NOTHING;
+
+-- name: usage_delete_old
+-- Retention: up to $2 records older than $1 days, oldest first; called until it deletes fewer.
+DELETE FROM usage_records
+WHERE request_id IN (
+    SELECT request_id FROM usage_records
+    WHERE created_at < now() - make_interval(days => $1::int)
+    ORDER BY created_at
+    LIMIT $2
+);
+
+-- name: usage_record
+-- One request's usage record ($1 = the proxy's request id).
+SELECT * FROM usage_records WHERE request_id = $1;
+
+-- name: usage_spend
+-- Spend over [$1, $2) grouped by up to two of key | model | provider | day ($3, $4; '' = none),
+-- only key $5 when not NULL. Cost sums priced records; unpriced_requests counts served, unpriced ones.
+SELECT
+    CASE $3::text WHEN 'key' THEN key_name WHEN 'model' THEN model WHEN 'provider' THEN COALESCE(provider, '')
+        WHEN 'day' THEN to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') ELSE '' END AS group_1,
+    CASE $4::text WHEN 'key' THEN key_name WHEN 'model' THEN model WHEN 'provider' THEN COALESCE(provider, '')
+        WHEN 'day' THEN to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') ELSE '' END AS group_2,
+    count(*) AS requests,
+    count(*) FILTER (WHERE provider IS NOT NULL) AS served,
+    count(*) FILTER (WHERE provider IS NOT NULL AND NOT priced) AS unpriced_requests,
+    COALESCE(sum(cost_usd), 0) AS cost_usd,
+    COALESCE(sum(prompt_tokens), 0) AS prompt_tokens,
+    COALESCE(sum(cached_prompt_tokens), 0) AS cached_prompt_tokens,
+    COALESCE(sum(completion_tokens), 0) AS completion_tokens,
+    COALESCE(sum(reasoning_tokens), 0) AS reasoning_tokens
+FROM usage_records
+WHERE created_at >= $1 AND created_at < $2 AND ($5::text IS NULL OR key_name = $5)
+GROUP BY 1, 2
+ORDER BY 1, 2;
