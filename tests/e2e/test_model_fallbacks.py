@@ -7,7 +7,7 @@ failed, the next model of the chain serves, within the same deadline; a 400 neve
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import openai
@@ -44,9 +44,17 @@ def urls(*mocks: MockProvider) -> dict[str, str]:
     return {m.name: m.url for m in mocks}
 
 
-def chat(proxy: ProxyServer, **kw: Any) -> Any:
-    sdk = openai.OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
-    return sdk.chat.completions.with_raw_response.create(model="gpt-4", messages=HI, **kw)
+class Answer(NamedTuple):
+    headers: Any
+    parsed: Any  # the completion, or a stream's chunks (read whole)
+
+
+def chat(proxy: ProxyServer, **kw: Any) -> Answer:
+    """One request with the openai SDK, read whole; the client (and its connection) closed after."""
+    with openai.OpenAI(base_url=proxy.url, api_key="k", max_retries=0) as sdk:
+        raw = sdk.chat.completions.with_raw_response.create(model="gpt-4", messages=HI, **kw)
+        parsed = raw.parse()
+        return Answer(raw.headers, list(parsed) if kw.get("stream") else parsed)
 
 
 FALLBACK = {"from_model": "gpt-4", "to_model": "gpt-4o"}
@@ -61,9 +69,9 @@ def test_models_field_serves_from_the_next_model_when_every_offer_of_the_first_f
     proxy = proxy_server(build(urls(*three)))
     raw = chat(proxy, stream=stream, extra_body={"models": ["gpt-4o", "claude"]})
     if stream:
-        text = "".join(chunk.choices[0].delta.content or "" for chunk in raw.parse() if chunk.choices)
+        text = "".join(chunk.choices[0].delta.content or "" for chunk in raw.parsed if chunk.choices)
     else:
-        text = raw.parse().choices[0].message.content
+        text = raw.parsed.choices[0].message.content
     assert text
     assert raw.headers["x-gatewayz-model"] == "gpt-4o"
     assert raw.headers["x-gatewayz-provider"] == "second"
@@ -94,7 +102,7 @@ def test_config_fallbacks_serve_from_the_next_model(three: Any, proxy_server: An
     proxy = proxy_server(build(urls(*three), fallbacks=["gpt-4o", "claude"]))
     raw = chat(proxy, stream=stream)
     if stream:
-        assert any(chunk.choices and chunk.choices[0].delta.content for chunk in raw.parse())
+        assert any(chunk.choices and chunk.choices[0].delta.content for chunk in raw.parsed)
     assert raw.headers["x-gatewayz-model"] == "gpt-4o"
     assert third.stats()["requests"] == 0
 
