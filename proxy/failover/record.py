@@ -222,6 +222,11 @@ class RequestRecord:
         """A committed stream or binary answer ended: `ok`, or the failure that broke it."""
         self.outcome = outcome
 
+    def ended_because(self, finish_reason: str | None) -> None:
+        """Why the answer ended, as the provider said (`stop`, `length`, `end_turn`, `completed`...)."""
+        if finish_reason is not None:
+            self.finish_reason = finish_reason
+
     def reported(self, usage: Usage | None) -> None:
         """The usage a relayed stream reported, however it ended."""
         if usage is not None:

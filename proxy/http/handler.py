@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from functools import partial
+from typing import Any
 
 import orjson
 
@@ -47,6 +48,7 @@ from proxy.runtime.live import LiveConfig
 from proxy.runtime.response_pins import ResponsePin
 from proxy.types import NO_PREFERENCES, Offer, Ranking, Receive, Scope, Send
 from proxy.upstream.answer_model import StreamRewrite, rewrite_json
+from proxy.upstream.sse import first_finish_reason
 from proxy.upstream.usage import Usage, estimated_usage, stream_usage
 from proxy.upstream.usage_stream import UsageStage
 
@@ -210,6 +212,7 @@ class ProxyHandler:
         canonical = call.live.settings.answer_model == "canonical"
         if not request.stream:
             record.answered(status, "ok", endpoint.usage(served.parsed))
+            record.ended_because(finish_reason_of(served.parsed))
             body = _whole_answer(call, served, headers, record.model if canonical else None)
             if _accounting(call) and served.parsed is not None:  # OpenRouter's usage accounting
                 body = answer_with_cost(body, record.usage, request_cost(record))
@@ -238,6 +241,7 @@ class ProxyHandler:
             )
         finally:
             record.reported(stream_usage(watch) or _estimated(request, usage))
+            record.ended_because(getattr(watch, "finish_reason", None))  # chat-like streams' watch reads it
         if error is not None:
             record.stream_broke(error)
         record.relayed("ok" if error is None else error.outcome)
@@ -312,6 +316,20 @@ def _whole_answer(call: Call, served: Served, headers: Headers, canonical: str |
         if not any(k == b"content-type" for k, _ in headers):
             headers.append(JSON)
     return body
+
+
+def finish_reason_of(answer: dict[str, Any] | None) -> str | None:
+    """Why a whole answer ended: its first choice's `finish_reason` (chat, text completions), its
+    `stop_reason` (Messages API) or its `status` (Responses API)."""
+    if answer is None:
+        return None
+    found = first_finish_reason(answer)
+    if found is None:
+        for key in ("stop_reason", "status"):
+            value = answer.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return found
 
 
 def _accounting(call: Call) -> bool:

@@ -6,6 +6,7 @@ accounting answers the exact cost; a Messages client served by a chat offer is p
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -40,6 +41,15 @@ def records_of(proxy: Any) -> list[RequestRecord]:
     return seen
 
 
+def last_record(records: list[RequestRecord], count: int = 1) -> RequestRecord:
+    """The latest record, once `count` requests are accounted (a request is accounted just after
+    its last byte went out, so the client may read its answer first)."""
+    deadline = time.monotonic() + 5
+    while len(records) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return records[-1]
+
+
 def priced(mock_provider: Callable[..., Any], proxy_server: Callable[..., Any], **mock: Any) -> tuple[Any, Any]:
     provider = mock_provider("a", **mock)
     return provider, proxy_server(gateway_config([("a", provider.url)], prices=PRICES))
@@ -67,10 +77,11 @@ def test_a_stream_without_include_usage_is_priced_and_its_client_reads_no_usage(
     assert chunks and all(c.usage is None and c.choices for c in chunks)
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == "".join(f"a#{i} " for i in range(1, 6))
     assert sent_bodies(mock)[-1]["stream_options"] == {"include_usage": True}  # the proxy asked
-    record = records[-1]
+    record = last_record(records)
     assert record.usage is not None and not record.usage.estimated
     assert (record.usage.prompt_tokens, record.usage.completion_tokens) == (4, 5)  # what the mock reported
     assert request_cost(record) == exact_cost(4, 5)
+    assert record.finish_reason == "stop"  # what the watch saw
     assert proxy.metric("gatewayz_tokens_total", provider="a", kind="completion") == 5
     # byte for byte what the provider sends a client that did not ask (but for its ids and times)
     through = httpx.post(f"{proxy.url}/chat/completions", json=BODY, timeout=10).content
@@ -94,7 +105,7 @@ def test_a_stream_with_include_usage_is_relayed_unchanged(
     )
     usage = [c.usage for c in stream if c.usage is not None]
     assert len(usage) == 1 and usage[0].completion_tokens == 5
-    assert records[-1].usage is not None and records[-1].usage.completion_tokens == 5
+    assert last_record(records, 2).usage is not None and records[-1].usage.completion_tokens == 5
 
 
 def test_an_offer_that_refuses_stream_options_is_asked_again_without_it_and_remembered(
@@ -111,7 +122,7 @@ def test_an_offer_that_refuses_stream_options_is_asked_again_without_it_and_reme
     assert text == "".join(f"a#{i} " for i in range(1, 6))
     first, again = sent_bodies(mock)
     assert first["stream_options"] == {"include_usage": True} and "stream_options" not in again
-    record = records[-1]
+    record = last_record(records)
     assert [t.attempt.outcome for t in record.tried] == ["ok"]  # one attempt: the refusal was the offer's limit
     assert record.usage is not None and record.usage.estimated
     assert record.usage.prompt_tokens == -(-len(MESSAGES[0]["content"]) // 4)
@@ -124,7 +135,7 @@ def test_an_offer_that_refuses_stream_options_is_asked_again_without_it_and_reme
     mock.reset_stats()
     httpx.post(f"{proxy.url}/chat/completions", json=BODY, timeout=10)
     assert ["stream_options" in body for body in sent_bodies(mock)] == [False]  # no round trip again
-    assert records[-1].usage is not None and records[-1].usage.estimated
+    assert last_record(records, 2).usage is not None and records[-1].usage.estimated
 
 
 def test_usage_accounting_gives_the_exact_cost_of_a_whole_answer(
@@ -140,7 +151,8 @@ def test_usage_accounting_gives_the_exact_cost_of_a_whole_answer(
     assert completion.usage is not None
     prompt, done = completion.usage.prompt_tokens, completion.usage.completion_tokens
     expected = exact_cost(prompt, done)
-    assert expected == request_cost(records[-1])
+    assert expected == request_cost(last_record(records))
+    assert records[-1].finish_reason == completion.choices[0].finish_reason == "stop"
     assert f'"cost":{cost_text(expected)},'.encode() in raw.http_response.content
     assert (completion.usage.model_extra or {})["cost_details"] == {"upstream_inference_cost": float(expected)}
     assert "usage" not in sent_bodies(mock)[-1]  # the proxy's to answer: never forwarded
@@ -157,7 +169,7 @@ def test_usage_accounting_gives_a_stream_its_usage_chunk_with_the_cost(
     assert b'"usage":null' not in raw
     events = [line for line in raw.split(b"\n") if b'"cost":' in line]
     assert len(events) == 1
-    expected = request_cost(records[-1])
+    expected = request_cost(last_record(records))
     assert expected == exact_cost(4, 5)
     assert f'"cost":{cost_text(expected)},'.encode() in events[0]
     assert "usage" not in sent_bodies(mock)[-1]
@@ -183,8 +195,9 @@ def test_a_messages_stream_served_by_a_chat_offer_that_refuses_stream_options_is
         text = "".join(stream.text_stream)
         message = stream.get_final_message()
     assert text == "".join(f"a#{i} " for i in range(1, 6)) and message.stop_reason == "end_turn"
-    record = records[-1]
+    record = last_record(records)
     assert record.usage is not None and record.usage.estimated and record.usage.completion_tokens > 0
+    assert record.finish_reason == "stop"  # the chat offer's, as it said it
     assert request_cost(record) == exact_cost(record.usage.prompt_tokens, record.usage.completion_tokens)
 
 
@@ -197,5 +210,5 @@ def test_a_legacy_completion_stream_is_priced(
     sdk = openai.OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
     chunks = list(sdk.completions.create(model="gpt-4", prompt="say hi", stream=True))
     assert chunks and all(c.usage is None and c.choices for c in chunks)
-    usage = records[-1].usage
+    usage = last_record(records).usage
     assert usage is not None and usage.completion_tokens > 0 and usage.estimated is refuse
