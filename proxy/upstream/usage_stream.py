@@ -40,7 +40,8 @@ from proxy.upstream.sse import normalize, parse_event
 
 USAGE_KEY = b'"usage"'
 NULL_MEMBERS = (b',"usage":null', b', "usage": null')  # OpenAI's spelling, and a spaced JSON writer's
-TEXT_KEYS = (b'"content":', b'"text":', b'"arguments":', b'"reasoning_content":', b'"reasoning":')
+CONTENT_KEY = b'"content":'
+OTHER_TEXT_KEYS = (b'"text":', b'"arguments":', b'"reasoning_content":', b'"reasoning":')
 SEPARATORS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 BACKSLASH = 0x5C
 Account = Callable[[dict[str, Any]], dict[str, Any]]
@@ -65,6 +66,9 @@ class UsageStage:
 
     def feed(self, chunk: bytes) -> bytes:
         data = self._pending + chunk if self._pending else chunk
+        if data.endswith(b"\n\n"):  # the common chunk: whole events
+            self._pending = b""
+            return self._events(data)
         end = _events_end(data)
         if end < 0:
             self._pending = data
@@ -131,6 +135,10 @@ def _events_end(data: bytes) -> int:
 
 def split_events(complete: bytes) -> list[bytes]:
     """Complete events, each with the blank line that ended it (joined, they are `complete` again)."""
+    if complete.find(b"\r") < 0:
+        events = complete.split(b"\n\n")
+        tail = events.pop()
+        return [event + b"\n\n" for event in events] + ([tail] if tail else [])
     events = []
     start = 0
     while start < len(complete):
@@ -148,18 +156,26 @@ def _separator(block: bytes) -> bytes:
 def text_bytes(block: bytes) -> int:
     """Bytes of the text values of `block` (see the module docstring); a JSON string holds no
     unescaped quote, so a key is only ever found where it is a key."""
+    total = _values(block, CONTENT_KEY)
+    if block.find(b'"reasoning') >= 0 or block.find(b'"arguments":') >= 0 or block.find(b'"text":') >= 0:
+        for key in OTHER_TEXT_KEYS:
+            total += _values(block, key)
+    return total
+
+
+def _values(block: bytes, key: bytes) -> int:
+    """Bytes of the string values of every `key` in `block`."""
     total = 0
-    for key in TEXT_KEYS:
-        at = block.find(key)
-        while at >= 0:
-            at += len(key)
-            if block[at : at + 1] == b" ":
-                at += 1
-            if block[at : at + 1] == b'"':
-                end = string_end(block, at + 1)
-                total += end - at - 1
-                at = end
-            at = block.find(key, at)
+    at = block.find(key)
+    while at >= 0:
+        at += len(key)
+        if block[at : at + 1] == b" ":
+            at += 1
+        if block[at : at + 1] == b'"':
+            end = string_end(block, at + 1)
+            total += end - at - 1
+            at = end
+        at = block.find(key, at)
     return total
 
 
