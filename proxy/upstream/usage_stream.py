@@ -40,8 +40,9 @@ from proxy.upstream.sse import normalize, parse_event
 
 USAGE_KEY = b'"usage"'
 NULL_MEMBERS = (b',"usage":null', b', "usage": null')  # OpenAI's spelling, and a spaced JSON writer's
-CONTENT_KEY = b'"content":'
-OTHER_TEXT_KEYS = (b'"text":', b'"arguments":', b'"reasoning_content":', b'"reasoning":')
+TEXT_KEYS = (b'"content":', b'"text":', b'"arguments":', b'"reasoning_content":', b'"reasoning":')
+CONTENT_VALUE = b'"content":"'  # the common one, as OpenAI writes it
+USAGE_ONLY = (b'"choices":[]', b'"usage":{')  # the usage-only chunk, as OpenAI writes it
 SEPARATORS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 BACKSLASH = 0x5C
 Account = Callable[[dict[str, Any]], dict[str, Any]]
@@ -97,6 +98,8 @@ class UsageStage:
 
     def _event(self, block: bytes) -> bytes:
         """One event (its blank line included) as the client gets it."""
+        if self._drop and block.find(USAGE_ONLY[0]) >= 0 and block.find(USAGE_ONLY[1]) >= 0:
+            return b""  # the usage-only chunk, known by its bytes (no JSON string holds an unescaped quote)
         payload = _payload(block) if block.find(USAGE_KEY) >= 0 else None
         if payload is None or "usage" not in payload:
             return block
@@ -155,11 +158,26 @@ def _separator(block: bytes) -> bytes:
 
 def text_bytes(block: bytes) -> int:
     """Bytes of the text values of `block` (see the module docstring); a JSON string holds no
-    unescaped quote, so a key is only ever found where it is a key."""
-    total = _values(block, CONTENT_KEY)
-    if block.find(b'"reasoning') >= 0 or block.find(b'"arguments":') >= 0 or block.find(b'"text":') >= 0:
-        for key in OTHER_TEXT_KEYS:
-            total += _values(block, key)
+    unescaped quote, so a key is only ever found where it is a key. The common chunk (one
+    `"content":"..."`) costs one scan per value and four for the rarer keys."""
+    if (
+        block.find(b'"reasoning') >= 0
+        or block.find(b'"arguments"') >= 0
+        or block.find(b'"text"') >= 0
+        or block.find(b'"content": ') >= 0
+    ):  # the others, or a spaced writer's
+        return sum(_values(block, key) for key in TEXT_KEYS)
+    total = 0
+    at = block.find(CONTENT_VALUE)
+    while at >= 0:
+        start = at + len(CONTENT_VALUE)
+        end = block.find(b'"', start)
+        if end < 0:
+            end = len(block)
+        elif block[end - 1] == BACKSLASH:
+            end = string_end(block, start)
+        total += end - start
+        at = block.find(CONTENT_VALUE, end)
     return total
 
 
