@@ -50,7 +50,7 @@ from proxy.types import NO_PREFERENCES, Offer, Ranking, Receive, Scope, Send
 from proxy.upstream.answer_model import StreamRewrite, rewrite_json
 from proxy.upstream.sse import first_finish_reason
 from proxy.upstream.usage import Usage, estimated_usage, stream_usage
-from proxy.upstream.usage_stream import UsageStage
+from proxy.upstream.usage_stream import CONTENT_VALUE, TEXT_VALUE, UsageStage
 
 # the client's headers passed on to providers (Anthropic's only to Anthropic-speaking offers: `Dialect.drops`)
 FORWARDED = frozenset(
@@ -346,7 +346,13 @@ def _usage_stage(call: Call, served: Served) -> UsageStage | None:
     if served.usage_ask is UsageAsk.NONE and not accounting:
         return None
     account = partial(priced_usage, prices=prices_of(served.offer)) if accounting else None
-    return UsageStage(strip=served.usage_ask is UsageAsk.ASKED and served.dialect is None, account=account)
+    value = TEXT_VALUE if call.endpoint.kind == "completions" else CONTENT_VALUE
+    return UsageStage(
+        strip=served.usage_ask is UsageAsk.ASKED and served.dialect is None,
+        account=account,
+        all_text=served.usage_ask is UsageAsk.REFUSED,  # no usage will come: the text is all there is
+        value=value,
+    )
 
 
 def _estimated(request: ForwardRequest, usage: UsageStage | None) -> Usage | None:

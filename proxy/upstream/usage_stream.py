@@ -18,10 +18,13 @@ https://openrouter.ai/docs/use-cases/usage-accounting) the usage chunk is the cl
 turns each top-level usage object into the one the client gets (its cost added,
 `proxy.billing.usage_accounting`), and only the `null` members of the ask are cut out.
 
-The stage also counts the bytes of the text it relayed (`text_bytes`: the JSON string values of
-`content`, `text`, `arguments`, `reasoning_content` and `reasoning`, as sent, escapes included),
-from which `proxy.upstream.usage.estimated_usage` estimates a completion when the provider reported
-no usage (it refused the ask, or ignored it).
+The stage also counts the bytes of the text it relayed, from which
+`proxy.upstream.usage.estimated_usage` estimates a completion when the provider reported no usage:
+for an offer known to refuse the ask, every text value (`text_bytes`: the JSON string values of
+`content`, `text`, `arguments`, `reasoning_content` and `reasoning`, as sent, escapes included);
+for one that took the ask (and will nearly always report usage, but may ignore it), only the main
+text (`main_text_bytes`: `"content":"` values, or a text completion's `"text":"`), which costs a
+third as much per chunk and leaves out reasoning and tool-call arguments in that rare estimate.
 
 Cost: events are cut where the provider's blank lines are (any of `\\n\\n`, `\\r\\n\\r\\n`,
 `\\r\\r`), an unfinished event held until its end comes (it is never sent in part, since it may be
@@ -42,6 +45,7 @@ USAGE_KEY = b'"usage"'
 NULL_MEMBERS = (b',"usage":null', b', "usage": null')  # OpenAI's spelling, and a spaced JSON writer's
 TEXT_KEYS = (b'"content":', b'"text":', b'"arguments":', b'"reasoning_content":', b'"reasoning":')
 CONTENT_VALUE = b'"content":"'  # the common one, as OpenAI writes it
+TEXT_VALUE = b'"text":"'  # a text completion's
 USAGE_ONLY = (b'"choices":[]', b'"usage":{')  # the usage-only chunk, as OpenAI writes it
 SEPARATORS = (b"\n\n", b"\r\n\r\n", b"\r\r")
 BACKSLASH = 0x5C
@@ -56,10 +60,13 @@ class UsageStage:
     object becomes `account(usage)`, and the usage-only chunk is kept. `finish()` returns what is
     held of an event the body ended inside."""
 
-    __slots__ = ("_account", "_drop", "_pending", "_strip", "text_bytes")
+    __slots__ = ("_account", "_drop", "_pending", "_strip", "_value", "text_bytes")
 
-    def __init__(self, *, strip: bool, account: Account | None = None) -> None:
+    def __init__(
+        self, *, strip: bool, account: Account | None = None, all_text: bool = True, value: bytes = CONTENT_VALUE
+    ) -> None:
         self._strip = strip
+        self._value = None if all_text else value  # count only these values (`main_text_bytes`)
         self._drop = strip and account is None  # the usage-only chunk is not the client's
         self._account = account
         self._pending = b""
@@ -85,13 +92,15 @@ class UsageStage:
         return self._events(rest) if rest else b""
 
     def _events(self, complete: bytes) -> bytes:
-        self.text_bytes += text_bytes(complete)
+        self.text_bytes += text_bytes(complete) if self._value is None else main_text_bytes(complete, self._value)
         if complete.find(USAGE_KEY) < 0:
             return complete
         if self._strip:
             for member in NULL_MEMBERS:
                 if complete.find(member) >= 0:
                     complete = complete.replace(member, b"")
+            if self._drop:
+                complete = _without_usage_only(complete)
             if complete.find(USAGE_KEY) < 0:
                 return complete
         return b"".join(self._event(block) for block in split_events(complete))
@@ -112,6 +121,21 @@ class UsageStage:
         if self._strip and (usage is None or self._drop):
             return without_member(block, USAGE_KEY)
         return block
+
+
+def _without_usage_only(complete: bytes) -> bytes:
+    """`complete` without OpenAI's usage-only chunk, found by its bytes (no JSON string holds an
+    unescaped quote); other spellings are left to the parsed path."""
+    at = complete.find(USAGE_ONLY[0])
+    if at < 0 or complete.find(b"\r") >= 0:
+        return complete
+    start = complete.rfind(b"\n\n", 0, at)
+    start = 0 if start < 0 else start + 2
+    end = complete.find(b"\n\n", at)
+    end = len(complete) if end < 0 else end + 2
+    if complete.find(USAGE_ONLY[1], start, end) < 0:
+        return complete
+    return complete[:start] + complete[end:]
 
 
 def _payload(block: bytes) -> dict[str, Any] | None:
@@ -157,27 +181,26 @@ def _separator(block: bytes) -> bytes:
 
 
 def text_bytes(block: bytes) -> int:
-    """Bytes of the text values of `block` (see the module docstring); a JSON string holds no
-    unescaped quote, so a key is only ever found where it is a key. The common chunk (one
-    `"content":"..."`) costs one scan per value and four for the rarer keys."""
-    if (
-        block.find(b'"reasoning') >= 0
-        or block.find(b'"arguments"') >= 0
-        or block.find(b'"text"') >= 0
-        or block.find(b'"content": ') >= 0
-    ):  # the others, or a spaced writer's
-        return sum(_values(block, key) for key in TEXT_KEYS)
+    """Bytes of every text value of `block` (see the module docstring); a JSON string holds no
+    unescaped quote, so a key is only ever found where it is a key."""
+    return sum(_values(block, key) for key in TEXT_KEYS)
+
+
+def main_text_bytes(block: bytes, value: bytes = CONTENT_VALUE) -> int:
+    """Bytes of the `value` strings of `block` (`"content":"`, or a text completion's `"text":"`)
+    only, as the common writer spells them: one scan per value and one more, where `text_bytes`
+    makes five (each scan of a chunk costs about as much as the rest of its relay)."""
     total = 0
-    at = block.find(CONTENT_VALUE)
+    at = block.find(value)
     while at >= 0:
-        start = at + len(CONTENT_VALUE)
+        start = at + len(value)
         end = block.find(b'"', start)
         if end < 0:
             end = len(block)
         elif block[end - 1] == BACKSLASH:
             end = string_end(block, start)
         total += end - start
-        at = block.find(CONTENT_VALUE, end)
+        at = block.find(value, end)
     return total
 
 

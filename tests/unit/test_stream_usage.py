@@ -152,3 +152,13 @@ def test_a_stream_that_asked_for_accounting_keeps_its_usage_chunk_with_the_cost(
     expected = cost_text(cost_usd(Usage(9, 3), PRICES) or Decimal(0))
     assert b'"cost":' + expected.encode() in usage_event
     assert orjson.loads(usage_event[6:])["choices"] == []
+
+
+def test_a_stream_that_took_the_ask_counts_its_main_text_only() -> None:
+    stage = UsageStage(strip=True, all_text=False)
+    reasoning = b'data: {"choices":[{"delta":{"reasoning_content":"hmm"}}]}\n\n'
+    relayed(stage, reasoning + sse(PAYLOADS, asked=True), [9])
+    assert stage.text_bytes == len(orjson.dumps('Hello "usage": {"x": 1}, \\ world!')) - 2  # not the reasoning
+    completion = UsageStage(strip=True, all_text=False, value=b'"text":"')
+    completion.feed(b'data: {"choices":[{"text":"abcd","index":0}]}\n\n')
+    assert completion.text_bytes == 4
