@@ -212,3 +212,24 @@ def test_a_legacy_completion_stream_is_priced(
     assert chunks and all(c.usage is None and c.choices for c in chunks)
     usage = last_record(records).usage
     assert usage is not None and usage.completion_tokens > 0 and usage.estimated is refuse
+
+
+def test_the_record_keeps_why_a_native_messages_or_responses_stream_ended(
+    mock_provider: Callable[..., Any], proxy_server: Callable[..., Any]
+) -> None:
+    claude, gpt = mock_provider("claude"), mock_provider("a")
+    config = gateway_config(
+        [("claude", claude.url), ("a", gpt.url)], {"claude-x": ["claude"], "gpt-4": ["a"]}, apis={"claude": "anthropic"},
+        env={"CLAUDE_API_KEY": "sk-ant-claude-0123456789"},
+    )  # fmt: skip
+    proxy = proxy_server(config)
+    records = records_of(proxy)
+    with anthropic.Anthropic(base_url=proxy.base, api_key="u", max_retries=0) as sdk, sdk.messages.stream(
+        model="claude-x", max_tokens=64, messages=[{"role": "user", "content": "say hi"}]
+    ) as stream:
+        assert stream.get_final_message().stop_reason == "end_turn"
+    assert last_record(records).finish_reason == "end_turn"
+    sdk_openai = openai.OpenAI(base_url=proxy.url, api_key="k", max_retries=0)
+    events = list(sdk_openai.responses.create(model="gpt-4", input="say hi", stream=True))
+    assert events[-1].type == "response.completed"
+    assert last_record(records, 2).finish_reason == "completed"
