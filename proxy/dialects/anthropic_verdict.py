@@ -76,12 +76,13 @@ def has_input_tokens(body: Mapping[str, Any]) -> bool:
 class MessagesStreamWatch:
     """After commit, fed every relayed chunk of a Messages stream (see the module docstring)."""
 
-    __slots__ = ("_framer", "_open_at_end", "_stopped", "_usage", "done", "provider_error")
+    __slots__ = ("_framer", "_open_at_end", "_stopped", "_usage", "done", "finish_reason", "provider_error")
 
     def __init__(self) -> None:
         self._framer = SseFramer()
         self._usage: dict[str, Any] | None = None
         self._stopped = False
+        self.finish_reason: str | None = None  # the `stop_reason` of its `message_delta`
         self._open_at_end = False
         self.done = False
         self.provider_error = False
@@ -132,7 +133,10 @@ class MessagesStreamWatch:
             self._merge(usage)
         elif kind == "message_delta":
             delta = payload.get("delta")
-            self._stopped |= isinstance(delta, dict) and delta.get("stop_reason") is not None
+            reason = delta.get("stop_reason") if isinstance(delta, dict) else None
+            self._stopped |= reason is not None
+            if isinstance(reason, str):
+                self.finish_reason = reason
             self._merge(payload.get("usage"))
         elif kind == "message_stop":
             self.done = True

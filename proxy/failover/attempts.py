@@ -47,6 +47,7 @@ from proxy.failover.record import RequestRecord
 from proxy.failover.refusals import refuses_the_request
 from proxy.failover.request_terms import terms_for
 from proxy.failover.second_opinion import SERVED, opinion_outcome, second_opinion_offer
+from proxy.failover.usage_ask import UsageAsk, client_asked_usage, refuses_usage_ask
 from proxy.failover.verdict import AnswerCheck, OutputPredicate
 from proxy.runtime.live import LiveConfig
 from proxy.runtime.state import RuntimeState
@@ -87,6 +88,7 @@ class Served:
     first_output_s: float = 0.0  # the attempt's time to its first output (a whole answer: its status line)
     dialect: Dialect | None = None  # the offer spoke another API: `first`/`parsed` of a whole answer are
     # already the client's; a stream is translated as it is relayed (`Endpoint.relay_parts`)
+    usage_ask: UsageAsk = UsageAsk.NONE  # what the proxy did about a stream's usage (`proxy.failover.usage_ask`)
 
 
 @dataclass(slots=True)
@@ -296,9 +298,9 @@ async def _try_offer(ctx: AttemptContext, call: Call, offer: Offer, *, more: boo
     headers = {**call.live.signed_headers.get(offer.provider_slug, NOT_SIGNED), **call.headers}
     if offer.api == endpoint.api:  # the client's own API: the request as it came, `model` rewritten
         path, output, check, dialect = call.path, endpoint.events.output, endpoint.check, None
-        body = request.encode_for(offer.provider_model_id)
     else:  # another API: spoken in its own (`proxy.failover.dialect`)
-        path, body, output, check, dialect = _spoken(call, offer, headers)
+        path, output, check, dialect = _spoken(call, offer)
+    sending = _Sending(ctx, call, offer, headers, dialect)
     wait = _first_output_wait(ctx, offer, request.stream, settings.first_byte_timeout_s, more=more)
     ctx.state.take(offer, time.time())
     response: UpstreamResponse | None = None
@@ -307,14 +309,12 @@ async def _try_offer(ctx: AttemptContext, call: Call, offer: Offer, *, more: boo
     try:
         try:
             async with asyncio.timeout(min(wait, remaining)) as timer:
-                response = await ctx.client.send(offer.base_url + path, headers, body, call.method)
-                if response.status >= 300:
-                    raise await status_error(response, partial(terms_for, request, offer))
+                response = await sending.send(offer.base_url + path)
                 if request.stream:
                     first = await first_output(response, output)
                     ident = response_id_of(first) if endpoint.events.names_response else None
                     first_output_s = loop.time() - started
-                    return Served(offer, response, first, None, ident, first_output_s, dialect)
+                    return Served(offer, response, first, None, ident, first_output_s, dialect, sending.ask)
                 if endpoint.answer == "binary":
                     first = await first_bytes(response)
                     return Served(offer, response, first, first_output_s=loop.time() - started)
@@ -337,15 +337,73 @@ async def _try_offer(ctx: AttemptContext, call: Call, offer: Offer, *, more: boo
         raise
 
 
-def _spoken(
-    call: Call, offer: Offer, headers: dict[str, str]
-) -> tuple[str, Body, OutputPredicate, AnswerCheck | None, Dialect]:
-    """The upstream path, body and verdict of an attempt at an offer of another API than the
-    client's: its dialect's (`proxy.failover.dialect`; the headers not for that API dropped)."""
+def _spoken(call: Call, offer: Offer) -> tuple[str, OutputPredicate, AnswerCheck | None, Dialect]:
+    """The upstream path and verdict of an attempt at an offer of another API than the client's:
+    its dialect's (`proxy.failover.dialect`)."""
     dialect = call.endpoint.dialect_for(offer)
+    assert dialect is not None, "only offers a JSON request can be spoken to"
+    return dialect.upstream, dialect.output, dialect.check, dialect
+
+
+class _Sending:
+    """One attempt's request to its offer, with the proxy's ask for a stream's usage when it needs
+    one (`proxy.failover.usage_ask`): an offer that refuses the ask is asked again at once without
+    it, on the same attempt (an offer's limit: nothing is recorded against it), and remembered."""
+
+    __slots__ = ("ask", "call", "ctx", "dialect", "headers", "offer")
+
+    def __init__(
+        self, ctx: AttemptContext, call: Call, offer: Offer, headers: dict[str, str], dialect: Dialect | None
+    ) -> None:
+        self.ctx, self.call, self.offer, self.headers, self.dialect = ctx, call, offer, headers, dialect
+        self.ask = _usage_ask(ctx.state, call, offer, dialect)
+
+    def body(self) -> Body:
+        request, offer, dialect = self.call.request, self.offer, self.dialect
+        asked = self.ask is UsageAsk.ASKED
+        if dialect is not None:  # the headers not for that API are dropped
+            assert isinstance(request, ClientRequest), "only JSON requests have dialects"
+            return dialect.encode_for(request.body, offer, self.headers, usage_ask=asked or not dialect.asks_usage)
+        if asked:
+            assert isinstance(request, ClientRequest), "only JSON requests are asked for usage"
+            return request.encode_for(offer.provider_model_id, usage_ask=True)
+        return request.encode_for(offer.provider_model_id)
+
+    async def send(self, url: str) -> UpstreamResponse:
+        """The offer's response of status < 300; raises the `UpstreamStatus` of any other."""
+        response = await self.ctx.client.send(url, self.headers, self.body(), self.call.method)
+        if response.status < 300:
+            return response
+        refusal = await self._refusal(response)
+        if self.ask is not UsageAsk.ASKED or not refuses_usage_ask(refusal.status, refusal.body):
+            raise refusal
+        self.ctx.state.refused_usage_ask(self.offer)
+        self.ask = UsageAsk.REFUSED
+        response = await self.ctx.client.send(url, self.headers, self.body(), self.call.method)
+        if response.status < 300:
+            return response
+        raise await self._refusal(response)
+
+    async def _refusal(self, response: UpstreamResponse) -> UpstreamStatus:
+        try:
+            return await status_error(response, partial(terms_for, self.call.request, self.offer))
+        finally:
+            response.close()
+
+
+def _usage_ask(state: RuntimeState, call: Call, offer: Offer, dialect: Dialect | None) -> UsageAsk:
+    """Does this attempt ask for the stream's usage? Only a stream whose client did not ask itself,
+    of an endpoint (`Endpoint.usage_ask`) or dialect (`Dialect.asks_usage`) that can be asked."""
     request = call.request
-    assert dialect is not None and isinstance(request, ClientRequest), "only offers a JSON request can be spoken to"
-    return dialect.upstream, dialect.encode_for(request.body, offer, headers), dialect.output, dialect.check, dialect
+    if not request.stream or not isinstance(request, ClientRequest):
+        return UsageAsk.NONE
+    if dialect is not None:
+        asks = dialect.asks_usage
+    else:
+        asks = call.endpoint.usage_ask and not client_asked_usage(request.body)
+    if not asks:
+        return UsageAsk.NONE
+    return UsageAsk.REFUSED if state.refuses_usage_ask(offer) else UsageAsk.ASKED
 
 
 def _translated(

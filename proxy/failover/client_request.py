@@ -29,11 +29,16 @@ class ClientRequest:
     prefs: Preferences
     models: tuple[str, ...] = ()  # OpenRouter's `models`: the models to try after `model`, in order
     raw: bytes | bytearray = b""  # the body as received (for `proxy.failover.fit`'s cheap checks; never forwarded)
+    usage_accounting: bool = False  # OpenRouter's `"usage": {"include": true}`: the answer's usage gets its cost
 
-    def encode_for(self, provider_model_id: str) -> bytes:
-        """The body to send to one offer: the client's fields with `model` set to the provider's id."""
+    def encode_for(self, provider_model_id: str, *, usage_ask: bool = False) -> bytes:
+        """The body to send to one offer: the client's fields with `model` set to the provider's id,
+        and `stream_options.include_usage` set when `usage_ask` (`proxy.failover.usage_ask`)."""
         body = dict(self.body)
         body["model"] = provider_model_id
+        if usage_ask:
+            options = body.get("stream_options")
+            body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         try:
             return orjson.dumps(body)
         except orjson.JSONEncodeError:  # orjson reads 1,023 levels of nesting but writes only 254
@@ -62,7 +67,21 @@ def parse_request(raw: bytes | bytearray, provider_header: str | None = None) ->
     if not isinstance(stream, bool):
         raise BadRequest("stream must be true or false", param="stream")
     prefs = parse_preferences(body.pop("provider", None), provider_header)
-    return ClientRequest(model=model, stream=stream, body=body, prefs=prefs, models=models, raw=raw)
+    accounting = _usage_accounting(body.pop("usage", None))
+    return ClientRequest(
+        model=model, stream=stream, body=body, prefs=prefs, models=models, raw=raw, usage_accounting=accounting
+    )
+
+
+def _usage_accounting(field: Any) -> bool:
+    """OpenRouter's `usage` request field, `{"include": true}` (https://openrouter.ai/docs/use-cases/usage-accounting):
+    the proxy's to answer, never forwarded (OpenAI refuses a field it does not know)."""
+    if field is None:
+        return False
+    include = field.get("include", False) if isinstance(field, dict) else None
+    if not isinstance(include, bool):
+        raise BadRequest('usage must be an object such as {"include": true}', param="usage")
+    return include
 
 
 def _model_name(value: Any) -> bool:

@@ -57,13 +57,18 @@ class Dialect:
     stream: Callable[[Body], StreamTranslation]  # the offer's stream -> the client's, event by event
     refusal: Callable[[int, bytes], bytes]  # an error body of the offer's -> the client's envelope
     drops: tuple[str, ...] = ()  # the client's headers that are not for offers of this API
+    asks_usage: bool = False  # its streams carry `stream_options.include_usage` (`proxy.failover.usage_ask`)
 
-    def encode_for(self, body: Body, offer: Offer, headers: dict[str, str]) -> bytes:
-        """The offer's request body (the headers it must not get are taken out of `headers`)."""
+    def encode_for(self, body: Body, offer: Offer, headers: dict[str, str], *, usage_ask: bool = True) -> bytes:
+        """The offer's request body (the headers it must not get are taken out of `headers`); without
+        the ask for a stream's usage when not `usage_ask` (the offer refuses it)."""
         for name in self.drops:
             headers.pop(name, None)
+        encoded = self.encode(body, offer)
+        if not usage_ask:
+            encoded.pop("stream_options", None)
         try:
-            return orjson.dumps(self.encode(body, offer))
+            return orjson.dumps(encoded)
         except orjson.JSONEncodeError:
             raise BadRequest("the request body is nested too deeply to forward") from None
 
@@ -89,6 +94,7 @@ MESSAGES_VIA_CHAT = Dialect(
     stream=lambda body: MessagesFromChat(messages_request.stop_sequences(body)),
     refusal=to_anthropic,
     drops=ANTHROPIC_HEADERS,
+    asks_usage=True,
 )
 CHAT_VIA_MESSAGES = Dialect(
     upstream="/messages",

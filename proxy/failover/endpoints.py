@@ -110,6 +110,7 @@ class Endpoint:
     validate: Callable[[Mapping[str, Any]], None] | None = None  # more checks of a parsed JSON body
     usage: Callable[[Any], Usage | None] = usage_of  # a whole answer's usage, as the record keeps it
     measured: bool = True  # its attempts feed offer health, circuits and learned first-output times
+    usage_ask: bool = False  # its streams are asked for usage, its `usage` accounted (`proxy.failover.usage_ask`)
 
     def parse(
         self, raw: bytes | bytearray, headers: Mapping[bytes, bytes], provider_header: str | None
@@ -169,9 +170,11 @@ PROXIED: dict[tuple[str, str], Endpoint] = dict(
         (
             Endpoint(
                 "/v1/chat/completions", "/chat/completions", "chat", check=has_choice("message"), hedged=True,
-                dialects=MappingProxyType({ANTHROPIC: CHAT_VIA_MESSAGES}),
+                dialects=MappingProxyType({ANTHROPIC: CHAT_VIA_MESSAGES}), usage_ask=True,
             ),
-            Endpoint("/v1/completions", "/completions", "completions", check=has_choice("text"), hedged=True),
+            Endpoint(
+                "/v1/completions", "/completions", "completions", check=has_choice("text"), hedged=True, usage_ask=True
+            ),
             Endpoint("/v1/embeddings", "/embeddings", "embeddings", check=has_data, hedged=True),
             Endpoint("/v1/responses", "/responses", "responses", events=RESPONSES_EVENTS, pins=True),
             Endpoint("/v1/moderations", "/moderations", "moderations", check=has_results),  # a result per input

@@ -34,8 +34,8 @@ from typing import Any
 
 from proxy.errors import NoOfferFits
 from proxy.types import NO_PREFERENCES, MaxPrice, Offer, OfferKey, Preferences
+from proxy.upstream.usage import CHARS_PER_TOKEN
 
-CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text; code and other scripts count more tokens
 FLOOR_TOKENS = 4096  # every chat offer takes this much prompt and completion: no need to know it
 PER_MILLION = 1_000_000
 # Not "parameters" of a request for `require_parameters` (OpenRouter's reading): the model, the input,
@@ -150,6 +150,11 @@ def _prompt_length(body: Mapping[str, Any], modalities: set[str]) -> int:
                 content = item.get("content") if isinstance(item, dict) else item
                 length += _text_length(content, modalities)
     return length
+
+
+def prompt_characters(body: Mapping[str, Any]) -> int:
+    """Characters of the prompt's text (as `estimate_prompt_tokens` counts them)."""
+    return _prompt_length(body, set())
 
 
 def estimate_prompt_tokens(characters: int) -> int:

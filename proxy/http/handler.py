@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from functools import partial
 
 import orjson
 
+from proxy.billing.cost import prices_of
+from proxy.billing.usage_accounting import answer_with_cost, priced_usage
 from proxy.errors import AllOffersFailed, ClientDisconnected, ClientError, ShuttingDown, UpstreamError, UpstreamStatus
 from proxy.failover.accounting import request_cost
 from proxy.failover.attempts import Call, Served, run_attempts
 from proxy.failover.client_request import MAX_MODEL_LENGTH, ClientRequest, require_known_providers
 from proxy.failover.endpoints import PROXIED, Endpoint, ForwardRequest, match
+from proxy.failover.fit import prompt_characters
 from proxy.failover.model_fallbacks import not_offered, serve_request
 from proxy.failover.record import Phase, RequestRecord
+from proxy.failover.usage_ask import UsageAsk
 from proxy.failover.verdict import answer_finish_reason
 from proxy.http.answers import (
     JSON,
@@ -52,7 +57,8 @@ from proxy.runtime.live import LiveConfig
 from proxy.runtime.response_pins import ResponsePin
 from proxy.types import NO_PREFERENCES, Offer, Ranking, Receive, Scope, Send
 from proxy.upstream.answer_model import StreamRewrite, rewrite_json
-from proxy.upstream.usage import stream_usage
+from proxy.upstream.usage import Usage, estimated_usage, stream_usage
+from proxy.upstream.usage_stream import CONTENT_VALUE, TEXT_VALUE, UsageStage
 
 # the client's headers passed on to providers (Anthropic's only to Anthropic-speaking offers: `Dialect.drops`)
 FORWARDED = frozenset(
@@ -214,10 +220,14 @@ class ProxyHandler:
             return
         canonical = call.live.settings.answer_model == "canonical"
         if not request.stream:
-            body = _whole_answer(call, served, headers, record.model if canonical else None)
             record.answered(status, "ok", endpoint.usage(served.parsed))
             record.ended_because(answer_finish_reason(served.parsed))
-            headers += usage_headers(record.usage, request_cost(record))
+            cost = request_cost(record)
+            headers += usage_headers(record.usage, cost)
+            body = _whole_answer(call, served, headers, record.model if canonical else None)
+            if _accounting(call) and served.parsed is not None:  # OpenRouter's usage accounting
+                body = answer_with_cost(body, record.usage, cost)
+            headers.append((b"content-length", str(len(body)).encode()))
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             if isinstance(request, PinnedCall) and endpoint.method == "DELETE":
@@ -226,6 +236,7 @@ class ProxyHandler:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         record.committed(status)
         watch, translation = endpoint.relay_parts(request, served.dialect)  # the offer's API, the client's
+        usage = _usage_stage(call, served)
         error: UpstreamError | None = None
         try:
             error = await relay_stream(
@@ -237,9 +248,11 @@ class ProxyHandler:
                 on_final=record.finished,
                 translation=translation,
                 rewrite=StreamRewrite.needed(served.first, record.model) if canonical else None,  # the canonical model
+                usage=usage,
             )
         finally:
-            record.reported(stream_usage(watch))
+            record.reported(stream_usage(watch) or _estimated(request, usage))
+            record.ended_because(getattr(watch, "finish_reason", None))  # chat-like streams' watch reads it
         if error is not None:
             record.stream_broke(error)
         record.relayed("ok" if error is None else error.outcome)
@@ -313,8 +326,38 @@ def _whole_answer(call: Call, served: Served, headers: Headers, canonical: str |
             body = rewrite_json(body, canonical)  # it names its canonical model, as when it was made
         if not any(k == b"content-type" for k, _ in headers):
             headers.append(JSON)
-    headers.append((b"content-length", str(len(body)).encode()))
     return body
+
+
+def _accounting(call: Call) -> bool:
+    """Did the client ask for OpenRouter's usage accounting, on an endpoint whose usage it accounts?"""
+    request = call.request
+    return call.endpoint.usage_ask and isinstance(request, ClientRequest) and request.usage_accounting
+
+
+def _usage_stage(call: Call, served: Served) -> UsageStage | None:
+    """The relay's usage stage (`proxy.upstream.usage_stream`): only for a stream the proxy asked for
+    usage (or would have, but the offer refuses: its text is counted), or whose client asked for
+    OpenRouter's usage accounting (in the offer's own API: a translated stream has the dialect's usage)."""
+    accounting = _accounting(call) and served.dialect is None
+    if served.usage_ask is UsageAsk.NONE and not accounting:
+        return None
+    account = partial(priced_usage, prices=prices_of(served.offer)) if accounting else None
+    value = TEXT_VALUE if call.endpoint.kind == "completions" else CONTENT_VALUE
+    return UsageStage(
+        strip=served.usage_ask is UsageAsk.ASKED and served.dialect is None,
+        account=account,
+        all_text=served.usage_ask is UsageAsk.REFUSED,  # no usage will come: the text is all there is
+        value=value,
+    )
+
+
+def _estimated(request: ForwardRequest, usage: UsageStage | None) -> Usage | None:
+    """A stream's usage counted by the proxy (`proxy.upstream.usage.estimated_usage`), when the proxy
+    watched its text (it asked for usage, and none came)."""
+    if usage is None or not isinstance(request, ClientRequest):
+        return None
+    return estimated_usage(prompt_characters(request.body), usage.text_bytes)
 
 
 def answer_json(served: Served, model: str) -> bytes:

@@ -37,6 +37,7 @@ from proxy.types import Send
 from proxy.upstream.answer_model import StreamRewrite
 from proxy.upstream.client import UpstreamResponse
 from proxy.upstream.sse import RelayWatch
+from proxy.upstream.usage_stream import UsageStage
 
 DONE_EVENT = b"data: [DONE]\n\n"
 AFTER_DONE_S = 1.0  # after `[DONE]`, how long the provider has to end its body before it is closed
@@ -91,22 +92,25 @@ async def relay_stream(
     on_final: Callable[[], None],
     translation: StreamTranslation | None = None,
     rewrite: StreamRewrite | None = None,
+    usage: UsageStage | None = None,
 ) -> UpstreamError | None:
     """Send `first` and every later chunk; return the failure that ended the stream, or None.
-    `rewrite` (`proxy.upstream.answer_model`) names the canonical model in the provider's bytes, and
+    `usage` (`proxy.upstream.usage_stream`) keeps the proxy's ask for usage out of the provider's
+    bytes, `rewrite` (`proxy.upstream.answer_model`) names the canonical model in them, and
     `translation` (`proxy.dialects`) turns them into the client's API, in that order; the watch sees
     the provider's bytes as they came."""
     ended = False  # the provider's body ended cleanly: its connection can go back to the pool
+    outgoing = (
+        None if rewrite is None and translation is None and usage is None else _Outgoing(usage, rewrite, translation)
+    )
     try:
         failure = await _pump(
-            send, response, first, idle_s=idle_timeout_s, watch=watch, on_final=on_final,
-            outgoing=None if rewrite is None and translation is None else _Outgoing(rewrite, translation),
-        )  # fmt: skip
+            send, response, first, idle_s=idle_timeout_s, watch=watch, on_final=on_final, outgoing=outgoing
+        )
         ended = failure is None
         ending, error = _ending(watch, failure, translation)
-        if rewrite is not None:  # what it held of an unfinished line goes out before the ending
-            held = rewrite.finish()
-            ending = (held if translation is None else translation.feed(held)) + ending
+        if outgoing is not None:  # what the stages held of an unfinished event goes out before the ending
+            ending = outgoing.finish() + ending
         await send({"type": "http.response.body", "body": ending, "more_body": False})
         on_final()
         return error
@@ -185,15 +189,27 @@ async def _pump(
 
 
 class _Outgoing:
-    """What the client is sent for each chunk of the provider's: the chunk itself, or its rewrite and
-    translation, in that order (a plain stream has none: the relay sends its chunks as they are)."""
+    """What the client is sent for each chunk of the provider's: the chunk itself, or what the usage
+    stage, the rewrite and the translation make of it, in that order (a plain stream has none: the
+    relay sends its chunks as they are)."""
 
-    __slots__ = ("rewrite", "translation")
+    __slots__ = ("rewrite", "translation", "usage")
 
-    def __init__(self, rewrite: StreamRewrite | None, translation: StreamTranslation | None) -> None:
-        self.rewrite, self.translation = rewrite, translation
+    def __init__(
+        self, usage: UsageStage | None, rewrite: StreamRewrite | None, translation: StreamTranslation | None
+    ) -> None:
+        self.usage, self.rewrite, self.translation = usage, rewrite, translation
+
+    def finish(self) -> bytes:
+        """What the stages held of an unfinished event, through the stages after each."""
+        held = b"" if self.usage is None else self.usage.finish()
+        if self.rewrite is not None:
+            held = self.rewrite.finish(held)
+        return held if self.translation is None or not held else self.translation.feed(held)
 
     def feed(self, chunk: bytes) -> bytes:
+        if self.usage is not None:
+            chunk = self.usage.feed(chunk)
         if self.rewrite is not None:
             chunk = self.rewrite.feed(chunk)
         if self.translation is not None:

@@ -66,6 +66,7 @@ class MockConfig:
     input_modalities: tuple[str, ...] | None = None
     api_key: str | None = None  # when set, any other `Authorization` gets 401
     strict_models: bool = False  # when set, a model it does not list gets 404 model_not_found
+    refuse_stream_options: bool = False  # when set, a request with `stream_options` gets Azure OpenAI's 400
     history: int = 100  # requests kept for /_mock/stats
 
     def __post_init__(self) -> None:

@@ -36,6 +36,7 @@ class MockProvider:
         listing: str = "openai",
         api_key: str | None = None,
         strict_models: bool = False,
+        refuse_stream_options: bool = False,
         pricing_prompt: str = "0.00003",
         pricing_completion: str = "0.00006",
         context_length: int = 8192,
@@ -58,6 +59,7 @@ class MockProvider:
             input_modalities=None if input_modalities is None else tuple(input_modalities),
             api_key=api_key,
             strict_models=strict_models,
+            refuse_stream_options=refuse_stream_options,
             history=history,
         )
         self.startup_faults = faults_from_mapping(faults)

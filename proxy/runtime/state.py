@@ -100,6 +100,7 @@ class RuntimeState:
         self.providers: dict[str, Circuit] = {}
         self.provider_cooldowns: dict[str, float] = {}  # slug -> until: its account failed (key, billing, quota)
         self.first_output = FirstOutputTimes()
+        self.usage_ask_refusals: set[OfferKey] = set()  # offers that refuse `stream_options` (`refused_usage_ask`)
 
     @property
     def settings(self) -> ProxySettings:
@@ -114,6 +115,14 @@ class RuntimeState:
         if state is None:
             state = self.offers[key] = OfferState()
         return state
+
+    def refused_usage_ask(self, offer: Offer) -> None:
+        """`offer` refused `stream_options` (`proxy.failover.usage_ask`): its later streams are sent
+        without it, for as long as this instance runs (a limit of the offer, not a failure)."""
+        self.usage_ask_refusals.add(offer.key)
+
+    def refuses_usage_ask(self, offer: Offer) -> bool:
+        return offer.key in self.usage_ask_refusals
 
     def provider_circuit(self, provider: str, now: float) -> CircuitState:
         """The state, at `now` (wall clock seconds), of `provider`'s whole-provider circuit."""

@@ -125,12 +125,16 @@ class TypedStreamWatch:
     end is found in the next chunk holding a blank line; one split across two reads is missed, and
     the event after it is then skipped as well)."""
 
-    __slots__ = ("_framer", "_head", "_open_at_end", "_skipping", "_transcript", "_usage", "done", "provider_error")
+    __slots__ = (
+        "_framer", "_head", "_open_at_end", "_skipping", "_transcript", "_usage", "done", "finish_reason",
+        "provider_error",
+    )  # fmt: skip
 
     def __init__(self, *, transcript: bool = False) -> None:
         self._framer = SseFramer()
         self._transcript = transcript
         self._usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None  # the terminal response's `status` (`completed`, `incomplete`)
         self._skipping = False
         self._head = b""
         self._open_at_end = False  # the body ended inside an event (no final blank line)
@@ -196,8 +200,10 @@ class TypedStreamWatch:
             self.done = self.provider_error = True
         elif kind in (TRANSCRIPT_DONE if self._transcript else TERMINAL_OK):
             self.done = True
-            usage = (data if self._transcript else data.get("response") or {}).get("usage")
+            found = data if self._transcript else data.get("response") or {}
+            usage, status = found.get("usage"), found.get("status")
             self._usage = usage if isinstance(usage, dict) else None
+            self.finish_reason = status if isinstance(status, str) and not self._transcript else None
 
     def _judge_kind(self, head: bytes) -> None:
         """A skipped (too large) event, judged by the type named in its first bytes; no usage."""

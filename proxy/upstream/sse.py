@@ -205,6 +205,14 @@ def _is_done_line(block: bytes) -> bool:
     return block.startswith(DONE_LINES) or INNER_DONE_LINES[0] in block or INNER_DONE_LINES[1] in block
 
 
+def first_finish_reason(answer: Any) -> str | None:
+    """The first choice's `finish_reason` of a chat or text completion answer or chunk, or None."""
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices else None
+    reason = first.get("finish_reason") if isinstance(first, dict) else None
+    return reason if isinstance(reason, str) and reason else None
+
+
 class RelayWatch(Protocol):
     """Fed every relayed chunk after commit. `feed` returns True when the chunk was progress (data,
     not only comments); `done` once the stream's final event passed (the relay sends nothing more of
@@ -261,6 +269,7 @@ class StreamWatch:
         "_skipping",
         "_usage",
         "done",
+        "finish_reason",
     )
 
     def __init__(self, judge: EventJudge, choices: int = 1) -> None:
@@ -276,6 +285,7 @@ class StreamWatch:
         self._usage: dict[str, Any] | None = None
         self.done = False
         self._error = False
+        self.finish_reason: str | None = None  # the first choice's, once read (the stream's end is read at `usage`)
 
     @property
     def provider_error(self) -> bool:
@@ -351,6 +361,8 @@ class StreamWatch:
             except orjson.JSONDecodeError:
                 continue  # not ours to judge after commit: relayed as it came
             outcome = self._judge(payload)
+            if 0 in outcome.finished and self.finish_reason is None:
+                self.finish_reason = first_finish_reason(payload)
             self._error |= outcome.error
             self._finished.update(outcome.finished)
             usage = outcome.usage or usage

@@ -132,3 +132,14 @@ def _detail(usage: Mapping[str, Any], names: tuple[tuple[str, str], ...]) -> int
 def stream_usage(watch: RelayWatch) -> Usage | None:
     """The usage a relayed stream reported (its last usage object), or None."""
     return counts_of(watch.usage) if watch.usage is not None else None
+
+
+CHARS_PER_TOKEN = 4  # OpenAI's rule of thumb for English text (https://platform.openai.com/tokenizer)
+
+
+def estimated_usage(prompt_characters: int, completion_bytes: int) -> Usage:
+    """Usage counted by the proxy when a stream reported none: the prompt's text characters and the
+    relayed completion's text bytes (`proxy.upstream.usage_stream.text_bytes`), each divided by
+    `CHARS_PER_TOKEN` and rounded up. No tokenizer is in the proxy's dependencies, and the models'
+    tokenizers differ anyway: it undercounts code and non-Latin scripts, and is marked `estimated`."""
+    return Usage(-(-prompt_characters // CHARS_PER_TOKEN), -(-completion_bytes // CHARS_PER_TOKEN), estimated=True)

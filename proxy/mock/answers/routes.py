@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from proxy.mock.answers import payloads, shaped
 from proxy.mock.settings import MockConfig
 
@@ -37,6 +39,18 @@ class Call:
 
 
 Handler = Callable[[Call], Answer]
+# Azure OpenAI's answer to `stream_options` (https://github.com/Pythagora-io/gpt-pilot/issues/1022)
+STREAM_OPTIONS_REFUSED = orjson.dumps(
+    {
+        "error": {
+            "message": "Unrecognized request argument supplied: stream_options. Please contact us through an Azure "
+            "support request at: https://go.microsoft.com/fwlink/?linkid=2213926 for further questions.",
+            "type": "invalid_request_error",
+            "param": "",
+            "code": None,
+        }
+    }
+)
 
 
 def error(status: int, message: str) -> Answer:
@@ -132,6 +146,8 @@ def _check_model(call: Call) -> Answer | None:
         return error(400, "you must provide a model parameter")
     if call.config.strict_models and model not in call.config.models:
         return error(404, f"The model `{model}` does not exist on mock {call.config.name}")
+    if call.config.refuse_stream_options and "stream_options" in payload:
+        return Answer(400, STREAM_OPTIONS_REFUSED)
     return None
 
 
