@@ -67,6 +67,11 @@ def build(
     return config_from_mapping(data, "(test)", env)
 
 
+def row_attempts(row: asyncpg.Record) -> list[dict[str, Any]]:
+    attempts = row["attempts"]
+    return list(json.loads(attempts) if isinstance(attempts, str) else attempts)
+
+
 def expected_cost(provider: str, prompt: int, completion: int) -> Decimal:
     price_prompt, price_completion = (Decimal(p) for p in PRICES[provider])
     return prompt * price_prompt + completion * price_completion
@@ -173,6 +178,38 @@ async def test_a_stream_with_include_usage_is_priced_from_its_usage_chunk(served
     check_row(row, "good", usage.prompt_tokens, usage.completion_tokens)
     assert (row["streamed"], row["outcome"], row["first_output_ms"] is not None) == (True, "ok", True)
     check_generation(proxy, row)
+
+
+async def test_a_stream_without_include_usage_is_priced_and_its_client_sees_no_usage(served: Any) -> None:
+    proxy, url, _ = served
+    client = sdk(proxy)
+    asked = list(client.chat.completions.create(
+        model="solo", messages=CHAT, stream=True, stream_options={"include_usage": True}
+    ))  # fmt: skip
+    usage = next(c.usage for c in asked if c.usage is not None)  # what the provider reports for this prompt
+    raw = client.chat.completions.with_raw_response.create(model="solo", messages=CHAT, stream=True)
+    request_id = raw.headers["x-request-id"]
+    chunks = list(raw.parse())
+    assert chunks and all(c.usage is None and c.choices for c in chunks)  # no usage chunk: it did not ask
+    [row] = await wait_rows(url, request_id)
+    check_row(row, "good", usage.prompt_tokens, usage.completion_tokens)  # the provider's usage, not a guess
+    assert (row["streamed"], row["usage_estimated"], row["finish_reason"]) == (True, False, "stop")
+    check_generation(proxy, row)
+
+
+async def test_a_stream_from_an_offer_that_refuses_the_usage_ask_is_recorded_as_estimated(
+    fresh_database_url: str, mock_provider: Any, proxy_server: Callable[..., ProxyServer]
+) -> None:
+    good = mock_provider("good", refuse_stream_options=True)
+    proxy = proxy_server(build({"good": good.url}, {"solo": ["good"]}, database_url=fresh_database_url))
+    raw = sdk(proxy).chat.completions.with_raw_response.create(model="solo", messages=CHAT, stream=True)
+    request_id = raw.headers["x-request-id"]
+    text = "".join(c.choices[0].delta.content or "" for c in raw.parse() if c.choices)
+    [row] = await wait_rows(fresh_database_url, request_id)
+    assert row["usage_estimated"] is True and row["outcome"] == "ok"
+    assert row["completion_tokens"] == -(-len(text.encode()) // 4)  # 4 characters a token, rounded up
+    assert row["cost_usd"] == expected_cost("good", row["prompt_tokens"], row["completion_tokens"])
+    assert [a["outcome"] for a in row_attempts(row)] == ["ok"]  # the refusal is the offer's limit, not a failure
 
 
 async def test_a_failover_is_priced_at_the_offer_that_served_and_the_failed_attempt_is_free(served: Any) -> None:
