@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -57,6 +58,30 @@ OfferKey = tuple[str, str]
 """(provider slug, provider model id): how runtime state names an offer, stable across refreshes."""
 
 
+class Prices(NamedTuple):
+    """An offer's exact prices in USD: per prompt token, cached prompt token, completion token, and
+    per request (None: not known). Read by `proxy.billing.cost`."""
+
+    prompt: Decimal | None
+    cached_prompt: Decimal | None
+    completion: Decimal | None
+    request: Decimal | None
+
+    @property
+    def priced(self) -> bool:
+        """Is any price known? (An offer with none is unpriced: `proxy.billing.cost`.)"""
+        return self != UNPRICED
+
+
+UNPRICED = Prices(None, None, None, None)
+
+
+def _exact(price: float | None) -> Decimal | None:
+    """The decimal a price was written as: `repr` is the shortest text that reads back as the same
+    float, exact for every price of up to 15 significant digits (the database keeps NUMERIC)."""
+    return None if price is None else Decimal(repr(price))
+
+
 @dataclass(frozen=True, slots=True)
 class Offer:
     """One provider's offer of one canonical model, as the catalog knows it."""
@@ -89,9 +114,18 @@ class Offer:
     api: str = "openai"  # the API its provider speaks (`APIS`): how a request is spoken to it
     # (provider slug, provider model id), made once: the request path asks for it a dozen times a request
     key: OfferKey = field(init=False, repr=False, compare=False)
+    # its prices as exact decimals, made once (every served request is priced with them)
+    prices: Prices = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", (self.provider_slug, self.provider_model_id))
+        prices = Prices(
+            _exact(self.pricing_prompt),
+            _exact(self.pricing_cached_prompt),
+            _exact(self.pricing_completion),
+            _exact(self.pricing_request),
+        )
+        object.__setattr__(self, "prices", prices)
 
     @property
     def effective_health(self) -> Health:

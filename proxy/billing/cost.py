@@ -1,10 +1,10 @@
 """What one answer cost, exactly, from the usage it reported and the prices of the offer that served. Pure.
 
 Prices are kept in the database as NUMERIC (USD per token, and per request) and reach the request
-path as floats (`proxy.types.Offer`); each is turned back into the decimal it was written as with
-`Decimal(repr(price))` (the shortest string that round-trips: exact for every price of up to 15
-significant digits, which covers every listing seen) and the cost is computed in decimal arithmetic,
-never as a float product:
+path as floats (`proxy.types.Offer`); the offer turns each back into the decimal it was written as
+once, when it is made (`Offer.prices`: `Decimal(repr(price))`, the shortest text that round-trips,
+exact for every price of up to 15 significant digits, which covers every listing seen), and the cost
+is computed in decimal arithmetic, never as a float product:
 
     cost = (prompt_tokens - cached_prompt_tokens) x prompt price
          + cached_prompt_tokens x cached prompt price   (no cached price: the prompt price)
@@ -22,44 +22,17 @@ as the cached price: https://openrouter.ai/docs/api-reference/list-available-mod
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import NamedTuple
 
-from proxy.types import Offer
+from proxy.types import UNPRICED, Prices
 from proxy.upstream.usage import Usage
 
 ZERO = Decimal(0)
 
 
-class Prices(NamedTuple):
-    """An offer's prices in USD: per prompt token, cached prompt token, completion token, request."""
-
-    prompt: Decimal | None
-    cached_prompt: Decimal | None
-    completion: Decimal | None
-    request: Decimal | None
-
-    @property
-    def priced(self) -> bool:
-        return any(price is not None for price in self)
-
-
-def _decimal(price: float | None) -> Decimal | None:
-    return None if price is None else Decimal(repr(price))
-
-
-def prices_of(offer: Offer) -> Prices:
-    return Prices(
-        _decimal(offer.pricing_prompt),
-        _decimal(offer.pricing_cached_prompt),
-        _decimal(offer.pricing_completion),
-        _decimal(offer.pricing_request),
-    )
-
-
 def cost_usd(usage: Usage | None, prices: Prices) -> Decimal | None:
     """The cost in USD of an answer with `usage` (None: none reported, only the request price) at
     `prices`; None when the offer is unpriced (see the module docstring)."""
-    if not prices.priced:
+    if prices == UNPRICED:
         return None
     prompt, cached_price, completion, request = prices
     cost = request or ZERO

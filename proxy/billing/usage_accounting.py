@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from proxy.billing.cost import Prices, cost_text, cost_usd
+from proxy.billing.cost import cost_text, cost_usd
+from proxy.types import Prices
 from proxy.upstream.usage import Usage, counts_of
 
 

@@ -32,8 +32,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from proxy.billing.cost import Prices, cost_text
-from proxy.types import Attempt
+from proxy.billing.cost import cost_text
+from proxy.types import UNPRICED, Attempt, Prices
 from proxy.upstream.usage import Usage
 
 NO_USAGE = Usage()
@@ -112,7 +112,7 @@ def build_usage_record(
     """The row of one request. `served` is the attempt that answered (None: none did), `prices` its
     offer's (None: none served), `cost` `request_cost`'s answer (None: the offer is unpriced)."""
     tokens = usage or NO_USAGE
-    price = prices or Prices(None, None, None, None)
+    price = prices or UNPRICED
     return UsageRecord(
         request.request_id,
         datetime.fromtimestamp(request.received_at, UTC),

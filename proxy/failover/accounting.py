@@ -31,7 +31,7 @@ from functools import partial
 
 import orjson
 
-from proxy.billing.cost import cost_text, cost_usd, prices_of
+from proxy.billing.cost import cost_text, cost_usd
 from proxy.billing.spend import SpendLedger
 from proxy.billing.usage_record import Request, UsageRecord, build_usage_record
 from proxy.config import ProxySettings
@@ -133,7 +133,7 @@ def request_cost(record: RequestRecord) -> Decimal | None:
     served = record.served
     if served is None:
         return Decimal(0)
-    return cost_usd(record.usage, prices_of(served.offer))
+    return cost_usd(record.usage, served.offer.prices)
 
 
 def usage_record_of(record: RequestRecord, elapsed_s: float, cost: Decimal | None) -> UsageRecord:
@@ -150,7 +150,7 @@ def usage_record_of(record: RequestRecord, elapsed_s: float, cost: Decimal | Non
         record.attempts,
         None if served is None else served.attempt,
         record.usage,
-        prices=None if served is None else prices_of(served.offer),
+        prices=None if served is None else served.offer.prices,
         cost=cost,
         elapsed_s=elapsed_s,
         first_output_s=None if served is None else served.first_output_s,

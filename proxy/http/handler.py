@@ -17,7 +17,6 @@ from functools import partial
 
 import orjson
 
-from proxy.billing.cost import prices_of
 from proxy.billing.usage_accounting import answer_with_cost, priced_usage
 from proxy.errors import AllOffersFailed, ClientDisconnected, ClientError, ShuttingDown, UpstreamError, UpstreamStatus
 from proxy.failover.accounting import request_cost
@@ -342,7 +341,7 @@ def _usage_stage(call: Call, served: Served) -> UsageStage | None:
     accounting = _accounting(call) and served.dialect is None
     if served.usage_ask is UsageAsk.NONE and not accounting:
         return None
-    account = partial(priced_usage, prices=prices_of(served.offer)) if accounting else None
+    account = partial(priced_usage, prices=served.offer.prices) if accounting else None
     value = TEXT_VALUE if call.endpoint.kind == "completions" else CONTENT_VALUE
     return UsageStage(
         strip=served.usage_ask is UsageAsk.ASKED and served.dialect is None,

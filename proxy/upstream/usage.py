@@ -124,7 +124,7 @@ def _count(usage: Mapping[str, Any], name: str) -> int:
 def _detail(usage: Mapping[str, Any], names: tuple[tuple[str, str], ...]) -> int:
     for outer, inner in names:
         details = usage.get(outer)
-        if isinstance(details, Mapping):
+        if isinstance(details, dict):  # parsed JSON: a dict, checked without the ABC machinery
             return _count(details, inner)
     return 0
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from proxy.billing.cost import Prices, cost_text, cost_usd, prices_of
-from proxy.types import Offer
+from proxy.billing.cost import cost_text, cost_usd
+from proxy.types import Offer, Prices
 from proxy.upstream.usage import Usage, usage_of
 
 
@@ -14,7 +14,7 @@ def offer(**prices: float | None) -> Offer:
 
 
 def test_the_cost_is_exact_where_a_float_product_is_not() -> None:
-    prices = prices_of(offer(pricing_prompt=0.0000003, pricing_completion=0.0000006))
+    prices = offer(pricing_prompt=0.0000003, pricing_completion=0.0000006).prices
     cost = cost_usd(Usage(3, 7), prices)
     assert cost == Decimal("0.0000051")
     assert 3 * 0.0000003 + 7 * 0.0000006 != 0.0000051  # what the float product gave before
@@ -23,22 +23,22 @@ def test_the_cost_is_exact_where_a_float_product_is_not() -> None:
 
 def test_cached_prompt_tokens_are_priced_at_the_cached_price_or_else_the_prompt_price() -> None:
     usage = Usage(1000, 10, cached_prompt_tokens=800, reasoning_tokens=4)
-    cached = prices_of(offer(pricing_prompt=0.000002, pricing_cached_prompt=0.0000005, pricing_completion=0.000008))
+    cached = offer(pricing_prompt=0.000002, pricing_cached_prompt=0.0000005, pricing_completion=0.000008).prices
     assert cost_usd(usage, cached) == Decimal("0.0004") + Decimal("0.0004") + Decimal("0.00008")
-    uncached = prices_of(offer(pricing_prompt=0.000002, pricing_completion=0.000008))
+    uncached = offer(pricing_prompt=0.000002, pricing_completion=0.000008).prices
     assert cost_usd(usage, uncached) == Decimal("0.002") + Decimal("0.00008")
 
 
 def test_the_price_per_request_is_added_once_and_paid_without_usage() -> None:
-    prices = prices_of(offer(pricing_prompt=0.000001, pricing_request=0.005))
+    prices = offer(pricing_prompt=0.000001, pricing_request=0.005).prices
     assert cost_usd(Usage(10, 0), prices) == Decimal("0.00501")
     assert cost_usd(None, prices) == Decimal("0.005")
 
 
 def test_an_offer_with_no_price_is_unpriced_not_free() -> None:
-    assert cost_usd(Usage(10, 10), prices_of(offer())) is None
+    assert cost_usd(Usage(10, 10), offer().prices) is None
     assert not Prices(None, None, None, None).priced
-    assert cost_usd(Usage(10, 10), prices_of(offer(pricing_prompt=0.0))) == 0  # a free offer is priced at 0
+    assert cost_usd(Usage(10, 10), offer(pricing_prompt=0.0).prices) == 0  # a free offer is priced at 0
 
 
 def test_cost_text_never_uses_an_exponent() -> None:

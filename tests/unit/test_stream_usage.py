@@ -9,9 +9,10 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.billing.cost import Prices, cost_text, cost_usd
+from proxy.billing.cost import cost_text, cost_usd
 from proxy.billing.usage_accounting import answer_with_cost, priced_usage
 from proxy.failover.usage_ask import refuses_usage_ask
+from proxy.types import Prices
 from proxy.upstream.usage import Usage, counts_of, estimated_usage
 from proxy.upstream.usage_stream import UsageStage, text_bytes, without_member
 
