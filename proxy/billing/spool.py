@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from proxy.billing.usage_record import UsageRecord, from_spool_line, spool_line
+from proxy.processes import alive
 
 log = logging.getLogger("gatewayz.usage")
 PREFIX, SUFFIX = "usage-spool.", ".jsonl"
@@ -34,15 +35,6 @@ def _pid_of(path: Path) -> int | None:
     middle = path.name[len(PREFIX) : -len(SUFFIX)]
     return int(middle) if middle.isdigit() else None
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
 
 
 class Spool:
@@ -76,7 +68,7 @@ class Spool:
         found = []
         for path in self.folder.glob(f"{PREFIX}*{SUFFIX}"):
             pid = _pid_of(path)
-            if pid is not None and (pid == self.pid or not _alive(pid)):
+            if pid is not None and (pid == self.pid or not alive(pid)):
                 with contextlib.suppress(FileNotFoundError):
                     found.append((path.stat().st_mtime, path))
         return [path for _, path in sorted(found)]

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from prometheus_client.multiprocess import mark_process_dead
 
+from proxy.processes import alive
+
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 LIVE_GAUGE_FILE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
 
@@ -38,18 +40,9 @@ def forget_dead_workers(folder: str | os.PathLike[str]) -> list[int]:
     dead = set()
     for name in os.listdir(folder):
         found = LIVE_GAUGE_FILE.match(name)
-        if found is not None and not _alive(int(found.group(1))):
+        if found is not None and not alive(int(found.group(1))):
             dead.add(int(found.group(1)))
     for pid in dead:
         mark_process_dead(pid, str(folder))  # type: ignore[no-untyped-call]
     return sorted(dead)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 import warnings
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.errors import CatalogError
+from proxy.processes import alive
 
 HANDLES = ".handle_pids.json"
 
@@ -53,15 +53,6 @@ def exists(data_dir: str | Path) -> bool:
     return (pgdata_of(data_dir) / "PG_VERSION").exists()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
 
 def _server_pid(pgdata: Path) -> int | None:
     """The pid of a postmaster running on `pgdata`, from its `postmaster.pid`, if it is alive."""
@@ -70,7 +61,7 @@ def _server_pid(pgdata: Path) -> int | None:
         pid = int(first)
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if alive(pid) else None
 
 
 def forget_dead_users(pgdata: Path) -> Leftover | None:
@@ -82,7 +73,7 @@ def forget_dead_users(pgdata: Path) -> Leftover | None:
         pids = [int(p) for p in pids]
     except (OSError, ValueError, TypeError):
         return None  # not the wheel's list: leave it to the wheel
-    live = [p for p in pids if _alive(p)]
+    live = [p for p in pids if alive(p)]
     if len(live) < len(pids):
         handles.write_text(json.dumps(live))
     server = _server_pid(pgdata)
