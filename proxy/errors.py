@@ -38,7 +38,7 @@ Each class has a short `code`: the metric label and the `status` in an answer's 
 Errors are never changed after they are raised: whether an attempt's failure ends the request, and
 the attempts a 503 lists, are the request record's (`proxy.failover.record`), not the error's.
 An `UpstreamStatus` is labelled by its `outcome`: the status (`"503"`) or, when its body said more,
-the kind of refusal (`"context_length"`, `"rate_limited"`, ...; see `proxy.failover.refusals`).
+the kind of refusal (`"context_length"`, `"rate_limited"`, ...; see `proxy.failover.judge.refusals`).
 """
 
 from __future__ import annotations

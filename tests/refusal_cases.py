@@ -1,6 +1,6 @@
 """Recorded provider refusals, by kind, each with the request that drew it and its source.
 
-`TUNING` are the answers the classifier (`proxy.failover.refusal_kinds`) was written against.
+`TUNING` are the answers the classifier (`proxy.failover.judge.refusal_kinds`) was written against.
 `HELD_OUT` (in `tests/refusal_held_out.py`) were collected afterwards and measured before any rule
 was changed for them (the measurement is in the test module's docstring). Bodies are the bytes the
 source quotes (long messages shortened only where marked `...`); `request` is what the client sent,

@@ -7,7 +7,7 @@ A Messages stream (https://platform.claude.com/docs/en/build-with-claude/streami
 `ping` events anywhere, and an `error` event (`overloaded_error`, `api_error`) instead of the rest.
 
 - Before commit, `messages_output(name, payload)` is the endpoint's output predicate
-  (`proxy.failover.verdict.first_event_verdict` has already failed an `error` event): `ping`, a
+  (`proxy.failover.judge.verdict.first_event_verdict` has already failed an `error` event): `ping`, a
   `message_start` without content, an empty text or thinking block's start hold the commit; text,
   thinking, a tool call's start, a stop reason commit; `message_stop` before any output is no answer.
 - After commit, `MessagesStreamWatch` (a `proxy.upstream.sse.RelayWatch`) follows the stream as the

@@ -36,8 +36,8 @@ from proxy.billing.spend import SpendLedger
 from proxy.billing.usage_record import Request, UsageRecord, build_usage_record
 from proxy.config import ProxySettings
 from proxy.errors import ConnectFailed, ConnectTimeout, ErrorInAnswer, FirstByteTimeout, UpstreamError, UpstreamStatus
+from proxy.failover.judge.refusals import Cooldown, is_account_failure
 from proxy.failover.record import RequestRecord, Tried
-from proxy.failover.refusals import Cooldown, is_account_failure
 from proxy.runtime.metrics import Metrics
 from proxy.runtime.state import RuntimeState
 

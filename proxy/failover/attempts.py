@@ -4,7 +4,7 @@ For each offer: rewrite `model`, send with that provider's key, and wait for the
 stream) the first event that carries output, or (otherwise) the whole body. Nothing has been sent to
 the client yet, so any retryable failure moves on to the next offer. How an answer is read and
 judged is the endpoint's (`proxy.failover.endpoints`); the verdicts are the pure modules':
-`proxy.failover.refusals` for an error status read with its body, `proxy.failover.verdict` for a
+`proxy.failover.judge.refusals` for an error status read with its body, `proxy.failover.judge.verdict` for a
 200's body and a stream's events.
 
 Every attempt is written into the request's record (`proxy.failover.record`) as it ends, and nothing
@@ -14,7 +14,7 @@ attempts where the loop ends (with the first refusal when every offer refused th
 which the client then gets unchanged rather than a 503). Errors are never changed after they are raised.
 
 A refusal of unknown kind (neither a known client mistake nor a known limit of the offer) gets one
-second opinion from another provider's offer (`proxy.failover.second_opinion`) before it is passed through.
+second opinion from another provider's offer (`proxy.failover.judge.second_opinion`) before it is passed through.
 
 The wait for a first output is bounded by the offer's learned deadline (`proxy.runtime.first_output`)
 when another offer is left to try; with none, the configured `first_byte_timeout_s` holds, since
@@ -42,13 +42,13 @@ from proxy.failover.client_request import ClientRequest
 from proxy.failover.dialect import Dialect
 from proxy.failover.endpoints import Endpoint, ForwardRequest
 from proxy.failover.hedge import HedgeBudgets, HedgePlan, hedge_plan, race
+from proxy.failover.judge.refusals import refuses_the_request
+from proxy.failover.judge.request_terms import terms_for
+from proxy.failover.judge.second_opinion import SERVED, opinion_outcome, second_opinion_offer
+from proxy.failover.judge.verdict import AnswerCheck, OutputPredicate
 from proxy.failover.reading import first_bytes, first_output, is_json, judge_body, status_error
 from proxy.failover.record import RequestRecord
-from proxy.failover.refusals import refuses_the_request
-from proxy.failover.request_terms import terms_for
-from proxy.failover.second_opinion import SERVED, opinion_outcome, second_opinion_offer
 from proxy.failover.usage_ask import UsageAsk, client_asked_usage, refuses_usage_ask
-from proxy.failover.verdict import AnswerCheck, OutputPredicate
 from proxy.runtime.live import LiveConfig
 from proxy.runtime.state import RuntimeState
 from proxy.types import Offer, Ranking

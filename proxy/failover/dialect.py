@@ -34,7 +34,7 @@ from proxy.dialects.envelopes import to_anthropic, to_openai
 from proxy.dialects.messages_stream import MessagesFromChat
 from proxy.dialects.relaying import StreamTranslation
 from proxy.errors import BadRequest, NoOfferFits
-from proxy.failover.verdict import AnswerCheck, OutputPredicate, chat_output, has_choice, stream_event_outcome
+from proxy.failover.judge.verdict import AnswerCheck, OutputPredicate, chat_output, has_choice, stream_event_outcome
 from proxy.provider_api import ANTHROPIC_HEADERS
 from proxy.types import Offer
 from proxy.upstream.sse import RelayWatch, StreamWatch
@@ -50,7 +50,7 @@ class Dialect:
     upstream: str  # the path after the offer's base_url
     encode: Callable[[Body, Offer], dict[str, Any]]  # the client's body -> the offer's, for this offer
     refuses: Callable[[Body], str | None]  # what in a client's body the translation cannot carry
-    output: OutputPredicate  # the offer's stream before commit (`proxy.failover.verdict`)
+    output: OutputPredicate  # the offer's stream before commit (`proxy.failover.judge.verdict`)
     watch: Callable[[], RelayWatch]  # the offer's stream after commit
     check: AnswerCheck  # the offer's 200 JSON body
     answer: Callable[[dict[str, Any], Body], dict[str, Any]]  # the offer's whole answer -> the client's

@@ -39,7 +39,7 @@ from proxy.dialects.usage_shapes import answer_usage
 from proxy.failover.client_request import ClientRequest, parse_request
 from proxy.failover.dialect import CHAT_VIA_MESSAGES, MESSAGES_VIA_CHAT, Dialect, speaking_offers
 from proxy.failover.form_request import parse_form
-from proxy.failover.verdict import (
+from proxy.failover.judge.verdict import (
     AnswerCheck,
     OutputPredicate,
     chat_output,

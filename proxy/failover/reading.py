@@ -1,7 +1,7 @@
 """Reading an attempt's answer up to its verdict, before anything is sent to the client.
 
-An error status is read with its body and classified (`proxy.failover.refusals`); a stream is read up
-to its first event that carries output (`proxy.failover.verdict`, framed by `proxy.upstream.sse`);
+An error status is read with its body and classified (`proxy.failover.judge.refusals`); a stream is read up
+to its first event that carries output (`proxy.failover.judge.verdict`, framed by `proxy.upstream.sse`);
 a non-streaming body is parsed and judged whole; a binary answer is read to its first bytes. Each
 raises the `UpstreamError` of the failure it finds; the caller (the attempt loop) owns the response.
 """
@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 
 from proxy.errors import EmptyAnswer, MalformedResponse, UpstreamError, UpstreamStatus
-from proxy.failover.refusals import classify_refusal
-from proxy.failover.request_terms import RequestTerms
-from proxy.failover.verdict import AnswerCheck, FirstEvent, OutputPredicate, answer_failure, first_event_verdict
+from proxy.failover.judge.refusals import classify_refusal
+from proxy.failover.judge.request_terms import RequestTerms
+from proxy.failover.judge.verdict import AnswerCheck, FirstEvent, OutputPredicate, answer_failure, first_event_verdict
 from proxy.upstream.client import MAX_ERROR_BODY, UpstreamResponse
 from proxy.upstream.sse import SseEvent, SseFramer, looks_like_sse, without_bom
 

@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from proxy.failover.error_text import read_error
-from proxy.failover.request_terms import normal_name
+from proxy.failover.judge.error_text import read_error
+from proxy.failover.judge.request_terms import normal_name
 
 ASK_NAMES = ("streamoptions", "includeusage")
 REFUSAL_STATUSES = frozenset({400, 422})

@@ -24,10 +24,10 @@ from proxy.failover.attempts import Call, Served, run_attempts
 from proxy.failover.client_request import MAX_MODEL_LENGTH, ClientRequest, require_known_providers
 from proxy.failover.endpoints import PROXIED, Endpoint, ForwardRequest, match
 from proxy.failover.fit import prompt_characters
+from proxy.failover.judge.verdict import answer_finish_reason
 from proxy.failover.model_fallbacks import not_offered, serve_request
 from proxy.failover.record import Phase, RequestRecord
 from proxy.failover.usage_ask import UsageAsk
-from proxy.failover.verdict import answer_finish_reason
 from proxy.http.answers import (
     JSON,
     Headers,

@@ -12,7 +12,7 @@ and `StreamWatch` carry the unfinished event over from one read to the next.
   JSON only where a byte pattern says an event may matter (an error, a `finish_reason`).
 - `is_done(data)`: `[DONE]` only as an event's whole data, never as a substring of content.
 - `StreamWatch.usage`: the usage object of the last event that carried one, wherever in the event
-  (for tokens and cost; the judge says where, `proxy.failover.verdict.stream_event_outcome`).
+  (for tokens and cost; the judge says where, `proxy.failover.judge.verdict.stream_event_outcome`).
 - One leading byte-order mark is ignored, as the event-stream rules allow (`SseFramer`,
   `without_bom`): openai-python would otherwise drop the first event.
 - `RelayWatch`: what the relay asks of any watch (`StreamWatch` for chat-like streams; the typed

@@ -8,13 +8,13 @@ import pytest
 
 from proxy.dialects.envelopes import error_event, error_type, read_error, to_anthropic, to_openai
 from proxy.errors import AllOffersFailed, BodyTooLarge, ModelNotFound, Unauthorized
-from proxy.failover.refusals import Cooldown, classify_refusal
+from proxy.failover.judge.refusals import Cooldown, classify_refusal
 from proxy.http.api_errors import ANTHROPIC_ERRORS, failed_status
 from proxy.types import Attempt
 
 # Anthropic's 529, as its errors page shows the envelope (https://docs.claude.com/en/api/errors).
 OVERLOADED = b'{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
-# OpenAI's 400 for a parameter the model does not take (the wording proxy.failover.refusals quotes for
+# OpenAI's 400 for a parameter the model does not take (the wording proxy.failover.judge.refusals quotes for
 # OpenAI's `unsupported_parameter`, as tests/unit/test_refusals.py does).
 OPENAI_400 = (
     b'{"error": {"message": "Unsupported parameter: \'max_tokens\' is not supported with this model. Use '
@@ -92,7 +92,7 @@ def anthropic_body(kind: str, message: str) -> bytes:
         (529, OVERLOADED, "", True, Cooldown.OFFER),
         # a 429 is judged by its status and the envelope's type (https://docs.claude.com/en/api/errors)
         (429, anthropic_body("rate_limit_error", "Rate limited"), "", True, Cooldown.OFFER),
-        # "prompt is too long" (the wording proxy.failover.refusals quotes): a larger offer may take it
+        # "prompt is too long" (the wording proxy.failover.judge.refusals quotes): a larger offer may take it
         (400, anthropic_body("invalid_request_error", "prompt is too long: 203052 tokens > 200000 maximum"),
          "context_length", True, Cooldown.NONE),
         # request_too_large, in the errors page's words: over the 32 MB Anthropic's endpoints take; a size limit of

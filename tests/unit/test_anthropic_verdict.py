@@ -9,8 +9,8 @@ import pytest
 from proxy.dialects.anthropic_verdict import MessagesStreamWatch, has_input_tokens, is_message
 from proxy.errors import EmptyAnswer, ErrorInAnswer
 from proxy.failover.endpoints import PROXIED
+from proxy.failover.judge.verdict import FirstEvent, answer_failure, first_event_verdict
 from proxy.failover.reading import commits
-from proxy.failover.verdict import FirstEvent, answer_failure, first_event_verdict
 from proxy.upstream.sse import SseEvent, SseFramer
 from tests.dialect_fixtures import ANTHROPIC_BASIC, ANTHROPIC_ERROR_EVENT, ANTHROPIC_THINKING, ANTHROPIC_TOOL, pieces
 

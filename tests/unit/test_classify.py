@@ -6,7 +6,7 @@ from email.utils import formatdate
 
 import pytest
 
-from proxy.failover.classify import is_retryable_status, retry_after_seconds
+from proxy.failover.judge.classify import is_retryable_status, retry_after_seconds
 
 
 @pytest.mark.parametrize("status", [401, 402, 403, 404, 408, 429, 500, 502, 503, 504, 529, 599])

@@ -138,7 +138,7 @@ def test_each_block_is_opened_and_closed_in_order() -> None:
 
 
 def test_an_error_chunk_becomes_an_anthropic_error_event_the_sdk_raises() -> None:
-    # OpenRouter's error inside a stream (the body proxy.failover.verdict quotes), after some output
+    # OpenRouter's error inside a stream (the body proxy.failover.judge.verdict quotes), after some output
     upstream = OPENAI_TOOL.split(b"\n\n")[0] + b'\n\ndata: {"error": {"message": "Provider returned error", "code": 502}}\n\n'
     translation = MessagesFromChat()
     stream = translation.feed(upstream)

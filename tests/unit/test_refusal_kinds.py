@@ -1,6 +1,6 @@
-"""Refusals by kind (`proxy.failover.refusal_kinds`, `error_text`, `request_terms`): every recorded
+"""Refusals by kind (`proxy.failover.judge.refusal_kinds`, `error_text`, `request_terms`): every recorded
 provider refusal of `tests/refusal_cases.py` and `tests/refusal_held_out.py` is judged by what it is
-about, and its verdict follows (`proxy.failover.refusals.classify_refusal`).
+about, and its verdict follows (`proxy.failover.judge.refusals.classify_refusal`).
 
 Generalisation, measured with the classifier as it was before each set was looked at:
 - HELD_OUT (33 answers, collected after TUNING passed): 29/33 kinds right (88%), 31/33 verdicts right
@@ -22,11 +22,11 @@ import orjson
 import pytest
 
 from proxy.errors import UpstreamError, UpstreamStatus
-from proxy.failover.error_text import read_error
-from proxy.failover.refusal_kinds import Kind, refusal_kind
-from proxy.failover.refusals import Cooldown, classify_refusal, is_account_failure, refuses_the_request
-from proxy.failover.request_terms import NO_TERMS, normal_name, request_terms
-from proxy.failover.second_opinion import FAILED, REFUSED, SERVED, opinion_outcome, second_opinion_offer
+from proxy.failover.judge.error_text import read_error
+from proxy.failover.judge.refusal_kinds import Kind, refusal_kind
+from proxy.failover.judge.refusals import Cooldown, classify_refusal, is_account_failure, refuses_the_request
+from proxy.failover.judge.request_terms import NO_TERMS, normal_name, request_terms
+from proxy.failover.judge.second_opinion import FAILED, REFUSED, SERVED, opinion_outcome, second_opinion_offer
 from proxy.types import Offer, Preferences
 from tests.refusal_cases import TUNING, Case
 from tests.refusal_held_out import HELD_OUT, HELD_OUT_2

@@ -1,4 +1,4 @@
-"""Each rule of the 4xx table (`proxy.failover.refusals`), each with a provider's real error text."""
+"""Each rule of the 4xx table (`proxy.failover.judge.refusals`), each with a provider's real error text."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from proxy.failover.error_text import read_error
-from proxy.failover.refusals import Cooldown, StatusVerdict, classify_refusal
+from proxy.failover.judge.error_text import read_error
+from proxy.failover.judge.refusals import Cooldown, StatusVerdict, classify_refusal
 
 NOW = 1_700_000_000.0
 

@@ -11,7 +11,7 @@ import pytest
 from proxy.errors import BadRequest, EmptyAnswer, ErrorInAnswer
 from proxy.failover.endpoints import PROXIED
 from proxy.failover.form_request import parse_form
-from proxy.failover.verdict import FirstEvent, answer_failure, first_event_verdict
+from proxy.failover.judge.verdict import FirstEvent, answer_failure, first_event_verdict
 from proxy.upstream.responses_events import (
     MAX_TERMINAL_EVENT,
     TypedStreamWatch,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from proxy.failover.verdict import stream_event_outcome
+from proxy.failover.judge.verdict import stream_event_outcome
 from proxy.upstream.sse import MAX_WATCHED_EVENT, SseEvent, SseFramer, StreamWatch, is_done, parse_event
 from tests.scripted_provider import DONE, chunk, event, usage_chunk
 

@@ -1,4 +1,4 @@
-"""The verdict on a 200 (`proxy.failover.verdict`): an answer, an error, or nothing yet."""
+"""The verdict on a 200 (`proxy.failover.judge.verdict`): an answer, an error, or nothing yet."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from proxy.errors import EmptyAnswer, ErrorInAnswer, MalformedResponse
 from proxy.failover.endpoints import PROXIED
-from proxy.failover.verdict import (
+from proxy.failover.judge.verdict import (
     AnswerCheck,
     FirstEvent,
     OutputPredicate,

@@ -27,7 +27,7 @@ from proxy.mock.wire import EVENT_STREAM, JSON, Exchange, forever
 
 GARBAGE_JSON = b"<html><body><h1>502 Bad Gateway</h1> (mock garbage)</body></html>"
 GARBAGE_SSE = b'data: {"id": "chatcmpl-garbage", "choices": [{"delta": {"conte\n\nthis is not an event\n\n'
-# OpenRouter's error inside a 200, as the verdict module quotes it (proxy.failover.verdict)
+# OpenRouter's error inside a 200, as the verdict module quotes it (proxy.failover.judge.verdict)
 CHAT_ERROR = b'{"error": {"message": "Provider returned error", "code": 502}}'
 
 

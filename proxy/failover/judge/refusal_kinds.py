@@ -41,7 +41,7 @@ speaks of a rate or a window of time; an account problem of money or of the key 
 - `unsupported`, by word: a negation next to a word for a field, parameter, model, tool or feature.
   Groq "The model `llama3-70b-8192` has been decommissioned and is no longer supported."; Ollama
   "registry.ollama.ai/library/gemma3:4b does not support tools".
-- none of these: unknown, which gets a second opinion (`proxy.failover.second_opinion`).
+- none of these: unknown, which gets a second opinion (`proxy.failover.judge.second_opinion`).
 
 The recorded answers behind each kind, each with its source, are the fixtures of
 `tests/refusal_cases.py`; `tests/test_refusal_kinds.py` runs them.
@@ -52,8 +52,8 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from proxy.failover.error_text import ErrorText
-from proxy.failover.request_terms import NO_TERMS, RequestTerms, normal_name
+from proxy.failover.judge.error_text import ErrorText
+from proxy.failover.judge.request_terms import NO_TERMS, RequestTerms, normal_name
 
 
 class Kind(StrEnum):

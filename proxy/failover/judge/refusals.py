@@ -3,8 +3,8 @@
 A status alone is not enough: only some providers send `context_length_exceeded`; others send a
 generic `invalid_request_error`, a bare number, a plain string `error`, or another envelope, and a
 rate limit may come as 413 (Groq) or 400. The body is read whatever its envelope
-(`proxy.failover.error_text`), and its kind decided by what it is about, not by its wording
-(`proxy.failover.refusal_kinds`: the kinds, how each is recognised and recorded examples of each):
+(`proxy.failover.judge.error_text`), and its kind decided by what it is about, not by its wording
+(`proxy.failover.judge.refusal_kinds`: the kinds, how each is recognised and recorded examples of each):
 
     kind                 status          what the proxy does
     insufficient_quota   any             next offer; the whole provider cools down (account_cooldown_s)
@@ -19,7 +19,7 @@ rate limit may come as 413 (Groq) or 400. The body is read whatever its envelope
     499                  499             next offer; counted against the offer
     client_mistake       400/413/422     passed through unchanged at once: every provider would say the same
     (unknown)            400/422         one second opinion from another provider's offer
-                                         (`proxy.failover.second_opinion`); if it refuses too, passed through
+                                         (`proxy.failover.judge.second_opinion`); if it refuses too, passed through
     (unknown)            413, other 4xx  passed through unchanged
 """
 
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from proxy.errors import UpstreamError, UpstreamStatus
-from proxy.failover.classify import COOLDOWN_STATUSES, is_retryable_status, retry_after_seconds
-from proxy.failover.error_text import ErrorText, read_error
-from proxy.failover.refusal_kinds import Kind, refusal_kind
-from proxy.failover.request_terms import NO_TERMS, RequestTerms
+from proxy.failover.judge.classify import COOLDOWN_STATUSES, is_retryable_status, retry_after_seconds
+from proxy.failover.judge.error_text import ErrorText, read_error
+from proxy.failover.judge.refusal_kinds import Kind, refusal_kind
+from proxy.failover.judge.request_terms import NO_TERMS, RequestTerms
 
 ACCOUNT_STATUSES = frozenset({401, 402, 403})
 BODY_READ_STATUSES = frozenset({400, 410, 413, 422, 429})
@@ -105,7 +105,7 @@ def classify_refusal(
     status: int, body: bytes, headers: Iterable[tuple[str, str]], now: float, terms: RequestTerms = NO_TERMS
 ) -> StatusVerdict:
     """The verdict on an error status from what its body is about (see the table above); `terms` are
-    the names the refused request used (`proxy.failover.request_terms`)."""
+    the names the refused request used (`proxy.failover.judge.request_terms`)."""
     read = status in BODY_READ_STATUSES or status in ACCOUNT_STATUSES
     text = read_error(body) if read else ErrorText()
     kind = refusal_kind(text, terms) if read else Kind.UNKNOWN
