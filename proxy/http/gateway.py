@@ -123,20 +123,29 @@ class Gateway:
         pin_redis = redis_client(config.redis_url) if config.redis_url else None
         self.pins = ResponsePins(lambda: self.settings.response_pin_ttl_s, pin_redis, config.redis_prefix)
         self.flusher = HealthFlusher(self.state, lambda: self.pool, database=self.database)
+        self.spend_sync = self._spend_sync(config)
+        self.usage = self._usage_writer(config)
+        if self.usage is not None:
+            self.accounting.record_usage = self.usage.add
+        self.context = AttemptContext(self.client, self.state, HedgeBudgets())
+        self.router = ModelRouter(self.catalog, self.context)
+        self._bind_labels()
+
+    def _spend_sync(self, config: Config) -> SpendSync | None:
+        """The client keys' spend shared through Redis, else Postgres (None: neither, each instance alone)."""
         store: SpendStore | None = None
         if config.redis_url:
             store = RedisSpend(config.redis_url, config.redis_prefix)
         elif config.database_url:
             store = PostgresSpend(lambda: self.pool)
-        self.spend_sync = None if store is None else SpendSync(self.spend, store, lambda: self.settings.budget_sync_s)
-        self.usage: UsageWriter | None = None
-        if config.usage_enabled:
-            spool = Spool(spool_folder(config.data_dir), int(config.usage.spool_max_mb * MB))
-            self.usage = UsageWriter(lambda: self.config.usage, lambda: self.pool, spool, self.metrics, self.database)
-            self.accounting.record_usage = self.usage.add
-        self.context = AttemptContext(self.client, self.state, HedgeBudgets())
-        self.router = ModelRouter(self.catalog, self.context)
-        self._bind_labels()
+        return None if store is None else SpendSync(self.spend, store, lambda: self.settings.budget_sync_s)
+
+    def _usage_writer(self, config: Config) -> UsageWriter | None:
+        """The usage records' writer, with its spool in the data folder (None: records are off)."""
+        if not config.usage_enabled:
+            return None
+        spool = Spool(spool_folder(config.data_dir), int(config.usage.spool_max_mb * MB))
+        return UsageWriter(lambda: self.config.usage, lambda: self.pool, spool, self.metrics, self.database)
 
     @property
     def config(self) -> Config:
