@@ -25,11 +25,11 @@ from starlette.routing import Route
 from proxy.config import Config, load_config
 from proxy.errors import ConfigError, Unauthorized
 from proxy.failover.endpoints import PROXIED, PROXIED_POSTS, match, route_list, route_patterns
-from proxy.http import admin, usage_views
 from proxy.http.answers import client_error, error_body
 from proxy.http.gateway import Gateway
 from proxy.http.handler import ProxyHandler
 from proxy.http.identity import authorize
+from proxy.http.views import admin, usage_views
 from proxy.types import Receive, Scope, Send
 from proxy.upstream.client import UpstreamClient
 

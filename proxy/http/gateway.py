@@ -5,12 +5,12 @@ client and (when reachable) the database pool. `start()` and `stop()` are called
 lifespan: every background task started here is cancelled and awaited in `stop()`.
 
 Background work, none of it on the request path:
-- ranking events (`proxy.runtime.refresh`): from Redis pub/sub (`proxy.runtime.peers`) when `REDIS_URL` is set,
-  else from Postgres `LISTEN` (`proxy.runtime.pg_listen`); the TTL refresh is the safety net, and also
+- ranking events (`proxy.runtime.refresh`): from Redis pub/sub (`proxy.runtime.sharing.peers`) when `REDIS_URL` is set,
+  else from Postgres `LISTEN` (`proxy.runtime.sharing.pg_listen`); the TTL refresh is the safety net, and also
   reconnects a database that was down at start-up;
 - shared state: cooldowns and opened circuits published to, and applied from, the other instances
-  (and the other workers of `serve --workers N`), through Redis (`proxy.runtime.peers`) or else
-  Postgres NOTIFY (`proxy.runtime.pg_peers`);
+  (and the other workers of `serve --workers N`), through Redis (`proxy.runtime.sharing.peers`) or else
+  Postgres NOTIFY (`proxy.runtime.sharing.pg_peers`);
 - the passive-health flusher (`proxy.runtime.flush`), every `health_flush_s`, and once more at shutdown;
 - the client keys' spend (`proxy.billing.spend_sync`), every `budget_sync_s`, and once more at shutdown:
   added to the shared counters (Redis, else Postgres `key_spend`) and read back from them;
@@ -55,11 +55,11 @@ from proxy.runtime.catalog import CONFIG_SOURCE, Catalog
 from proxy.runtime.flush import HealthFlusher
 from proxy.runtime.live import Live, LiveConfig
 from proxy.runtime.metrics import Metrics
-from proxy.runtime.peers import SharedState
-from proxy.runtime.pg_listen import PostgresListener
-from proxy.runtime.pg_peers import PostgresPeers
 from proxy.runtime.refresh import CatalogRefresher
 from proxy.runtime.response_pins import ResponsePins
+from proxy.runtime.sharing.peers import SharedState
+from proxy.runtime.sharing.pg_listen import PostgresListener
+from proxy.runtime.sharing.pg_peers import PostgresPeers
 from proxy.runtime.state import RuntimeState
 from proxy.store.database import DATABASE_ERRORS, create_pool, database_fingerprint
 from proxy.store.outage import DatabaseHealth, probe, watch_database

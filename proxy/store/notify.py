@@ -1,8 +1,8 @@
 """Events through Postgres NOTIFY, for deployments without Redis (channels in `proxy.store.wire`).
 
 `gatewayz_rankings`: the health worker announces changed statuses, `failover sync` a changed catalog.
-`gatewayz_state`: proxies share cooldowns and opened circuits (`proxy.runtime.pg_peers`). Proxies
-`LISTEN` on both (`proxy.runtime.pg_listen`).
+`gatewayz_state`: proxies share cooldowns and opened circuits (`proxy.runtime.sharing.pg_peers`). Proxies
+`LISTEN` on both (`proxy.runtime.sharing.pg_listen`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import pytest
 
 from proxy.config import ProxySettings, Secret
 from proxy.mock.testing import refused_url
-from proxy.runtime.peers import SharedState
+from proxy.runtime.sharing.peers import SharedState
 from proxy.runtime.state import RuntimeState
 from proxy.store.wire import (
     RankingEvent,

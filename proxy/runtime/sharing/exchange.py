@@ -3,8 +3,8 @@
 An instance's `RuntimeState` calls `publish(event)` on the request path: the event only goes into a
 bounded outbox (no I/O), and the channel's sender takes out what is still in force. An event heard
 from another instance is applied to the local `RuntimeState`; this instance's own are ignored.
-The channels: Redis pub/sub (`proxy.runtime.peers`) and, without Redis, Postgres NOTIFY
-(`proxy.runtime.pg_peers`).
+The channels: Redis pub/sub (`proxy.runtime.sharing.peers`) and, without Redis, Postgres NOTIFY
+(`proxy.runtime.sharing.pg_peers`).
 """
 
 from __future__ import annotations

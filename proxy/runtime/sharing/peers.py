@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from proxy.config import Secret
 from proxy.runtime.backoff import Backoff
-from proxy.runtime.exchange import StateExchange
+from proxy.runtime.sharing.exchange import StateExchange
 from proxy.runtime.state import RuntimeState
 from proxy.store.redis import REDIS_ERRORS, redis_client
 from proxy.store.wire import (

@@ -1,7 +1,7 @@
 """Shared state through Postgres, for deployments without Redis: `NOTIFY gatewayz_state`.
 
 The workers of one `serve --workers N`, and separate instances on one database, tell each other
-about a cooldown or an opened circuit as the Redis channel does (`proxy.runtime.peers`): `publish`
+about a cooldown or an opened circuit as the Redis channel does (`proxy.runtime.sharing.peers`): `publish`
 only queues (no I/O on the request path), `run()` sends what is still in force as NOTIFYs through
 the pool, and the instance's `PostgresListener` hands what it hears on `gatewayz_state` to
 `receive`. Unlike Redis there is no catch-up: an instance that starts (or reconnects) later does not
@@ -19,7 +19,7 @@ from collections.abc import Callable
 import asyncpg
 
 from proxy.runtime.backoff import Backoff
-from proxy.runtime.exchange import StateExchange
+from proxy.runtime.sharing.exchange import StateExchange
 from proxy.runtime.state import RuntimeState
 from proxy.store.database import DATABASE_ERRORS
 from proxy.store.notify import notify

@@ -27,10 +27,10 @@ from starlette.responses import JSONResponse, Response
 from proxy.billing.usage_db import check_groups, fetch_usage, parse_time, spend, spend_json, totals
 from proxy.billing.usage_record import UsageRecord, generation_json
 from proxy.errors import Unauthorized
-from proxy.http.admin import refusal as admin_refusal
 from proxy.http.answers import client_error, error_body
 from proxy.http.gateway import Gateway
 from proxy.http.identity import authorize, bearer_token
+from proxy.http.views.admin import refusal as admin_refusal
 from proxy.store.database import DATABASE_ERRORS
 
 DEFAULT_RANGE = timedelta(hours=24)
