@@ -77,9 +77,15 @@ def _data_dir() -> str:
 
 class ProxyServer:
     def __init__(
-        self, config: Config, *, client: UpstreamClient | None = None, http: type[asyncio.Protocol] | None = None
+        self,
+        config: Config,
+        *,
+        client: UpstreamClient | None = None,
+        http: type[asyncio.Protocol] | None = None,
+        grace_s: int = 2,
     ) -> None:
         self.app: GatewayApp = create_app(config, client=client)
+        self.grace_s = grace_s  # how long a stop lets in-flight requests finish (`shutdown_grace_s` under serve)
         self.http = http or GuardedHttpToolsProtocol  # what `failover serve` runs
         self.config = config
         self._server: uvicorn.Server | None = None
@@ -105,7 +111,7 @@ class ProxyServer:
     def start(self) -> ProxyServer:
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=0, loop="asyncio", http=self.http, lifespan="on",
-            log_level="warning", access_log=False, timeout_graceful_shutdown=2,
+            log_level="warning", access_log=False, timeout_graceful_shutdown=self.grace_s,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="proxy-under-test", daemon=True)

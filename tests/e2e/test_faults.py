@@ -335,14 +335,16 @@ class Fleet:
 async def test_proxy_restart_while_another_instance_serves(mock_provider: Any, proxy_server: Any) -> None:
     mocks = [mock_provider(s, latency_ms=30) for s in ("a", "b")]
     config = gateway_config([(m.name, m.url) for m in mocks])
-    first, survivor = proxy_server(config), proxy_server(config)
+    # a graceful stop lets in-flight requests finish: given room to, as serve's `shutdown_grace_s` does
+    # (the harness's 2 s is tight for 40 clients and three servers sharing one loaded test process)
+    first, survivor = proxy_server(config, grace_s=10), proxy_server(config, grace_s=10)
     fleet = Fleet([first.url, survivor.url])
     restarted: list[ProxyServer] = []
 
     async def restart() -> None:
         await asyncio.sleep(0.5)
         await asyncio.to_thread(first.stop)  # graceful: in-flight requests finish, new ones are refused
-        replacement = await asyncio.to_thread(proxy_server, config)
+        replacement = await asyncio.to_thread(proxy_server, config, grace_s=10)
         restarted.append(replacement)
         fleet.urls[0] = replacement.url
 
